@@ -1,0 +1,87 @@
+"""Fork safety: run shards in a fresh process when this one was forked after JAX loaded.
+
+JAX gives its MLIR contexts one global thread pool. Once a process has lowered a module
+big enough to start those threads, a child *forked* from it hangs forever in lowering,
+because ``fork`` copies the pool's state but not its threads. ``datasets`` forks its
+``num_proc`` workers, so a user who lowered anything before ``load_dataset(...,
+num_proc=2)`` would hang. We cannot tell from Python whether the pool's threads were
+started, so we treat "JAX was imported before the fork" as unsafe: such a worker streams
+its shards from a fresh interpreter (``python -m generator._shard_server``), started once per
+worker process and reused for all its shards. A fresh fork of a process that never
+imported JAX lowers in-process, at full speed.
+
+Protocol over the pipe: one ``ShardTask`` JSON per line in; per task, JSON lines
+``{"row": ...}`` then ``{"done": stats}`` or ``{"error": message}`` out.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .pipeline import ShardStats, ShardTask
+
+_state = {"forked": False, "jax_before_fork": False}
+
+
+def _before_fork() -> None:
+    _state["jax_before_fork"] = _state["jax_before_fork"] or "jax" in sys.modules
+
+
+def _after_fork_in_child() -> None:
+    _state["forked"] = True
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+_worker: subprocess.Popen | None = None
+_worker_lock = threading.Lock()
+
+
+def lowering_unsafe_in_this_process() -> bool:
+    """True in a child forked (at any depth) from a process that had imported JAX."""
+    return _state["forked"] and _state["jax_before_fork"]
+
+
+def _start_worker() -> subprocess.Popen:
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return subprocess.Popen(
+        [sys.executable, "-m", "generator._shard_server"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
+        bufsize=1,
+    )
+
+
+def generate_in_subprocess(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:
+    """Stream one shard's rows from the worker process (started on first use)."""
+    from .pipeline import ShardStats
+
+    global _worker
+    with _worker_lock:
+        if _worker is None or _worker.poll() is not None:
+            _worker = _start_worker()
+        worker = _worker
+    worker.stdin.write(task.to_json() + "\n")
+    worker.stdin.flush()
+    for line in worker.stdout:
+        msg = json.loads(line)
+        if "row" in msg:
+            yield msg["row"]
+        elif "done" in msg:
+            stats.add(ShardStats(**msg["done"]))
+            return
+        else:
+            raise RuntimeError(f"shard {task.split}/{task.shard_index} (seed {task.seed}) failed in the worker: {msg['error']}")
+    raise RuntimeError(f"the worker process for shard {task.split}/{task.shard_index} (seed {task.seed}) exited early")

@@ -1,0 +1,159 @@
+"""Command line: ``python -m generator {generate,build,validate,stats}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .ops import CATEGORIES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _category(text: str) -> str:
+    if text not in CATEGORIES:
+        raise argparse.ArgumentTypeError(f"unknown category {text!r}; valid categories: {', '.join(CATEGORIES)}")
+    return text
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from .api import ensure_writable_dir, write_jsonl_atomic
+    from .pipeline import ShardStats, generate_shard, plan_shards
+
+    out_dir = ensure_writable_dir(args.output_dir)  # fail before any work
+    categories = (args.category,) if args.category else CATEGORIES
+    plan = plan_shards(
+        train_size=args.count,
+        validation_size=0,
+        seed=args.seed,
+        categories=categories,
+        mixture="balanced" if (args.balanced or args.category) else "mixed",
+    )
+    stats = ShardStats()
+    rows = []
+    with tqdm(total=args.count, unit="pair", desc="generating") as bar:
+        for task in plan["train"]:
+            for row in generate_shard(task, stats):
+                rows.append(row)
+                bar.update()
+    if args.format == "jsonl":
+        path = write_jsonl_atomic(rows, out_dir / "train.jsonl")
+    else:
+        path = _write_parquet_atomic(rows, out_dir / "train.parquet")
+    print(f"wrote {len(rows)} rows to {path}")
+    print(json.dumps({k: v for k, v in stats.as_dict().items() if k != "failure_examples"}))
+    return 0
+
+
+def _write_parquet_atomic(rows, path: Path) -> Path:
+    import os
+    import tempfile
+
+    import datasets
+
+    from .schema import FEATURES
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        datasets.Dataset.from_list(rows, features=FEATURES).to_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .io import read_rows
+    from .validate import validate_rows
+
+    report = validate_rows(read_rows(args.path), sample=None if args.all else args.sample)
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import format_summary, generator_summary, summarize
+
+    if args.path is None:
+        print(json.dumps(generator_summary(), indent=2))
+        return 0
+    from .io import read_rows
+
+    print(format_summary(summarize(read_rows(args.path))))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build a config through the dataset builder (as ``load_dataset`` users do) and summarize it."""
+    import time
+
+    import datasets
+
+    from .stats import format_summary, summarize
+
+    kwargs = {k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None}
+    start = time.perf_counter()
+    ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
+    elapsed = time.perf_counter() - start
+    summary = summarize({split: ds[split] for split in ds})
+    print(format_summary(summary))
+    print(f"rate: {summary['rows'] / elapsed:.1f} pairs/s ({summary['rows']} rows in {elapsed:.1f} s, num_proc={args.num_proc})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate pairs into a folder (JSONL or Parquet)")
+    g.add_argument("--count", type=_positive_int, required=True)
+    mix = g.add_mutually_exclusive_group()
+    mix.add_argument("--balanced", action="store_true", help="equal share per category (default: drawn at random)")
+    mix.add_argument("--category", type=_category, help=f"one of: {', '.join(CATEGORIES)}")
+    g.add_argument("--seed", type=_positive_int, default=0)
+    g.add_argument("--output-dir", required=True)
+    g.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    g.set_defaults(func=cmd_generate)
+
+    v = sub.add_parser("validate", help="check a built dataset (file or folder)")
+    v.add_argument("path")
+    v.add_argument("--sample", type=_positive_int, default=50, help="rows to re-lower (default 50)")
+    v.add_argument("--all", action="store_true", help="re-lower every row")
+    v.set_defaults(func=cmd_validate)
+
+    b = sub.add_parser("build", help="build a config through the dataset builder and print a summary")
+    b.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
+    b.add_argument("--config", default="balanced")
+    b.add_argument("--train-size", type=_positive_int)
+    b.add_argument("--validation-size", type=_positive_int)
+    b.add_argument("--seed", type=_positive_int)
+    b.add_argument("--num-proc", type=_positive_int, default=None)
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
+    s.add_argument("path", nargs="?")
+    s.set_defaults(func=cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,255 @@
+"""Shard -> rows: plan shards, then sample, render, lower, deduplicate and emit rows.
+
+Every shard is a pure function of its ``ShardTask`` (config, seed, split, shard index and
+sizes), so shards can run in any process, in any order, and give the same rows.
+
+Uniqueness without coordination: the shards of both splits partition program space. A
+program belongs to the bucket ``hash(first statement with its operand types) %
+num_buckets``, and each shard only accepts programs of its own bucket. Identical programs
+have identical first statements, so a program can appear in one shard only; within a shard
+a set of hashes removes repeats (by source and by normalized IR).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import __version__
+from .errors import GeneratorBug, Reject
+from .ops import CATEGORIES
+from .render import render_function, render_source
+from .sampler import DEFAULT_POLICY, Policy, sample_program, statement_key
+
+logger = logging.getLogger(__name__)
+
+MIXTURES = ("balanced", "mixed")
+SPLITS = ("train", "validation")
+MAX_ATTEMPTS_PER_ROW = 20_000
+
+
+@dataclass
+class ShardStats:
+    """Counters of one shard (or, summed, of a build)."""
+
+    rows: int = 0
+    attempts: int = 0
+    other_bucket: int = 0
+    sampling_rejects: int = 0
+    lowering_failures: int = 0
+    duplicates: int = 0
+    failure_examples: list[str] = field(default_factory=list)
+
+    def add(self, other: ShardStats) -> None:
+        for name in ("rows", "attempts", "other_bucket", "sampling_rejects", "lowering_failures", "duplicates"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failure_examples = (self.failure_examples + other.failure_examples)[:20]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything one shard's rows depend on.
+
+    Attributes:
+      split: ``"train"`` or ``"validation"``.
+      shard_index: index of the shard within its split.
+      bucket: this shard's part of program space, in ``range(num_buckets)``.
+      num_buckets: number of shards of all splits together.
+      row_offset: index in the split of this shard's first row.
+      num_rows: rows this shard yields.
+      seed: the build's seed.
+      categories: categories the build draws from.
+      mixture: ``"balanced"`` (round-robin over categories) or ``"mixed"`` (drawn at random).
+      policy: the sampler's weights and limits.
+    """
+
+    split: str
+    shard_index: int
+    bucket: int
+    num_buckets: int
+    row_offset: int
+    num_rows: int
+    seed: int
+    categories: tuple[str, ...]
+    mixture: str = "balanced"
+    policy: Policy = DEFAULT_POLICY
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardTask:
+        d = json.loads(text)
+        p = d.pop("policy")
+        policy = Policy(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v for k, v in p.items()})
+        return cls(**{**d, "categories": tuple(d["categories"])}, policy=policy)
+
+    def category_of(self, index_in_split: int) -> str:
+        if self.mixture == "balanced":
+            return self.categories[index_in_split % len(self.categories)]
+        return random.Random(f"{self.seed}:{self.split}:mix:{index_in_split}").choice(self.categories)
+
+
+def check_size(name: str, value: Any) -> int:
+    """``value`` as a non-negative int, or a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check_categories(categories) -> tuple[str, ...]:
+    categories = tuple(categories)
+    bad = [c for c in categories if c not in CATEGORIES]
+    if bad or not categories:
+        raise ValueError(f"unknown categories {bad or categories!r}; valid categories: {', '.join(CATEGORIES)}")
+    return categories
+
+
+def plan_shards(
+    *,
+    train_size: int,
+    validation_size: int,
+    seed: int,
+    categories: tuple[str, ...] = CATEGORIES,
+    mixture: str = "balanced",
+    rows_per_shard: int = 500,
+    policy: Policy = DEFAULT_POLICY,
+) -> dict[str, list[ShardTask]]:
+    """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
+    sizes = {"train": check_size("train_size", train_size), "validation": check_size("validation_size", validation_size)}
+    check_size("seed", seed)
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise ValueError(f"rows_per_shard must be a positive integer, got {rows_per_shard!r}")
+    if mixture not in MIXTURES:
+        raise ValueError(f"unknown mixture {mixture!r}; valid mixtures: {', '.join(MIXTURES)}")
+    categories = check_categories(categories)
+    counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
+    num_buckets = max(1, sum(counts.values()))
+    plan: dict[str, list[ShardTask]] = {}
+    bucket = 0
+    for split in SPLITS:
+        tasks = []
+        for i in range(counts[split]):
+            start = i * rows_per_shard
+            n = min(rows_per_shard, sizes[split] - start)
+            tasks.append(ShardTask(split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy))
+            bucket += 1
+        plan[split] = tasks
+    return plan
+
+
+def bucket_of(key: str, num_buckets: int) -> int:
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % num_buckets
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()[:16]
+
+
+def build_row(program, source: str, pair) -> dict[str, Any]:
+    """The dataset row of a lowered program (column names are documented in README.md)."""
+    from .extract import JAX_VERSION, JAXLIB_VERSION, stablehlo_ops
+
+    ops = stablehlo_ops(pair.stablehlo_ir)
+    cost = pair.cost_analysis
+    return {
+        "id": hashlib.sha256(source.encode()).hexdigest()[:16],
+        "category": program.category,
+        "function_name": program.function_name,
+        "python_source": source,
+        "stablehlo_ir": pair.stablehlo_ir,
+        "input_signature": [{"shape": list(s), "dtype": d} for s, d in pair.input_signature],
+        "output_signature": [{"shape": list(s), "dtype": d} for s, d in pair.output_signature],
+        "flops": cost.get("flops"),
+        "transcendentals": cost.get("transcendentals"),
+        "bytes_accessed": cost.get("bytes accessed"),
+        "stablehlo_ops": sorted(ops),
+        "num_stablehlo_ops": sum(ops.values()),
+        "python_lines": render_function(program).count("\n"),
+        "stablehlo_lines": pair.stablehlo_ir.count("\n"),
+        "jax_transforms": ["jit"],
+        "lowering": "jit",
+        "generator_version": __version__,
+        "jax_version": JAX_VERSION,
+        "jaxlib_version": JAXLIB_VERSION,
+    }
+
+
+def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:
+    from .extract import lower_source, normalize_ir
+
+    seen: set[bytes] = set()
+
+    def in_bucket(stmt) -> bool:
+        return bucket_of(statement_key(stmt), task.num_buckets) == task.bucket
+
+    for i in range(task.num_rows):
+        index = task.row_offset + i
+        category = task.category_of(index)
+        for attempt in range(MAX_ATTEMPTS_PER_ROW):
+            stats.attempts += 1
+            rng = random.Random(f"{task.seed}:{task.split}:{task.shard_index}:{i}:{attempt}")
+            try:
+                program = sample_program(rng, category, task.policy, accept_first=in_bucket)
+            except Reject as e:
+                if "another shard" in str(e):
+                    stats.other_bucket += 1
+                else:
+                    stats.sampling_rejects += 1
+                continue
+            source = render_source(program)
+            key = _digest(render_function(program).split("\n", 1)[1])
+            if key in seen:
+                stats.duplicates += 1
+                continue
+            try:
+                pair = lower_source(source, program.function_name)
+            except Exception as e:  # a program JAX refuses is resampled, never emitted
+                stats.lowering_failures += 1
+                if len(stats.failure_examples) < 20:
+                    stats.failure_examples.append(f"{category}/{program.function_name}: {type(e).__name__}: {str(e)[:200]}")
+                continue
+            ir_key = _digest(normalize_ir(pair.stablehlo_ir))
+            if ir_key in seen:
+                stats.duplicates += 1
+                continue
+            seen.update((key, ir_key))
+            stats.rows += 1
+            yield build_row(program, source, pair)
+            break
+        else:
+            raise GeneratorBug(
+                f"shard {task.split}/{task.shard_index} (seed {task.seed}) found no program for row {index} "
+                f"of category {category!r} in {MAX_ATTEMPTS_PER_ROW} attempts"
+            )
+
+
+def generate_shard(task: ShardTask, stats: ShardStats | None = None) -> Iterator[dict[str, Any]]:
+    """The rows of one shard, in order.
+
+    In a process forked from one that had imported JAX, lowering here would hang (JAX's
+    MLIR thread pool does not survive ``fork``), so the shard runs in a fresh worker
+    process instead; the rows are the same either way.
+    """
+    from . import _forksafe
+
+    stats = stats if stats is not None else ShardStats()
+    if _forksafe.lowering_unsafe_in_this_process():
+        yield from _forksafe.generate_in_subprocess(task, stats)
+    else:
+        yield from _generate_in_process(task, stats)
+    logger.info("shard %s/%d: %s", task.split, task.shard_index, stats.as_dict())
+
+
+def example_key(task: ShardTask, index_in_shard: int) -> str:
+    return f"{task.split}-{task.shard_index:05d}-{index_in_shard:06d}"

@@ -1,0 +1,50 @@
+"""The row schema: column names, their ``datasets`` features and their meaning.
+
+Names are decided once and kept stable across versions; README.md and the dataset card
+document the same list (``COLUMNS``).
+"""
+
+from __future__ import annotations
+
+import datasets
+
+DESCRIPTION = (
+    "Synthesized JAX programs paired with the StableHLO text that jax.jit lowers them to. "
+    "Every python_source is self-contained and reproduces its stablehlo_ir exactly with "
+    "jax.jit(fn).lower(*example_args()).as_text() under the recorded jax version."
+)
+HOMEPAGE = "https://huggingface.co/datasets/jax-stablehlo-pairs/jax-stablehlo-pairs"
+LICENSE = "apache-2.0"
+CITATION = """@misc{jax_stablehlo_pairs,
+  title  = {jax-stablehlo-pairs: Python-to-StableHLO pairs synthesized from JAX programs},
+  author = {jax-stablehlo-pairs contributors},
+  year   = {2026},
+  note   = {Hugging Face dataset}
+}"""
+
+_SIGNATURE = [{"shape": [datasets.Value("int32")], "dtype": datasets.Value("string")}]
+
+# name -> (feature, meaning)
+COLUMNS: dict[str, tuple[object, str]] = {
+    "id": (datasets.Value("string"), "stable id: first 16 hex digits of sha256(python_source)"),
+    "category": (datasets.Value("string"), "program category (arithmetic, conditional, ...)"),
+    "function_name": (datasets.Value("string"), "name of the function in python_source"),
+    "python_source": (datasets.Value("string"), "self-contained module: imports, the function, example_args()"),
+    "stablehlo_ir": (datasets.Value("string"), "jax.jit(fn).lower(*example_args()).as_text()"),
+    "input_signature": (_SIGNATURE, "shape and dtype of each argument"),
+    "output_signature": (_SIGNATURE, "shape and dtype of each output"),
+    "flops": (datasets.Value("float64"), "XLA cost analysis of the lowered module: flops"),
+    "transcendentals": (datasets.Value("float64"), "XLA cost analysis: transcendental ops"),
+    "bytes_accessed": (datasets.Value("float64"), "XLA cost analysis: bytes accessed"),
+    "stablehlo_ops": ([datasets.Value("string")], "sorted distinct stablehlo.*/chlo.* op names in the IR"),
+    "num_stablehlo_ops": (datasets.Value("int32"), "number of stablehlo.*/chlo.* op occurrences"),
+    "python_lines": (datasets.Value("int32"), "lines of the function definition (def to return)"),
+    "stablehlo_lines": (datasets.Value("int32"), "lines of stablehlo_ir"),
+    "jax_transforms": ([datasets.Value("string")], "JAX transforms applied, outermost first"),
+    "lowering": (datasets.Value("string"), "how to reproduce stablehlo_ir from the source ('jit')"),
+    "generator_version": (datasets.Value("string"), "version of the generator package"),
+    "jax_version": (datasets.Value("string"), "jax version that lowered the program"),
+    "jaxlib_version": (datasets.Value("string"), "jaxlib version that lowered the program"),
+}
+
+FEATURES = datasets.Features({name: feature for name, (feature, _) in COLUMNS.items()})

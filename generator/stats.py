@@ -1,0 +1,64 @@
+"""Statistics of a set of rows: counts, op coverage, line and FLOP distributions."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .ops import CATEGORIES, OPS
+
+
+def percentiles(values: list[float], qs=(5, 50, 95)) -> dict[str, float]:
+    if not values:
+        return {f"p{q}": float("nan") for q in qs}
+    values = sorted(values)
+    return {f"p{q}": float(values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]) for q in qs}
+
+
+def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Counts per split and category, op coverage, and line/FLOP percentiles."""
+    out: dict[str, Any] = {"splits": {}, "by_category": Counter()}
+    ops: Counter = Counter()
+    py_lines: list[int] = []
+    ir_lines: list[int] = []
+    flops: list[float] = []
+    for split, rows in rows_by_split.items():
+        n = 0
+        for row in rows:
+            n += 1
+            out["by_category"][row["category"]] += 1
+            ops.update(row["stablehlo_ops"])
+            py_lines.append(row["python_lines"])
+            ir_lines.append(row["stablehlo_lines"])
+            if row.get("flops") is not None:
+                flops.append(row["flops"])
+        out["splits"][split] = n
+    out["rows"] = sum(out["splits"].values())
+    out["by_category"] = dict(sorted(out["by_category"].items()))
+    out["op_coverage"] = len(ops)
+    out["op_frequency"] = dict(ops.most_common())
+    out["python_lines"] = percentiles(py_lines) | {"median": statistics.median(py_lines) if py_lines else float("nan")}
+    out["stablehlo_lines"] = percentiles(ir_lines) | {"median": statistics.median(ir_lines) if ir_lines else float("nan")}
+    out["flops"] = percentiles(flops)
+    return out
+
+
+def generator_summary() -> dict[str, Any]:
+    """The op table: how many ops each category draws from."""
+    return {
+        "ops": len(OPS),
+        "ops_per_category": {c: sum(c in op.categories for op in OPS) for c in CATEGORIES},
+    }
+
+
+def format_summary(s: Mapping[str, Any]) -> str:
+    lines = [f"rows: {s['rows']}  (" + ", ".join(f"{k}: {v}" for k, v in s["splits"].items()) + ")"]
+    lines.append("by category: " + ", ".join(f"{k} {v}" for k, v in s["by_category"].items()))
+    lines.append(f"op coverage: {s['op_coverage']} distinct stablehlo/chlo ops")
+    pl, il, fl = s["python_lines"], s["stablehlo_lines"], s["flops"]
+    lines.append(f"python lines: median {pl['median']:g}, p5 {pl['p5']:g}, p95 {pl['p95']:g}")
+    lines.append(f"stablehlo lines: median {il['median']:g}, p5 {il['p5']:g}, p95 {il['p95']:g}")
+    lines.append(f"flops: p5 {fl['p5']:g}, median {fl['p50']:g}, p95 {fl['p95']:g}")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""jax-stablehlo-pairs: JAX programs paired with the StableHLO they lower to.
+
+A thin builder: configs choose a sampling policy; all generation lives in the
+``generator`` package (install the project, e.g. ``make install``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+import datasets
+
+import generator
+from generator.ops import CATEGORIES
+from generator.pipeline import example_key, generate_shard, plan_shards
+from generator.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
+
+VERSION = datasets.Version("1.0.0")
+RELEASE_NOTES = {"1.0.0": "Initial release: seven categories, balanced and mixed configs."}
+
+
+@dataclass
+class PairsConfig(datasets.BuilderConfig):
+    """A category mix and build size.
+
+    Attributes:
+      categories: categories the config draws from.
+      mixture: "balanced" (equal share per category) or "mixed" (drawn at random).
+      train_size, validation_size: rows per split.
+      seed: the build's seed; same version, config, seed and sizes give identical rows.
+      rows_per_shard: rows per generation shard (the unit of ``num_proc`` parallelism).
+    """
+
+    categories: tuple[str, ...] = CATEGORIES
+    mixture: str = "balanced"
+    train_size: int = 10_000
+    validation_size: int = 1_000
+    seed: int = 0
+    rows_per_shard: int = 500
+    version: datasets.Version = field(default_factory=lambda: VERSION)
+
+    def shard_plan(self):
+        """Shards per split; raises ``ValueError`` naming any bad field value."""
+        return plan_shards(
+            train_size=self.train_size,
+            validation_size=self.validation_size,
+            seed=self.seed,
+            categories=self.categories,
+            mixture=self.mixture,
+            rows_per_shard=self.rows_per_shard,
+        )
+
+
+def _configs() -> list[PairsConfig]:
+    configs = [
+        PairsConfig(name="balanced", description="Equal share of every category."),
+        PairsConfig(name="mixed", mixture="mixed", description="Categories drawn at random per row."),
+    ]
+    configs += [PairsConfig(name=c, categories=(c,), description=f"Only {c} programs.") for c in CATEGORIES]
+    return configs
+
+
+class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
+    """Python (JAX) source paired with the StableHLO text it lowers to."""
+
+    BUILDER_CONFIG_CLASS = PairsConfig
+    BUILDER_CONFIGS = _configs()
+    DEFAULT_CONFIG_NAME = "balanced"
+    VERSION = VERSION
+
+    def __init__(self, *args, **kwargs):
+        # The cache is keyed by this script's hash only; the generator's code and the jax
+        # version change the rows too, so they join the key (no stale rows after an upgrade).
+        from importlib.metadata import version
+
+        key = f"{kwargs.get('hash')}:{generator.code_fingerprint()}:{version('jax')}:{version('jaxlib')}"
+        kwargs["hash"] = hashlib.sha256(key.encode()).hexdigest()[:16]
+        super().__init__(*args, **kwargs)
+        self.config.shard_plan()  # fail on bad sizes/seed/categories before any work
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=DESCRIPTION, features=FEATURES, homepage=HOMEPAGE, license=LICENSE, citation=CITATION
+        )
+
+    def _split_generators(self, dl_manager):
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"tasks": tasks})
+            for split, tasks in self.config.shard_plan().items()
+        ]
+
+    def _generate_examples(self, tasks):
+        for task in tasks:
+            for i, row in enumerate(generate_shard(task)):
+                yield example_key(task, i), row
