@@ -77,12 +77,55 @@ def _write_parquet_atomic(rows, path: Path) -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .io import read_rows
-    from .validate import validate_rows
+    """Validate a folder/file, or (``--build``) a config this tool builds right now, which it trusts."""
+    from .validate import validate_dataset, validate_rows
 
-    report = validate_rows(read_rows(args.path), sample=None if args.all else args.sample)
-    print(report.format())
-    return 0 if report.ok else 1
+    options = dict(
+        structure_only=args.structure_only,
+        sample=None if args.all else args.sample,
+        iree=args.iree,
+        time_limit=args.time_limit,
+    )
+    if args.build:
+        if args.path is not None:
+            raise ValueError("give either a PATH or --build, not both")
+        import datasets
+
+        kwargs = {k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None}
+        ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
+        reports = [validate_dataset(ds, trust_code=True, config=args.config, progress=_progress(), **options)]
+    else:
+        if args.path is None:
+            raise ValueError("validate needs a PATH (a file or folder of rows) or --build")
+        from .io import read_configs
+
+        reports = [
+            validate_rows(rows, trust_code=args.trust_code, config=config, progress=_progress(), **options)
+            for config, rows in sorted(read_configs(args.path).items())
+        ]
+    print("\n\n".join(r.format() for r in reports))
+    if any(r.refused for r in reports):
+        return 3
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _progress():
+    """A progress callback that draws a bar on a terminal and stays silent otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="row", desc="validating")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
 
 
 def cmd_stats(args: argparse.Namespace) -> int:
@@ -129,10 +172,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
     g.set_defaults(func=cmd_generate)
 
-    v = sub.add_parser("validate", help="check a built dataset (file or folder)")
-    v.add_argument("path")
-    v.add_argument("--sample", type=_positive_int, default=50, help="rows to re-lower (default 50)")
-    v.add_argument("--all", action="store_true", help="re-lower every row")
+    v = sub.add_parser(
+        "validate",
+        help="check a built dataset: structure, reproduction, execution (XLA, optionally IREE)",
+        description="Exit status: 0 all checks pass, 1 a check failed, 2 bad input, 3 refused to run untrusted code.",
+    )
+    v.add_argument("path", nargs="?", help="a .jsonl/.parquet file, a folder of them, or a staged Hub folder")
+    v.add_argument("--trust-code", action="store_true", help="allow running the rows' python_source (needed for PATH)")
+    v.add_argument("--structure-only", action="store_true", help="check structure only; run no code")
+    v.add_argument("--sample", type=_positive_int, default=50, help="rows to execute with XLA/IREE (default 50)")
+    v.add_argument("--all", action="store_true", help="execute every row")
+    v.add_argument("--iree", action="store_true", help="also compile and run each sampled row's IR with IREE")
+    v.add_argument("--time-limit", type=float, default=60.0, help="seconds per row before it is cut off (default 60)")
+    v.add_argument("--build", action="store_true", help="build --config through the builder now and validate it (trusted)")
+    v.add_argument("--script", default="jax_stablehlo_pairs.py", help="builder script for --build")
+    v.add_argument("--config", default="balanced", help="config for --build")
+    v.add_argument("--train-size", type=_positive_int)
+    v.add_argument("--validation-size", type=_positive_int)
+    v.add_argument("--seed", type=_positive_int)
+    v.add_argument("--num-proc", type=_positive_int, default=None)
     v.set_defaults(func=cmd_validate)
 
     b = sub.add_parser("build", help="build a config through the dataset builder and print a summary")

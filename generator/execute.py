@@ -1,0 +1,301 @@
+"""Running rows' code in a child process, one row at a time, under a time limit.
+
+A row's ``python_source`` is code: re-lowering it, running it with XLA, and running its
+``stablehlo_ir`` with IREE all execute it or what it produced. ``RowRunner`` does that in a
+separate interpreter (``python -m generator.execute``), so a row that crashes, hangs or
+explodes costs its own result and a restart of the child, never the validation run. The
+child is not a sandbox: it runs with the caller's user, files and network, which is why
+``validate`` asks for ``--trust-code`` before it runs code it did not generate itself.
+
+Protocol over the pipes: the child prints ``{"ready": ...}`` once it has imported JAX, then
+answers each request line (a JSON job) with one result line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import selectors
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+STARTUP_TIMEOUT_S = 120.0
+
+# |got - want| <= atol * max(1, max|want|) + rtol * |want|, per dtype of the output.
+# float16/bfloat16 carry 11/8 significant bits, and two compilers may order a reduction
+# differently, so their tolerances are a few units in the last place of a chained program.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "float32": (1e-4, 1e-5),
+    "float16": (2e-2, 1e-2),
+    "bfloat16": (6e-2, 4e-2),
+}
+
+
+# --- inputs --------------------------------------------------------------------------
+
+
+def example_inputs(source: str, specs) -> list:
+    """Concrete arrays for ``specs`` (``jax.ShapeDtypeStruct``s), a pure function of ``source``.
+
+    Floats are uniform in [-1, 1), integers in [-4, 4], booleans fair coins: every op in the
+    generator guards its own domain (``log(|x| + 1e-3)``...), and small magnitudes keep
+    chained programs inside float16's range.
+    """
+    import numpy as np
+
+    out = []
+    for i, spec in enumerate(specs):
+        seed = int.from_bytes(hashlib.sha256(f"{i}:{source}".encode()).digest()[:8], "big")
+        rng = np.random.default_rng(seed)
+        dtype = np.dtype(spec.dtype)
+        shape = tuple(spec.shape)
+        if dtype == np.bool_:
+            x = rng.random(shape) < 0.5
+        elif np.issubdtype(dtype, np.integer):
+            x = rng.integers(-4, 5, size=shape)
+        elif np.issubdtype(dtype, np.complexfloating):
+            x = rng.uniform(-1, 1, size=shape) + 1j * rng.uniform(-1, 1, size=shape)
+        else:
+            x = rng.uniform(-1, 1, size=shape)
+        out.append(np.asarray(x).astype(dtype))
+    return out
+
+
+def compare(got, want, dtype: str) -> str | None:
+    """``None`` if ``got`` matches ``want`` within the tolerance of ``dtype``, else why not."""
+    import numpy as np
+
+    got = np.asarray(got)
+    want = np.asarray(want)
+    if got.shape != want.shape:
+        return f"shape {list(got.shape)} != {list(want.shape)}"
+    if dtype not in TOLERANCES:
+        if np.array_equal(got, want):
+            return None
+        return f"{int(np.sum(got != want))} of {want.size} elements differ ({dtype}, compared exactly)"
+    rtol, atol = TOLERANCES[dtype]
+    g = got.astype(np.float64)
+    w = want.astype(np.float64)
+    same_nonfinite = (np.isnan(g) & np.isnan(w)) | (g == w)
+    scale = max(1.0, float(np.max(np.abs(w[np.isfinite(w)]), initial=0.0)))
+    err = np.abs(g - w)
+    bad = ~same_nonfinite & ~(err <= atol * scale + rtol * np.abs(w))
+    if not bad.any():
+        return None
+    return f"{int(bad.sum())} of {want.size} elements outside tolerance ({dtype}: rtol {rtol}, atol {atol}); max abs error {float(np.nanmax(err[bad])):.3g}"
+
+
+# --- the child -------------------------------------------------------------------------
+
+
+def _check_reproduce(job, fn_args) -> dict[str, Any]:
+    from .extract import JAX_VERSION, extract_ir, stablehlo_ops
+
+    fn, args = fn_args
+    ir = extract_ir(fn, *args, python_source=job["python_source"]).stablehlo_ir
+    if job.get("jax_version") == JAX_VERSION:
+        if ir == job["stablehlo_ir"]:
+            return {"status": "pass"}
+        return {"status": "fail", "detail": "re-lowered IR differs from stablehlo_ir (same jax version)"}
+    if stablehlo_ops(ir) == stablehlo_ops(job["stablehlo_ir"]):
+        return {"status": "pass", "note": "op histogram"}
+    return {"status": "fail", "detail": f"op histogram differs (row lowered by jax {job.get('jax_version')}, here {JAX_VERSION})"}
+
+
+def _check_execute(job, fn_args, state) -> dict[str, Any]:
+    import jax
+    import numpy as np
+
+    fn, args = fn_args
+    inputs = example_inputs(job["python_source"], args)
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))]
+    state["inputs"], state["outputs"] = inputs, leaves
+    state["kept"] = _kept_arguments(fn, args)
+    want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
+    got = [(list(x.shape), str(x.dtype)) for x in leaves]
+    if want and got != want:
+        return {"status": "fail", "detail": f"outputs {got} do not match output_signature {want}"}
+    for k, x in enumerate(leaves):
+        if np.issubdtype(x.dtype, np.inexact) or x.dtype.name == "bfloat16":
+            if not np.all(np.isfinite(x.astype(np.float64))):
+                return {"status": "fail", "detail": f"output {k} ({x.dtype}) has non-finite values on the example inputs"}
+    return {"status": "pass"}
+
+
+def _kept_arguments(fn, args) -> list[int] | None:
+    """Indices of the arguments the lowered ``main`` takes: jit drops unused ones from the IR."""
+    import jax
+
+    try:
+        return sorted(jax.jit(fn).lower(*args)._lowering.compile_args["kept_var_idx"])
+    except (AttributeError, KeyError, TypeError):  # a private field; without it, assume all are kept
+        return None
+
+
+def _check_iree(job, state) -> dict[str, Any]:
+    import iree.compiler
+    import iree.runtime
+    import numpy as np
+
+    vmfb = iree.compiler.compile_str(
+        job["stablehlo_ir"],
+        target_backends=["llvm-cpu"],
+        input_type="stablehlo",
+        extra_args=["--iree-llvmcpu-target-cpu=generic"],
+    )
+    module = iree.runtime.load_vm_flatbuffer(vmfb, backend="llvm-cpu")
+    inputs = state["inputs"] if state["kept"] is None else [state["inputs"][i] for i in state["kept"]]
+    result = module.main(*inputs)
+    results = list(result) if isinstance(result, (tuple, list)) else [result]
+    results = [np.asarray(r.to_host() if hasattr(r, "to_host") else r) for r in results]
+    if len(results) != len(state["outputs"]):
+        return {"status": "fail", "detail": f"IREE returned {len(results)} outputs, JAX {len(state['outputs'])}"}
+    for k, (got, want) in enumerate(zip(results, state["outputs"])):
+        why = compare(got, want, str(want.dtype))
+        if why:
+            return {"status": "fail", "detail": f"output {k}: IREE vs JAX: {why}"}
+    return {"status": "pass"}
+
+
+def _run_job(job: dict[str, Any]) -> dict[str, Any]:
+    from .extract import load_source
+
+    result: dict[str, Any] = {}
+    try:
+        fn_args = load_source(job["python_source"], job["function_name"])
+    except Exception as e:
+        why = {"status": "fail", "detail": f"source does not run: {type(e).__name__}: {str(e)[:300]}"}
+        return {check: why for check in job["checks"]}
+    state: dict[str, Any] = {}
+    for check in job["checks"]:
+        try:
+            if check == "reproduce":
+                result[check] = _check_reproduce(job, fn_args)
+            elif check == "execute":
+                result[check] = _check_execute(job, fn_args, state)
+            elif check == "iree":
+                if "outputs" not in state:
+                    result[check] = {"status": "skip", "detail": "needs a successful execute check"}
+                else:
+                    result[check] = _check_iree(job, state)
+                    if state["kept"] is not None and len(state["kept"]) < len(state["inputs"]):
+                        result[check]["note"] = "unused arguments dropped from main"
+        except Exception as e:
+            result[check] = {"status": "fail", "detail": f"{type(e).__name__}: {str(e)[:300]}"}
+    return result
+
+
+def serve() -> None:
+    """Answer jobs from stdin until it closes (the child's main loop)."""
+    proto = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # whatever the rows print goes to stderr, never into the protocol
+    sys.stdout = sys.stderr
+    import jax  # noqa: F401  (import before "ready", so the time limit covers rows only)
+
+    from . import extract  # noqa: F401
+
+    proto.write(json.dumps({"ready": True}) + "\n")
+    for line in sys.stdin:
+        proto.write(json.dumps(_run_job(json.loads(line))) + "\n")
+
+
+# --- the parent ------------------------------------------------------------------------
+
+
+class RowRunner:
+    """Runs jobs in a child interpreter, restarting it after a crash or a time-out.
+
+    Example:
+      >>> with RowRunner(time_limit=60) as runner:
+      ...     runner.run(row, ["reproduce", "execute"])
+      {'reproduce': {'status': 'pass'}, 'execute': {'status': 'pass'}}
+    """
+
+    def __init__(self, *, time_limit: float = 60.0):
+        if not time_limit > 0:
+            raise ValueError(f"time_limit must be positive, got {time_limit!r}")
+        self.time_limit = time_limit
+        self._proc: subprocess.Popen | None = None
+        self._stderr = None
+
+    def __enter__(self) -> RowRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.kill()
+            self._proc.wait()
+            for f in (self._proc.stdin, self._proc.stdout):
+                f.close()
+            self._proc = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _start(self) -> None:
+        package_parent = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+        env.setdefault("JAX_PLATFORMS", "cpu")
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "generator.execute"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            text=True,
+            bufsize=1,
+        )
+        if self._read(STARTUP_TIMEOUT_S) is None:
+            raise RuntimeError(f"the row runner did not start: {self._stderr_tail()}")
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return " | ".join(self._stderr.read().strip().splitlines()[-3:])
+
+    def _read(self, timeout: float) -> dict[str, Any] | None:
+        """The child's next line, or ``None`` after ``timeout`` seconds or if it died."""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self._proc.stdout, selectors.EVENT_READ)
+            if not sel.select(timeout):
+                return None
+        line = self._proc.stdout.readline()
+        return json.loads(line) if line else None
+
+    def run(self, row: dict[str, Any], checks: list[str]) -> dict[str, dict[str, Any]]:
+        """Results of ``checks`` (``reproduce``, ``execute``, ``iree``) on one row."""
+        if self._proc is None or self._proc.poll() is not None:
+            self.close()
+            self._start()
+        keys = ("python_source", "function_name", "stablehlo_ir", "jax_version", "output_signature")
+        job = {k: row.get(k) for k in keys} | {"checks": checks}
+        start = time.monotonic()
+        self._proc.stdin.write(json.dumps(job) + "\n")
+        self._proc.stdin.flush()
+        answer = self._read(self.time_limit)
+        if answer is not None:
+            return answer
+        timed_out = self._proc.poll() is None
+        why = (
+            f"cut off after the {self.time_limit:g} s time limit"
+            if timed_out
+            else f"the runner died (exit {self._proc.returncode}) after {time.monotonic() - start:.1f} s: {self._stderr_tail()}"
+        )
+        self.close()
+        return {check: {"status": "fail", "detail": why} for check in checks}
+
+
+if __name__ == "__main__":
+    serve()
