@@ -90,7 +90,7 @@ class _ProgramBuilder:
     def random_type(self, op: Op) -> TensorType:
         dtypes = [(d, w) for d, w in self.policy.dtype_weights if d in op.dtypes]
         if not dtypes:
-            dtypes = [(d, 1.0) for d in op.dtypes if d != "bool"]
+            dtypes = [(d, 1.0) for d in op.dtypes]  # e.g. a bool mask argument
         if not dtypes:
             raise Reject(f"{op.name} needs a dtype no input has")
         ranks = [(r, w) for r, w in self.policy.rank_weights if op.min_rank <= r <= op.max_rank]

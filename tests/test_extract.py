@@ -1,0 +1,55 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from generator import SynthesisPipeline, extract_ir, extract_with_grad
+from generator.extract import stablehlo_ops
+
+
+def test_extract_ir_on_library_functions():
+    pair = extract_ir(jax.nn.softmax, jax.ShapeDtypeStruct((4, 8), jnp.float32))
+    assert "def softmax" in pair.python_source
+    assert pair.stablehlo_ir == jax.jit(jax.nn.softmax).lower(jax.ShapeDtypeStruct((4, 8), jnp.float32)).as_text()
+    assert {"stablehlo.exponential", "stablehlo.reduce"} <= set(stablehlo_ops(pair.stablehlo_ir))
+    assert pair.cost_analysis["flops"] > 0 and pair.cost_analysis["transcendentals"] >= 32
+
+    solve = extract_ir(jnp.linalg.solve, np.eye(3, dtype=np.float32), np.ones((3,), np.float32))
+    assert solve.output_signature == (((3,), "float32"),)
+    assert "stablehlo.custom_call" in solve.stablehlo_ir or "stablehlo.while" in solve.stablehlo_ir
+
+
+def test_non_array_arguments_are_static():
+    def scale(x, factor, mode):
+        return x * factor if mode == "mul" else x + factor
+
+    pair = extract_ir(scale, jax.ShapeDtypeStruct((3,), jnp.float32), 2.5, "mul")
+    assert pair.input_signature == (((3,), "float32"),)
+    assert "stablehlo.multiply" in pair.stablehlo_ir and "2.500000e+00" in pair.stablehlo_ir
+
+
+def test_extract_with_grad_returns_forward_and_backward():
+    def f(x, y):
+        return jnp.sum(jnp.tanh(x) * y)
+
+    pairs = extract_with_grad(f, jnp.ones((3,)), jnp.ones((3,)))
+    assert pairs.forward.output_signature == (((), "float32"),)
+    assert pairs.backward.output_signature == (((3,), "float32"), ((3,), "float32"))
+    assert "grad_f" in pairs.backward.python_source
+    with pytest.raises(ValueError, match="floating-point"):
+        extract_with_grad(lambda i: i * 2, jnp.arange(3))
+
+
+def test_synthesis_pipeline(tmp_path):
+    pipe = SynthesisPipeline(tmp_path / "out", seed=5)
+    row = pipe.generate_single("matrix", save=True)
+    assert row["category"] == "matrix"
+    rows = pipe.generate_batch(7, save=True)
+    assert sorted(r["category"] for r in rows) == sorted(["arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite"])
+    assert row["id"] not in {r["id"] for r in rows}
+    stats = pipe.get_statistics()
+    assert stats["rows"] == 8 and stats["by_category"]["matrix"] == 2
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["batch-00001.jsonl", "single-00000.jsonl"]
+    again = SynthesisPipeline(None, seed=5)
+    again.generate_single("matrix")
+    assert [r["id"] for r in again.generate_batch(7)] == [r["id"] for r in rows]

@@ -1,0 +1,42 @@
+"""Every op in the table renders, lowers, and has the result type its ``infer`` claims."""
+
+import random
+
+import pytest
+
+from generator.errors import Reject
+from generator.extract import lower_source
+from generator.ops import CATEGORIES, OPS, ops_for
+from generator.program import Program
+from generator.render import render_source
+from generator.sampler import DEFAULT_POLICY, _ProgramBuilder
+
+
+def _single_op_program(op, seed):
+    """A program whose only statement is ``op`` (rejections resampled with the next seed)."""
+    for attempt in range(200):
+        b = _ProgramBuilder(random.Random(f"{op.name}:{seed}:{attempt}"), DEFAULT_POLICY)
+        try:
+            stmt = b.try_apply(op)
+        except Reject:
+            continue
+        return Program("test", f"{op.name}_fn", tuple(b.inputs), (stmt,), (stmt.result,)), stmt
+    raise AssertionError(f"{op.name} never bound to a sampled operand")
+
+
+@pytest.mark.parametrize("op", OPS, ids=lambda op: op.name)
+def test_op_lowers_with_inferred_type(op):
+    for seed in range(3):
+        program, stmt = _single_op_program(op, seed)
+        pair = lower_source(render_source(program), program.function_name)
+        ((shape, dtype),) = pair.output_signature
+        assert (shape, dtype) == (stmt.result.type.shape, stmt.result.type.dtype), render_source(program)
+
+
+def test_every_category_has_ops():
+    for category in CATEGORIES:
+        assert len(ops_for(category)) >= 8, category
+
+
+def test_op_names_unique():
+    assert len({op.name for op in OPS}) == len(OPS)

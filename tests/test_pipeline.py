@@ -1,0 +1,104 @@
+import statistics
+
+import pytest
+
+from generator.extract import lower_source, normalize_ir
+from generator.pipeline import ShardStats, ShardTask, generate_shard, plan_shards
+from generator.schema import COLUMNS
+
+
+@pytest.fixture(scope="module")
+def plan():
+    return plan_shards(train_size=42, validation_size=14, seed=3, rows_per_shard=14)
+
+
+@pytest.fixture(scope="module")
+def rows(plan):
+    return {split: [r for t in tasks for r in generate_shard(t)] for split, tasks in plan.items()}
+
+
+def test_plan_is_independent_of_anything_but_sizes_and_seed(plan):
+    assert [t.num_rows for t in plan["train"]] == [14, 14, 14]
+    assert [t.bucket for ts in plan.values() for t in ts] == [0, 1, 2, 3]
+    assert plan == plan_shards(train_size=42, validation_size=14, seed=3, rows_per_shard=14)
+
+
+def test_shard_is_a_pure_function_of_its_task(plan, rows):
+    again = list(generate_shard(plan["train"][1]))
+    assert again == rows["train"][14:28]
+
+
+def test_task_survives_json(plan):
+    task = plan["validation"][0]
+    assert ShardTask.from_json(task.to_json()) == task
+
+
+def test_rows_have_every_documented_column(rows):
+    for row in rows["train"]:
+        assert set(row) == set(COLUMNS)
+        assert row["lowering"] == "jit" and row["jax_transforms"] == ["jit"]
+        assert row["flops"] is not None and row["bytes_accessed"] > 0
+
+
+def test_balanced_gives_equal_shares(rows):
+    counts = statistics.multimode([r["category"] for r in rows["train"]])
+    assert len(counts) == 7  # 42 rows / 7 categories: every category 6 times
+
+
+def test_no_duplicates_and_no_ir_in_both_splits(rows):
+    all_rows = rows["train"] + rows["validation"]
+    assert len({r["id"] for r in all_rows}) == len(all_rows)
+    assert len({r["python_source"] for r in all_rows}) == len(all_rows)
+    train_ir = {normalize_ir(r["stablehlo_ir"]) for r in rows["train"]}
+    assert not train_ir & {normalize_ir(r["stablehlo_ir"]) for r in rows["validation"]}
+
+
+def test_sources_reproduce_their_ir(rows):
+    for row in rows["train"][::5] + rows["validation"][::5]:
+        pair = lower_source(row["python_source"], row["function_name"])
+        assert pair.stablehlo_ir == row["stablehlo_ir"]
+        assert [list(s) for s, _ in pair.input_signature] == [s["shape"] for s in row["input_signature"]]
+
+
+def test_programs_are_multi_statement_with_several_dtypes_and_ranks(rows):
+    all_rows = rows["train"] + rows["validation"]
+    assert statistics.median(r["python_lines"] for r in all_rows) >= 6
+    dtypes = {s["dtype"] for r in all_rows for s in r["input_signature"]}
+    ranks = {len(s["shape"]) for r in all_rows for s in r["input_signature"]}
+    assert {"float32", "int32"} <= dtypes and len(dtypes) >= 3
+    assert {0, 1, 2, 3} <= ranks
+
+
+def test_lowering_failures_are_resampled_and_counted(monkeypatch, plan):
+    import generator.extract as extract
+
+    real = extract.lower_source
+    calls = {"n": 0}
+
+    def flaky(source, name):
+        calls["n"] += 1
+        if calls["n"] % 3 == 0:
+            raise RuntimeError("injected lowering failure")
+        return real(source, name)
+
+    monkeypatch.setattr(extract, "lower_source", flaky)
+    stats = ShardStats()
+    out = list(generate_shard(plan["validation"][0], stats))
+    assert len(out) == 14
+    assert stats.lowering_failures >= 4 and "injected" in stats.failure_examples[0]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"train_size": -1}, "train_size must be a non-negative integer, got -1"),
+        ({"validation_size": 2.5}, "validation_size must be a non-negative integer, got 2.5"),
+        ({"seed": "7"}, "seed must be a non-negative integer, got '7'"),
+        ({"categories": ("matrix", "bogus")}, "unknown categories.*bogus.*valid categories: arithmetic"),
+        ({"mixture": "uniform"}, "unknown mixture 'uniform'; valid mixtures: balanced, mixed"),
+    ],
+)
+def test_bad_plan_arguments_name_the_value(kwargs, message):
+    args = {"train_size": 1, "validation_size": 1, "seed": 0} | kwargs
+    with pytest.raises(ValueError, match=message):
+        plan_shards(**args)
