@@ -17,8 +17,12 @@ import json
 import logging
 import math
 import random
+import signal
+import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -33,6 +37,42 @@ logger = logging.getLogger(__name__)
 MIXTURES = ("balanced", "mixed")
 SPLITS = ("train", "validation")
 MAX_ATTEMPTS_PER_ROW = 20_000
+# A lowering takes milliseconds; one that runs this long is cut off, counted and resampled.
+# The limit is far above any normal lowering so that machine speed never changes the rows.
+LOWERING_TIME_LIMIT_S = 30.0
+
+
+class LoweringTimeout(Exception):
+    """A program's lowering ran past ``LOWERING_TIME_LIMIT_S``."""
+
+
+@contextmanager
+def _time_limit(seconds: float):
+    """Interrupt the body with ``LoweringTimeout`` after ``seconds`` (main thread only).
+
+    Lowering runs Python between its C++ calls, so a SIGALRM handler gets control back
+    from a runaway lowering; off the main thread the limit is checked when the body
+    returns. A timer set by someone else (e.g. pytest-timeout) is restored afterwards.
+    """
+    start = time.monotonic()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+    else:
+
+        def on_alarm(signum, frame):
+            raise LoweringTimeout(f"lowering took longer than {seconds:g} s")
+
+        old_handler = signal.signal(signal.SIGALRM, on_alarm)
+        old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_handler)
+            if old_delay:
+                signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - start), 1e-3))
+    if time.monotonic() - start > seconds:
+        raise LoweringTimeout(f"lowering took longer than {seconds:g} s")
 
 
 @dataclass
@@ -44,11 +84,12 @@ class ShardStats:
     other_bucket: int = 0
     sampling_rejects: int = 0
     lowering_failures: int = 0
+    lowering_timeouts: int = 0
     duplicates: int = 0
     failure_examples: list[str] = field(default_factory=list)
 
     def add(self, other: ShardStats) -> None:
-        for name in ("rows", "attempts", "other_bucket", "sampling_rejects", "lowering_failures", "duplicates"):
+        for name in ("rows", "attempts", "other_bucket", "sampling_rejects", "lowering_failures", "lowering_timeouts", "duplicates"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failure_examples = (self.failure_examples + other.failure_examples)[:20]
 
@@ -213,7 +254,13 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
                 stats.duplicates += 1
                 continue
             try:
-                pair = lower_source(source, program.function_name)
+                with _time_limit(LOWERING_TIME_LIMIT_S):
+                    pair = lower_source(source, program.function_name)
+            except LoweringTimeout as e:
+                stats.lowering_timeouts += 1
+                if len(stats.failure_examples) < 20:
+                    stats.failure_examples.append(f"{category}/{program.function_name}: {e}")
+                continue
             except Exception as e:  # a program JAX refuses is resampled, never emitted
                 stats.lowering_failures += 1
                 if len(stats.failure_examples) < 20:
@@ -247,7 +294,15 @@ def generate_shard(task: ShardTask, stats: ShardStats | None = None) -> Iterator
     if _forksafe.lowering_unsafe_in_this_process():
         yield from _forksafe.generate_in_subprocess(task, stats)
     else:
-        yield from _generate_in_process(task, stats)
+        try:
+            yield from _generate_in_process(task, stats)
+        except GeneratorBug:
+            raise
+        except Exception as e:  # name the shard, so a failed build says which one and how to rerun it
+            raise RuntimeError(
+                f"shard {task.split}/{task.shard_index} (seed {task.seed}, categories {','.join(task.categories)}) "
+                f"failed: {type(e).__name__}: {e}"
+            ) from e
     logger.info("shard %s/%d: %s", task.split, task.shard_index, stats.as_dict())
 
 
