@@ -1,0 +1,231 @@
+"""Op building blocks: the ``Op`` entry, operand/parameter binding, and op families.
+
+An op entry says which operand dtypes and ranks it accepts (``dtypes``, ``min_rank``,
+``max_rank``), how it binds its other operands and parameters to the first operand
+(``bind``: a pure function of a seeded ``random.Random``), the type of its result
+(``infer``), which operands need a domain guard (``guards``) and how it renders
+(``template``). Families (``unary``, ``binary``, ``reduction``...) build entries so that
+most ops are a single line, in the spirit of JAX's own ``op_record`` test table.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Union
+
+from .errors import Reject
+from .types import FLOAT_DTYPES, INT_DTYPES, NUMERIC_DTYPES, TensorType, broadcast_shapes
+
+F = FLOAT_DTYPES
+I = INT_DTYPES
+N = NUMERIC_DTYPES
+B = ("bool",)
+
+# Domain guards: operand rewrites that keep an op inside its domain (log of a positive
+# number, division by a non-zero one). Keyed by guard name, then by "float"/"int".
+GUARDS = {
+    "positive": {"float": "(jnp.abs({v}) + 1e-3)", "int": "(jnp.abs({v}) + 1)"},
+    "nonzero": {"float": "(jnp.abs({v}) + 1.0)", "int": "(jnp.abs({v}) + 1)"},
+    "unit": {"float": "jnp.tanh({v})", "int": "{v}"},
+}
+
+
+@dataclass(frozen=True)
+class LiteralNeed:
+    """A scalar literal operand of the first operand's dtype, drawn from ``choices``."""
+
+    choices: tuple[str, ...]
+
+
+Need = Union[TensorType, LiteralNeed]
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What ``Op.bind`` decides: the other operands' types and the op's parameters."""
+
+    needs: tuple[Need, ...] = ()
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _no_bind(rng: random.Random, first: TensorType) -> Binding:
+    return Binding()
+
+
+def _same(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+    return types[0]
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op: constraints, binding of operands/parameters, type rule and rendering.
+
+    Attributes:
+      name: unique id, also used in statistics.
+      template: Python expression; ``{0}``, ``{1}``... are operands, ``{name}`` params.
+      categories: categories whose programs draw this op.
+      dtypes: dtypes accepted for the first operand.
+      infer: result type from operand types and params.
+      bind: draws the remaining operands' types and the params from the first operand.
+      min_rank, max_rank: ranks accepted for the first operand.
+      guards: per operand, a ``GUARDS`` key or ``None``.
+      hint: base name for the result variable.
+      weight: relative sampling weight within a category.
+    """
+
+    name: str
+    template: str
+    categories: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    infer: Callable[[tuple[TensorType, ...], Mapping[str, Any]], TensorType] = _same
+    bind: Callable[[random.Random, TensorType], Binding] = _no_bind
+    min_rank: int = 0
+    max_rank: int = 4
+    guards: tuple[str | None, ...] = ()
+    hint: str = "y"
+    weight: float = 1.0
+
+    def accepts(self, t: TensorType) -> bool:
+        return t.dtype in self.dtypes and self.min_rank <= t.rank <= self.max_rank
+
+
+# --- helpers for binding ------------------------------------------------------------
+
+
+def _axis(rng: random.Random, t: TensorType) -> int:
+    if t.rank == 0:
+        raise Reject("axis of a scalar")
+    return rng.randrange(t.rank) if rng.random() < 0.6 else -1
+
+
+def _norm_axis(axis: int, rank: int) -> int:
+    return axis % rank
+
+
+def _float_literals(t: TensorType) -> tuple[str, ...]:
+    if t.is_float:
+        return ("0.5", "2.0", "3.0", "0.1", "1.5", "10.0", "0.01")
+    return ("2", "3", "5", "7", "1")
+
+
+def _broadcast_partner(rng: random.Random, t: TensorType) -> TensorType:
+    """A shape that broadcasts against ``t``: equal, a suffix, or with some dims set to 1."""
+    r = rng.random()
+    if r < 0.5 or t.rank == 0:
+        return t
+    if r < 0.75:
+        keep = rng.randrange(t.rank + 1)
+        return t.with_shape(t.shape[t.rank - keep :])
+    shape = tuple(1 if rng.random() < 0.5 else d for d in t.shape)
+    return t.with_shape(shape)
+
+
+def _bind_binary(literals: bool = True) -> Callable[[random.Random, TensorType], Binding]:
+    def bind(rng: random.Random, first: TensorType) -> Binding:
+        if literals and rng.random() < 0.3:
+            return Binding(needs=(LiteralNeed(_float_literals(first)),))
+        return Binding(needs=(_broadcast_partner(rng, first),))
+
+    return bind
+
+
+def _infer_binary(out_dtype: str | None = None):
+    def infer(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+        shape = types[0].shape
+        for t in types[1:]:
+            shape = broadcast_shapes(shape, t.shape)
+            if shape is None:
+                raise Reject("shapes do not broadcast")
+        return TensorType(shape, out_dtype or types[0].dtype)
+
+    return infer
+
+
+def _to_dtype(dtype: str):
+    def infer(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+        return types[0].with_dtype(dtype)
+
+    return infer
+
+
+def _float_result(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+    t = types[0]
+    return t if t.is_float else t.with_dtype("float32")
+
+
+# --- families -----------------------------------------------------------------------
+
+
+def unary(name, expr, categories, dtypes=F, *, guard=None, out=None, hint="y", weight=1.0, **kw):
+    """Elementwise op of one operand: ``expr`` is written with ``{0}``."""
+    infer = _to_dtype(out) if out else kw.pop("infer", _same)
+    return Op(name, expr, categories, dtypes, infer=infer, guards=(guard,), hint=hint, weight=weight, **kw)
+
+
+def binary(name, expr, categories, dtypes=N, *, guard=None, out=None, literals=True, hint="y", weight=1.0):
+    """Elementwise op of two operands with NumPy broadcasting; the second may be a literal."""
+    return Op(
+        name,
+        expr,
+        categories,
+        dtypes,
+        infer=_infer_binary(out),
+        bind=_bind_binary(literals),
+        guards=(None, guard),
+        hint=hint,
+        weight=weight,
+    )
+
+
+def _bind_reduce(rng: random.Random, first: TensorType) -> Binding:
+    if first.rank == 0 or rng.random() < 0.3:
+        return Binding(params={"axis": None, "keepdims": False, "kw": ""})
+    axis = _axis(rng, first)
+    keepdims = rng.random() < 0.25
+    kw = f", axis={axis}" + (", keepdims=True" if keepdims else "")
+    return Binding(params={"axis": axis, "keepdims": keepdims, "kw": kw})
+
+
+def _reduced_shape(t: TensorType, params: Mapping[str, Any]) -> tuple[int, ...]:
+    axis = params["axis"]
+    if axis is None:
+        return tuple(1 for _ in t.shape) if params["keepdims"] else ()
+    axis = _norm_axis(axis, t.rank)
+    if params["keepdims"]:
+        return t.shape[:axis] + (1,) + t.shape[axis + 1 :]
+    return t.shape[:axis] + t.shape[axis + 1 :]
+
+
+def reduction(name, fn, categories, dtypes=N, *, out="same", hint="r", weight=1.0, min_rank=0):
+    """``fn(x, axis=..., keepdims=...)``; ``out`` is "same", "float" (mean of ints) or a dtype."""
+
+    def infer(types, params):
+        t = types[0]
+        if out == "same":
+            dtype = "int32" if t.dtype == "bool" else t.dtype
+        elif out == "float":
+            dtype = t.dtype if t.is_float else "float32"
+        else:
+            dtype = out
+        return TensorType(_reduced_shape(t, params), dtype)
+
+    return Op(name, fn + "({0}{kw})", categories, dtypes, infer=infer, bind=_bind_reduce, hint=hint, weight=weight, min_rank=min_rank)
+
+
+def _bind_axis(rng: random.Random, first: TensorType) -> Binding:
+    return Binding(params={"axis": _axis(rng, first)})
+
+
+def _bind_axis_nonnegative(rng: random.Random, first: TensorType) -> Binding:
+    return Binding(params={"axis": _norm_axis(_axis(rng, first), first.rank)})
+
+
+def along_axis(name, expr, categories, dtypes=N, *, hint="y", weight=1.0, infer=_same, out=None, lax_axis=False):
+    """Op over one axis that keeps the shape (softmax, cumsum, sort...); ``{axis}`` in ``expr``.
+
+    ``lax_axis``: the op is a ``lax`` primitive, which (unlike ``jnp``) rejects negative axes.
+    """
+    bind = _bind_axis_nonnegative if lax_axis else _bind_axis
+    return Op(name, expr, categories, dtypes, infer=_to_dtype(out) if out else infer, bind=bind, min_rank=1, hint=hint, weight=weight)
