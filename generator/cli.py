@@ -1,4 +1,4 @@
-"""Command line: ``python -m generator {generate,build,validate,stats}``."""
+"""Command line: ``python -m generator {generate,build,validate,stats,stage,push}``."""
 
 from __future__ import annotations
 
@@ -158,6 +158,51 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage(args: argparse.Namespace, repo_id: str | None = None):
+    from . import hub
+
+    result = hub.stage(
+        args.output_dir,
+        args.configs,
+        train_size=args.train_size,
+        validation_size=args.validation_size,
+        seed=args.seed,
+        num_proc=args.num_proc,
+        script=args.script,
+        repo_id=repo_id,
+    )
+    for name, config in result.configs.items():
+        print(f"staged {name}: " + ", ".join(f"{split} {len(d)} rows" for split, d in config.row_digests.items()))
+    print(f"staged version {result.version} in {result.path}")
+    if args.check_with:
+        problems = hub.check_viewer(result, args.check_with)
+        for problem in problems:
+            print(f"viewer check: {problem}", file=sys.stderr)
+        if problems:
+            raise ValueError(f"the staged folder does not load as the builder's rows under {args.check_with}")
+        print(f"viewer check: every config loads from {result.path} with plain datasets and equals the builder's rows")
+    return result
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Build configs through the builder into a Hub-ready folder (Parquet, card, plots)."""
+    _stage(args)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Stage, then upload to the Hub and tag the commit with the dataset version."""
+    from . import hub
+
+    token = hub.resolve_token()  # before any work; never printed
+    result = _stage(args, repo_id=args.repo)
+    configs = list(result.configs)
+    commit = hub.upload(result.path, args.repo, version=result.version, configs=configs, token=token, private=args.private)
+    tag = hub.version_tag(result.version)
+    print(f"pushed {', '.join(configs)} to {args.repo}, tagged {tag}: {commit.commit_url}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,6 +250,24 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
     s.add_argument("path", nargs="?")
     s.set_defaults(func=cmd_stats)
+
+    for name, func, help_text in (
+        ("stage", cmd_stage, "build configs through the builder into a Hub-ready folder (Parquet, card, plots)"),
+        ("push", cmd_push, "stage, upload to a Hub dataset repo and tag the dataset version"),
+    ):
+        h = sub.add_parser(name, help=help_text)
+        if name == "push":
+            h.add_argument("--repo", required=True, help="Hub dataset repo, <user>/<name>")
+            h.add_argument("--private", action="store_true", help="create the repo private")
+        h.add_argument("--configs", nargs="+", help="configs to stage (default: all)")
+        h.add_argument("--output-dir", default="staged")
+        h.add_argument("--train-size", type=_positive_int)
+        h.add_argument("--validation-size", type=_positive_int)
+        h.add_argument("--seed", type=_positive_int)
+        h.add_argument("--num-proc", type=_positive_int, default=None)
+        h.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
+        h.add_argument("--check-with", metavar="PYTHON", help="a python with the newest datasets: load as the viewer does")
+        h.set_defaults(func=func)
     return parser
 
 
