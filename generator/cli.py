@@ -197,7 +197,9 @@ def cmd_push(args: argparse.Namespace) -> int:
     token = hub.resolve_token()  # before any work; never printed
     result = _stage(args, repo_id=args.repo)
     configs = list(result.configs)
-    commit = hub.upload(result.path, args.repo, version=result.version, configs=configs, token=token, private=args.private)
+    commit = hub.upload(
+        result.path, args.repo, version=result.version, configs=configs, token=token, private=args.private
+    )
     tag = hub.version_tag(result.version)
     print(f"pushed {', '.join(configs)} to {args.repo}, tagged {tag}: {commit.commit_url}")
     return 0
@@ -266,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
         h.add_argument("--seed", type=_positive_int)
         h.add_argument("--num-proc", type=_positive_int, default=None)
         h.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
-        h.add_argument("--check-with", metavar="PYTHON", help="a python with the newest datasets: load as the viewer does")
+        h.add_argument("--check-with", metavar="PYTHON", help="a python with the newest datasets; load as the viewer")
         h.set_defaults(func=func)
     return parser
 
