@@ -104,7 +104,10 @@ def _check_reproduce(job, fn_args) -> dict[str, Any]:
         return {"status": "fail", "detail": "re-lowered IR differs from stablehlo_ir (same jax version)"}
     if stablehlo_ops(ir) == stablehlo_ops(job["stablehlo_ir"]):
         return {"status": "pass", "note": "op histogram"}
-    return {"status": "fail", "detail": f"op histogram differs (row lowered by jax {job.get('jax_version')}, here {JAX_VERSION})"}
+    return {
+        "status": "fail",
+        "detail": f"op histogram differs (row lowered by jax {job.get('jax_version')}, here {JAX_VERSION})",
+    }
 
 
 def _check_execute(job, fn_args, state) -> dict[str, Any]:
@@ -123,7 +126,10 @@ def _check_execute(job, fn_args, state) -> dict[str, Any]:
     for k, x in enumerate(leaves):
         if np.issubdtype(x.dtype, np.inexact) or x.dtype.name == "bfloat16":
             if not np.all(np.isfinite(x.astype(np.float64))):
-                return {"status": "fail", "detail": f"output {k} ({x.dtype}) has non-finite values on the example inputs"}
+                return {
+                    "status": "fail",
+                    "detail": f"output {k} ({x.dtype}) has non-finite values on the example inputs",
+                }
     return {"status": "pass"}
 
 
@@ -256,7 +262,7 @@ class RowRunner:
             text=True,
             bufsize=1,
         )
-        if self._read(STARTUP_TIMEOUT_S) is None:
+        if not isinstance(self._read(STARTUP_TIMEOUT_S), dict):
             raise RuntimeError(f"the row runner did not start: {self._stderr_tail()}")
 
     def _stderr_tail(self) -> str:
@@ -265,14 +271,17 @@ class RowRunner:
         self._stderr.seek(0)
         return " | ".join(self._stderr.read().strip().splitlines()[-3:])
 
-    def _read(self, timeout: float) -> dict[str, Any] | None:
-        """The child's next line, or ``None`` after ``timeout`` seconds or if it died."""
+    def _read(self, timeout: float) -> dict[str, Any] | str:
+        """The child's next message, or ``"timeout"`` after ``timeout`` seconds, or ``"died"``."""
         with selectors.DefaultSelector() as sel:
             sel.register(self._proc.stdout, selectors.EVENT_READ)
             if not sel.select(timeout):
-                return None
+                return "timeout"
         line = self._proc.stdout.readline()
-        return json.loads(line) if line else None
+        if not line:
+            self._proc.wait(timeout=30)
+            return "died"
+        return json.loads(line)
 
     def run(self, row: dict[str, Any], checks: list[str]) -> dict[str, dict[str, Any]]:
         """Results of ``checks`` (``reproduce``, ``execute``, ``iree``) on one row."""
@@ -285,12 +294,11 @@ class RowRunner:
         self._proc.stdin.write(json.dumps(job) + "\n")
         self._proc.stdin.flush()
         answer = self._read(self.time_limit)
-        if answer is not None:
+        if isinstance(answer, dict):
             return answer
-        timed_out = self._proc.poll() is None
         why = (
             f"cut off after the {self.time_limit:g} s time limit"
-            if timed_out
+            if answer == "timeout"
             else f"the runner died (exit {self._proc.returncode}) after {time.monotonic() - start:.1f} s: {self._stderr_tail()}"
         )
         self.close()

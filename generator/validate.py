@@ -277,7 +277,11 @@ def validate_rows(
         _require_iree()
     from .extract import JAX_VERSION
 
-    picked = set(range(len(good)) if sample is None or sample >= len(good) else random.Random(seed).sample(range(len(good)), sample))
+    picked = set(
+        range(len(good))
+        if sample is None or sample >= len(good)
+        else random.Random(seed).sample(range(len(good)), sample)
+    )
     checks = ["reproduce", "execute"] + (["iree"] if iree else [])
     for name in checks:
         report.checks[name] = CheckResult()

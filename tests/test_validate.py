@@ -1,0 +1,178 @@
+"""validate: structure, reproduction, XLA and IREE execution, the trust gate, time limits."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from generator import cli
+from generator.extract import lower_source
+from generator.io import read_configs
+from generator.validate import validate_dataset, validate_rows
+from tests import rowkit
+
+HAS_IREE = (
+    importlib.util.find_spec("iree.compiler") is not None and importlib.util.find_spec("iree.runtime") is not None
+)
+
+AFFINE = """import jax
+import jax.numpy as jnp
+
+
+def affine(x):
+    return x * 2.0 + 1.0
+
+
+def example_args():
+    return (jax.ShapeDtypeStruct((4,), jnp.float32),)
+"""
+
+SPIN = """import jax
+import jax.numpy as jnp
+
+
+def spin(x):
+    while True:
+        pass
+
+
+def example_args():
+    return (jax.ShapeDtypeStruct((2,), jnp.float32),)
+"""
+
+CRASH = """import os
+
+import jax
+import jax.numpy as jnp
+
+
+def crash(x):
+    os.kill(os.getpid(), 9)
+
+
+def example_args():
+    return (jax.ShapeDtypeStruct((3,), jnp.float32),)
+"""
+
+
+@pytest.fixture(scope="module")
+def rows():
+    return rowkit.make_rows(train=3, validation=1, seed=11)
+
+
+def _foreign(template: dict, source: str, name: str, ir: str) -> dict:
+    return rowkit.rederive(template, python_source=source, function_name=name, stablehlo_ir=ir)
+
+
+def test_structure_only_passes_on_a_real_build(rows, tmp_path):
+    rowkit.write_jsonl(rows, tmp_path / "d")
+    report = validate_rows(read_configs(tmp_path / "d")[""], structure_only=True)
+    assert report.ok, report.format()
+    assert report.rows == 4 and report.split_rows == {"train": 3, "validation": 1}
+
+
+def test_untrusted_folder_is_refused_and_nothing_runs(rows, tmp_path, capsys, monkeypatch):
+    import generator.execute
+
+    monkeypatch.setattr(
+        generator.execute.RowRunner, "_start", lambda self: pytest.fail("code ran without --trust-code")
+    )
+    rowkit.write_jsonl(rows, tmp_path / "d")
+    assert cli.main(["validate", str(tmp_path / "d")]) == 3
+    out = capsys.readouterr().out
+    assert "REFUSED" in out and "--trust-code" in out and "not a sandbox" in out
+    assert cli.main(["validate", str(tmp_path / "d"), "--structure-only"]) == 0
+
+
+@pytest.mark.parametrize(
+    "break_it, expected",
+    [
+        (lambda rs: rs["train"].append(dict(rs["train"][0])), "repeated ids"),
+        (
+            lambda rs: rs["validation"].append(
+                rowkit.rederive(rs["train"][0], python_source=rs["train"][0]["python_source"] + "\n")
+            ),
+            "more than one split",
+        ),
+        (lambda rs: rs["train"].__setitem__(0, {**rs["train"][0], "id": "0" * 16}), "id is not sha256"),
+        (lambda rs: rs["train"].__setitem__(0, {**rs["train"][0], "flops": "many"}), "flops is not a number"),
+        (
+            lambda rs: rs["train"].__setitem__(0, {**rs["train"][0], "stablehlo_ops": []}),
+            "stablehlo_ops/num_stablehlo_ops",
+        ),
+        (
+            lambda rs: rs["train"].__setitem__(
+                0, {**rs["train"][0], "input_signature": [{"shape": [-1], "dtype": "f"}]}
+            ),
+            "input_signature is not",
+        ),
+        (lambda rs: [rs.__setitem__(s, []) for s in list(rs)], "no rows"),
+    ],
+)
+def test_structure_failures(rows, break_it, expected):
+    broken = {s: [dict(r) for r in rs] for s, rs in rows.items()}
+    break_it(broken)
+    report = validate_rows(broken, structure_only=True)
+    assert not report.ok
+    assert expected in report.format()
+
+
+def test_missing_and_extra_columns_fail(rows):
+    broken = {"train": [{k: v for k, v in r.items() if k != "stablehlo_ir"} | {"extra": 1} for r in rows["train"]]}
+    report = validate_rows(broken, structure_only=True)
+    assert not report.ok and report.missing_columns == ["stablehlo_ir"] and report.extra_columns == ["extra"]
+
+
+@pytest.mark.skipif(not HAS_IREE, reason="IREE not installed (pip install .[iree])")
+def test_trusted_run_catches_wrong_ir_hangs_and_crashes(rows, tmp_path):
+    template = rows["train"][0]
+    ir = lower_source(AFFINE, "affine").stablehlo_ir
+    tampered = _foreign(template, AFFINE.replace("x * 2.0", "x * 3.0"), "affine", ir)  # IR no longer means the source
+    tampered.update(
+        input_signature=[{"shape": [4], "dtype": "float32"}], output_signature=[{"shape": [4], "dtype": "float32"}]
+    )
+    old_jax = {**rows["train"][1], "jax_version": "0.4.30"}
+    spin = _foreign(template, SPIN, "spin", "module @jit_spin {\n}\n")
+    crash = _foreign(template, CRASH, "crash", "module @jit_crash {\n  // never lowered\n}\n")
+    data = {"train": [rows["train"][2], spin, tampered, crash, old_jax], "validation": rows["validation"]}
+
+    report = validate_rows(data, trust_code=True, sample=None, iree=True, time_limit=8)
+
+    failures = "\n".join(report.failures)
+    assert not report.ok
+    assert f"{spin['id']}: reproduce: cut off after the 8 s time limit" in failures
+    assert f"{crash['id']}: reproduce: the runner died" in failures
+    assert f"{tampered['id']}: reproduce: re-lowered IR differs" in failures
+    assert f"{tampered['id']}: iree: output 0: IREE vs JAX" in failures  # IREE runs the IR, JAX the source
+    # the three generated rows pass every check, including those after the hang and the crash;
+    # the tampered row's source runs fine with XLA (execute), only its IR is wrong
+    assert report.checks["reproduce"].passed == 3 and report.checks["reproduce"].notes["op histogram"] == 1
+    assert report.checks["execute"].passed == 4 and report.checks["iree"].passed == 3
+    assert "lowered by another jax (0.4.30" in report.format()
+
+
+def test_trusted_cli_run_on_staged_hub_folder(rows, tmp_path, capsys):
+    staged = tmp_path / "staged"
+    for config, seed_rows in (("balanced", rows), ("matrix", rows)):
+        for split, rs in seed_rows.items():
+            rowkit.write_parquet(rs, staged / config / f"{split}-00000-of-00001.parquet")
+    (staged / "README.md").write_text("---\nconfigs: []\n---\n")
+    args = ["validate", str(staged), "--trust-code", "--sample", "1"] + (["--iree"] if HAS_IREE else [])
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "config 'balanced': 4 rows (train 3, validation 1)" in out and "config 'matrix'" in out
+    assert "reproduce  4/4 pass" in out and "execute    1/1 pass" in out
+
+
+def test_validate_dataset_object(rows):
+    import datasets
+
+    from generator.schema import FEATURES
+
+    ds = datasets.DatasetDict({s: datasets.Dataset.from_list(rs, features=FEATURES) for s, rs in rows.items()})
+    assert validate_dataset(ds, structure_only=True).ok
+    assert validate_dataset(ds).refused  # a datasets object is foreign too, unless the caller trusts it
+    rows_back = json.loads(json.dumps(ds["train"].to_list()))
+    assert rows_back == rows["train"]
