@@ -196,12 +196,9 @@ def cmd_push(args: argparse.Namespace) -> int:
 
     token = hub.resolve_token()  # before any work; never printed
     result = _stage(args, repo_id=args.repo)
-    configs = list(result.configs)
-    commit = hub.upload(
-        result.path, args.repo, version=result.version, configs=configs, token=token, private=args.private
-    )
+    commit = hub.upload(result.path, args.repo, version=result.version, token=token, private=args.private)
     tag = hub.version_tag(result.version)
-    print(f"pushed {', '.join(configs)} to {args.repo}, tagged {tag}: {commit.commit_url}")
+    print(f"pushed {', '.join(result.configs)} to {args.repo}, tagged {tag}: {commit.commit_url}")
     return 0
 
 

@@ -536,6 +536,16 @@ def resolve_token(token: str | None = None) -> str:
     return found
 
 
+def staged_configs(staged: Path) -> list[str]:
+    """The configs a staged folder holds, from its card (``ValueError`` if it is not a staging)."""
+    from huggingface_hub import DatasetCard
+
+    readme = staged / "README.md"
+    if not readme.is_file() or STAGED_MARKER not in readme.read_text(encoding="utf-8"):
+        raise ValueError(f"{str(staged)!r} is not a staged folder (no README.md written by stage)")
+    return [c["config_name"] for c in DatasetCard.load(readme).data.get("configs") or []]
+
+
 def version_tag(version: str) -> str:
     return f"v{version}"
 
@@ -564,16 +574,16 @@ def upload(
     repo_id: str,
     *,
     version: str,
-    configs: Sequence[str],
     token: str | None = None,
     private: bool = False,
     api=None,
 ):
     """Upload a staged folder to the dataset repo ``repo_id`` and tag the commit ``v<version>``.
 
-    Creates the repo if needed; replaces the files of ``configs`` (stale shards included) and
-    the card, and leaves every other config's files alone. Refuses, before uploading, a
-    version whose tag already exists: a released version never changes.
+    Creates the repo if needed; replaces the files of the staged configs (stale shards
+    included), the plots and the card, and leaves every other config's files, and its entries
+    in the card's YAML, alone. Refuses, before uploading, a version whose tag already exists:
+    a released version never changes.
 
     Returns:
       The ``CommitInfo`` of the upload.
@@ -581,6 +591,8 @@ def upload(
     from huggingface_hub import HfApi
 
     token = resolve_token(token)
+    staged = Path(staged)
+    configs = staged_configs(staged)
     api = api or HfApi(token=token)
     tag = version_tag(version)
     api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
@@ -588,7 +600,7 @@ def upload(
         raise ValueError(
             f"{repo_id} already has tag {tag!r}: bump the dataset version (and CHANGELOG.md) to publish new data"
         )
-    _merge_remote_card(api, repo_id, Path(staged), configs)
+    _merge_remote_card(api, repo_id, staged, configs)
     commit = api.upload_folder(
         repo_id=repo_id,
         folder_path=str(staged),

@@ -1,0 +1,341 @@
+"""Hub publishing: the staged folder, its card, re-staging bytes, the upload calls, the viewer's view."""
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from unittest import mock
+
+import datasets
+import pyarrow.parquet as pq
+import pytest
+from huggingface_hub import DatasetCard, HfApi
+from huggingface_hub import constants as hf_constants
+
+from generator import cli, hub
+from generator.io import read_rows
+from generator.schema import COLUMNS
+from generator.stats import summarize
+
+from .conftest import ROOT
+
+SIZES = {"train_size": 40, "validation_size": 10}
+CONFIGS = ["balanced", "matrix"]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Relative path -> sha256 of every file under ``folder``."""
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hub") / "staged"
+    return hub.stage(out, CONFIGS, **SIZES, repo_id="someone/jsp")
+
+
+def test_layout_is_the_hub_layout(staged):
+    assert sorted(tree(staged.path)) == [
+        "README.md",
+        "balanced/train-00000-of-00001.parquet",
+        "balanced/validation-00000-of-00001.parquet",
+        "matrix/train-00000-of-00001.parquet",
+        "matrix/validation-00000-of-00001.parquet",
+        "plots/op_frequency.png",
+        "plots/sizes.png",
+    ]
+    assert [p.name for p in staged.path.parent.iterdir()] == ["staged"]  # no temporary folder left behind
+    for png in (staged.path / "plots").iterdir():
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_parquet_holds_the_builder_rows(staged):
+    for name in CONFIGS:
+        rows = read_rows(staged.path / name)
+        assert {split: len(r) for split, r in rows.items()} == {"train": 40, "validation": 10}
+        assert [hub.row_digest(r) for r in rows["train"]] == staged.configs[name].row_digests["train"]
+        assert pq.read_schema(staged.path / name / "train-00000-of-00001.parquet").names == list(COLUMNS)
+    assert {r["category"] for r in read_rows(staged.path / "matrix")["train"]} == {"matrix"}
+
+
+def test_card_yaml_describes_configs_and_splits(staged):
+    data = DatasetCard.load(staged.path / "README.md").data
+    assert data.pretty_name and data.license == "apache-2.0"
+    assert data.task_categories and {"jax", "stablehlo"} <= set(data.tags)
+    assert data.size_categories == ["n<1K"]
+    configs = {c["config_name"]: c for c in data.configs}
+    assert configs["balanced"]["default"] is True and "default" not in configs["matrix"]
+    assert configs["matrix"]["data_files"] == [
+        {"split": "train", "path": "matrix/train-*"},
+        {"split": "validation", "path": "matrix/validation-*"},
+    ]
+    infos = {i["config_name"]: i for i in data.dataset_info}
+    for name in CONFIGS:
+        assert [f["name"] for f in infos[name]["features"]] == list(COLUMNS)
+        assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == {"train": 40, "validation": 10}
+        parquet = sum(p.stat().st_size for p in (staged.path / name).glob("*.parquet"))
+        assert infos[name]["download_size"] == parquet
+    # The YAML features are what datasets reads back for the config.
+    info = datasets.DatasetInfo._from_yaml_dict(infos["matrix"])
+    assert info.features == datasets.Features({n: f for n, (f, _) in COLUMNS.items()})
+
+
+def test_card_numbers_come_from_the_staged_data(staged):
+    text = (staged.path / "README.md").read_text()
+    for name in CONFIGS:
+        s = summarize(read_rows(staged.path / name))
+        pl = s["python_lines"]
+        assert (
+            f"| `{name}` | {s['rows']} | {s['op_coverage']} | {pl['p5']:g} / {pl['median']:g} / {pl['p95']:g} |" in text
+        )
+    for column in COLUMNS:
+        assert f"| `{column}` |" in text
+    assert "(plots/op_frequency.png)" in text and "(plots/sizes.png)" in text
+    assert 'load_dataset("someone/jsp", "balanced")' in text
+    assert "jax / jaxlib | 0.10.2 / 0.10.2" in text
+    assert "--configs balanced matrix --train-size 40 --validation-size 10 --seed 0" in text
+    assert "Version 1.0.0" in text and "`v1.0.0`" in text
+    assert "@misc{jax_stablehlo_pairs" in text
+    # resampling was observed (shards ran in this process): every emitted row is counted once
+    assert all(c.shard_stats and c.shard_stats["rows"] == 50 for c in staged.configs.values())
+    assert "| `matrix` | 50 | " in text.split("**Resampling.**")[1]
+
+
+def test_staged_folder_loads_without_script(staged):
+    """datasets 3.6 in-process; tests/viewer_check.py does the same with the newest datasets (slow test)."""
+    ds = datasets.load_dataset(str(staged.path), "matrix", cache_dir=str(staged.path.parent / "cache"))
+    assert ds.num_rows == {"train": 40, "validation": 10}
+    assert [hub.row_digest(r) for r in ds["validation"]] == staged.configs["matrix"].row_digests["validation"]
+
+
+def test_restaging_gives_identical_bytes(staged, tmp_path):
+    again = hub.stage(tmp_path / "again", ["matrix"], **SIZES)
+    before, after = tree(staged.path), tree(again.path)
+    for f in ("matrix/train-00000-of-00001.parquet", "matrix/validation-00000-of-00001.parquet"):
+        assert before[f] == after[f]
+    # Restaging over an existing staging replaces it whole (balanced is gone) with the same bytes.
+    readme = (again.path / "README.md").read_text()
+    assert hub.stage(again.path, ["matrix"], **SIZES).path == again.path
+    assert {k: v for k, v in tree(again.path).items() if k != "README.md"} == {
+        k: v for k, v in after.items() if k != "README.md"
+    }
+    # The card too, but for the fingerprint of generator/'s files, which others may edit meanwhile.
+    unfingerprinted = re.compile(r"code fingerprint `[0-9a-f]+`")
+    assert unfingerprinted.sub("", (again.path / "README.md").read_text()) == unfingerprinted.sub("", readme)
+    assert [p.name for p in tmp_path.iterdir()] == ["again"]
+
+
+def test_bad_input_fails_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown configs \['nope'\]; valid configs: balanced"):
+        hub.stage(tmp_path / "out", ["balanced", "nope"])
+    with pytest.raises(ValueError, match="train_size must be a non-negative integer, got -1"):
+        hub.stage(tmp_path / "out", ["matrix"], train_size=-1)
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    with pytest.raises(ValueError, match="not empty and holds no staged dataset"):
+        hub.stage(foreign, ["matrix"], train_size=1, validation_size=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine"] and (foreign / "notes.txt").exists()
+
+
+def test_a_failure_leaves_nothing_half_written(tmp_path, monkeypatch):
+    def broken_card(*args, **kwargs):
+        raise RuntimeError("card failed")
+
+    monkeypatch.setattr(hub, "write_card", broken_card)
+    with pytest.raises(RuntimeError, match="card failed"):
+        hub.stage(tmp_path / "out", ["matrix"], train_size=2, validation_size=1)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_category():
+    assert [hub.size_category(n) for n in (0, 999, 1000, 99_000, 100_000, 10**12)] == [
+        "n<1K",
+        "n<1K",
+        "1K<n<10K",
+        "10K<n<100K",
+        "100K<n<1M",
+        "n>1T",
+    ]
+
+
+# ---------------------------------------------------------------------------- upload
+
+
+def fake_api(tags=(), remote_readme=None):
+    api = mock.create_autospec(HfApi, instance=True)
+    refs = []
+    for t in tags:
+        ref = mock.Mock()
+        ref.name = t  # ``name`` is Mock's own keyword, so it is set afterwards
+        refs.append(ref)
+    api.list_repo_refs.return_value.tags = refs
+    api.file_exists.return_value = remote_readme is not None
+    api.hf_hub_download.return_value = str(remote_readme)
+    api.upload_folder.return_value.oid = "c0ffee" * 6 + "abcd"
+    return api
+
+
+def test_upload_creates_repo_uploads_and_tags_the_version(staged, tmp_path):
+    api = fake_api()
+    commit = hub.upload(staged.path, "someone/jsp", version="1.0.0", token="hf_x", private=True, api=api)
+    assert commit is api.upload_folder.return_value
+    assert [c[0] for c in api.method_calls] == [
+        "create_repo",
+        "list_repo_refs",
+        "file_exists",
+        "upload_folder",
+        "create_tag",
+    ]
+    api.create_repo.assert_called_once_with("someone/jsp", repo_type="dataset", private=True, exist_ok=True)
+    kwargs = api.upload_folder.call_args.kwargs
+    assert kwargs["repo_id"] == "someone/jsp" and kwargs["repo_type"] == "dataset"
+    assert Path(kwargs["folder_path"]) == staged.path
+    # Only the pushed configs' files (and the plots) may be deleted: other configs stay on the Hub.
+    assert sorted(kwargs["delete_patterns"]) == ["balanced/*", "matrix/*", "plots/*"]
+    assert "revision" not in kwargs or kwargs["revision"] in (None, "main")
+    api.create_tag.assert_called_once_with(
+        "someone/jsp",
+        tag="v1.0.0",
+        revision=api.upload_folder.return_value.oid,
+        repo_type="dataset",
+        tag_message=mock.ANY,
+    )
+
+
+def test_upload_of_one_config_keeps_the_others(tmp_path):
+    one = hub.stage(tmp_path / "one", ["matrix"], train_size=2, validation_size=1)
+    remote = tmp_path / "remote.md"
+    remote.write_text(
+        "---\nconfigs:\n- config_name: balanced\n  data_files: balanced/*\n  default: true\n"
+        "- config_name: matrix\n  data_files: old/*\n"
+        "dataset_info:\n- config_name: balanced\n  splits:\n  - name: train\n    num_examples: 7\n---\nold card\n"
+    )
+    api = fake_api(remote_readme=remote)
+    hub.upload(one.path, "someone/jsp", version="1.0.0", token="hf_x", api=api)
+    assert api.upload_folder.call_args.kwargs["delete_patterns"] == ["matrix/*", "plots/*"]
+    data = DatasetCard.load(one.path / "README.md").data
+    configs = {c["config_name"]: c for c in data.configs}
+    assert configs["balanced"] == {"config_name": "balanced", "data_files": "balanced/*", "default": True}  # kept
+    assert configs["matrix"]["data_files"][0] == {"split": "train", "path": "matrix/train-*"}  # ours replaces the Hub's
+    infos = {i["config_name"]: i for i in data.dataset_info}
+    assert infos["balanced"]["splits"] == [{"name": "train", "num_examples": 7}]
+    assert {s["name"]: s["num_examples"] for s in infos["matrix"]["splits"]} == {"train": 2, "validation": 1}
+
+
+def test_released_version_is_never_overwritten(staged):
+    api = fake_api(tags=["v1.0.0"])
+    with pytest.raises(ValueError, match="already has tag 'v1.0.0': bump the dataset version"):
+        hub.upload(staged.path, "someone/jsp", version="1.0.0", token="hf_x", api=api)
+    api.upload_folder.assert_not_called()
+    api.create_tag.assert_not_called()
+
+
+@pytest.fixture
+def no_token(monkeypatch, tmp_path):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    monkeypatch.delenv("HF_OIDC_RESOURCE", raising=False)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+
+
+def test_token_from_env_or_login_cache(no_token, monkeypatch, tmp_path):
+    with pytest.raises(ValueError, match="no Hugging Face token: set HF_TOKEN or run `hf auth login`"):
+        hub.resolve_token()
+    Path(hf_constants.HF_TOKEN_PATH).write_text("hf_from_login_cache")
+    assert hub.resolve_token() == "hf_from_login_cache"
+    monkeypatch.setenv("HF_TOKEN", "hf_from_env")
+    assert hub.resolve_token() == "hf_from_env"
+
+
+def test_push_without_token_fails_before_any_work(no_token, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert cli.main(["push", "--repo", "someone/jsp", "--configs", "matrix", "--output-dir", str(out)]) == 2
+    assert "no Hugging Face token" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_push_never_shows_the_token(monkeypatch, tmp_path, capsys, caplog):
+    secret = "hf_" + "s3cr3t" * 6
+    monkeypatch.setenv("HF_TOKEN", secret)
+    api = fake_api()
+    api.upload_folder.return_value.commit_url = "https://huggingface.co/datasets/someone/jsp/commit/c0ffee"
+    made = []
+    monkeypatch.setattr("huggingface_hub.HfApi", lambda **kw: made.append(kw) or api)
+    out = tmp_path / "out"
+    argv = ["push", "--repo", "someone/jsp", "--private", "--configs", "matrix", "--output-dir", str(out)]
+    assert cli.main([*argv, "--train-size", "2", "--validation-size", "1"]) == 0
+    assert made == [{"token": secret}]
+    api.create_repo.assert_called_once_with("someone/jsp", repo_type="dataset", private=True, exist_ok=True)
+    assert api.create_tag.call_args.kwargs["tag"] == "v1.0.0"
+    captured = capsys.readouterr()
+    assert "tagged v1.0.0" in captured.out
+    shown = (
+        captured.out
+        + captured.err
+        + caplog.text
+        + "".join(p.read_text(errors="ignore") for p in out.rglob("*") if p.is_file())
+    )
+    assert secret not in shown
+
+
+# ---------------------------------------------------------------------------- the viewer's view
+
+
+def test_viewer_report_comparison_catches_differences(staged):
+    good = {
+        "project_importable": False,
+        "default_config": "balanced",
+        "configs": {
+            n: {s: {"columns": list(COLUMNS), "row_digests": d} for s, d in c.row_digests.items()}
+            for n, c in staged.configs.items()
+        },
+    }
+    assert hub.compare_viewer_report(staged, good) == []
+    bad = {**good, "project_importable": True, "default_config": "matrix", "configs": dict(good["configs"])}
+    rows = list(good["configs"]["matrix"]["train"]["row_digests"])
+    rows[3] = "0" * 32
+    bad["configs"]["matrix"] = {**good["configs"]["matrix"], "train": {"columns": list(COLUMNS), "row_digests": rows}}
+    problems = hub.compare_viewer_report(staged, bad)
+    assert any("not isolated" in p for p in problems)
+    assert any("default config is 'matrix'" in p for p in problems)
+    assert any(p.startswith("matrix/train: rows differ") and "first at 3" in p for p in problems)
+
+
+def viewer_python() -> Path:
+    """A venv with the newest datasets 5.x only (``make check-hub`` makes it); created here if missing."""
+    venv = Path(os.environ.get("VIEWER_VENV", ROOT / "build" / "venv-viewer"))
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True, timeout=300)
+        subprocess.run([str(python), "-m", "pip", "install", "--quiet", "datasets>=5,<6"], check=True, timeout=1200)
+    return python
+
+
+@pytest.mark.slow
+def test_newest_datasets_loads_every_config_as_the_builder_made_it(staged, tmp_path):
+    python = viewer_python()
+    version = subprocess.run(
+        [str(python), "-c", "import datasets; print(datasets.__version__)"], capture_output=True, text=True
+    )
+    assert version.stdout.startswith("5."), version
+    assert hub.check_viewer(staged, python) == []
+    # The check can fail: a Parquet file whose rows differ from the builder's is caught.
+    import pyarrow as pa
+
+    changed = hub.StageResult(tmp_path / "changed", staged.version, staged.configs)
+    shutil.copytree(staged.path, changed.path)
+    path = changed.path / "matrix" / "train-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    names = table.column("function_name").to_pylist()
+    i = table.schema.get_field_index("function_name")
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array(["renamed", *names[1:]])), path)
+    problems = hub.check_viewer(changed, python)
+    assert problems and any("matrix/train" in p for p in problems), problems
