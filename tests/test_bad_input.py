@@ -168,7 +168,8 @@ def test_push_without_token_fails_before_any_work(tmp_path, capsys, monkeypatch)
 
 
 @pytest.mark.xfail(
-    strict=True, reason="push checks the repo id only after staging (generator/cli.py push, not owned here)"
+    strict=True,
+    reason="push does not check the repo id before staging (generator/cli.py push); staging tiny sizes also fails with Instruction 'validation' corresponds to no data",
 )
 def test_push_with_malformed_repo_id_fails_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_a_test")
