@@ -73,6 +73,13 @@ class Op:
       guards: per operand, a ``GUARDS`` key or ``None``.
       hint: base name for the result variable.
       weight: relative sampling weight within a category.
+      requires: extra condition on the first operand's type (square matrix, PRNG key...).
+      new_input: draws the type of a fresh input for this op (default: the policy's).
+      transforms: JAX transforms the op applies (``grad``, ``vmap``...), for the row.
+
+    Templates may span several lines: every line but the last is emitted as is (helper
+    ``def``s, decorators, intermediate names), the last is the result's expression.
+    ``{r}`` is the result's name, for helper names that must be unique in the function.
     """
 
     name: str
@@ -86,9 +93,16 @@ class Op:
     guards: tuple[str | None, ...] = ()
     hint: str = "y"
     weight: float = 1.0
+    requires: Callable[[TensorType], bool] | None = None
+    new_input: Callable[[random.Random], TensorType] | None = None
+    transforms: tuple[str, ...] = ()
 
     def accepts(self, t: TensorType) -> bool:
-        return t.dtype in self.dtypes and self.min_rank <= t.rank <= self.max_rank
+        return (
+            t.dtype in self.dtypes
+            and self.min_rank <= t.rank <= self.max_rank
+            and (self.requires is None or self.requires(t))
+        )
 
 
 # --- helpers for binding ------------------------------------------------------------

@@ -11,6 +11,9 @@ from __future__ import annotations
 import random
 
 from .opbase import GUARDS, Binding, LiteralNeed, Need, Op  # noqa: F401  (re-exported)
+from .ops_autodiff import AUTODIFF_OPS
+from .ops_batching import BATCHING_OPS
+from .ops_control import CONTROL_OPS
 from .ops_core import CORE_OPS
 from .program import Literal
 from .types import TensorType
@@ -23,9 +26,12 @@ CATEGORIES = (
     "elementwise",
     "broadcasting",
     "composite",
+    "control_flow",
+    "batching",
+    "autodiff",
 )
 
-OPS: tuple[Op, ...] = CORE_OPS
+OPS: tuple[Op, ...] = CORE_OPS + CONTROL_OPS + BATCHING_OPS + AUTODIFF_OPS
 
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 if len(OPS_BY_NAME) != len(OPS):

@@ -28,16 +28,18 @@ def _operand_text(operand: Operand, guard: str | None) -> str:
     return GUARDS[guard][kind].format(v=operand.name)
 
 
-def render_statement(stmt: Statement) -> str:
+def render_statement(stmt: Statement) -> list[str]:
+    """The lines of one statement: any helper lines of a multi-line template, then the assignment."""
     guards = stmt.op.guards + (None,) * (len(stmt.operands) - len(stmt.op.guards))
     args = [_operand_text(o, g) for o, g in zip(stmt.operands, guards)]
-    return f"{stmt.result.name} = {stmt.op.template.format(*args, **stmt.param_dict)}"
+    *prelude, expr = stmt.op.template.format(*args, r=stmt.result.name, **stmt.param_dict).split("\n")
+    return [*prelude, f"{stmt.result.name} = {expr}"]
 
 
 def render_function(program: Program) -> str:
     """The ``def`` of the program's function alone."""
     params = ", ".join(v.name for v in program.inputs)
-    body = [f"    {render_statement(s)}" for s in program.statements]
+    body = [f"    {line}" for s in program.statements for line in render_statement(s)]
     body.append(f"    return {', '.join(v.name for v in program.outputs)}")
     return "\n".join([f"def {program.function_name}({params}):", *body]) + "\n"
 

@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 FLOAT_DTYPES = ("float32", "float16", "bfloat16")
 INT_DTYPES = ("int32",)
+BITS_DTYPES = ("int8", "int32", "uint32")
+COMPLEX_DTYPES = ("complex64",)
 BOOL_DTYPES = ("bool",)
 NUMERIC_DTYPES = FLOAT_DTYPES + INT_DTYPES
-ALL_DTYPES = NUMERIC_DTYPES + BOOL_DTYPES
+ALL_DTYPES = FLOAT_DTYPES + BITS_DTYPES + COMPLEX_DTYPES + BOOL_DTYPES
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,11 @@ class TensorType:
 
     @property
     def is_int(self) -> bool:
-        return self.dtype in INT_DTYPES
+        return self.dtype in BITS_DTYPES
+
+    @property
+    def is_complex(self) -> bool:
+        return self.dtype in COMPLEX_DTYPES
 
     def with_shape(self, shape: tuple[int, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)
