@@ -20,7 +20,6 @@ import random
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -218,7 +217,7 @@ def build_row(program, source: str, pair) -> dict[str, Any]:
         "num_stablehlo_ops": sum(ops.values()),
         "python_lines": render_function(program).count("\n"),
         "stablehlo_lines": pair.stablehlo_ir.count("\n"),
-        "jax_transforms": ["jit"],
+        "jax_transforms": ["jit", *dict.fromkeys(t for s in program.statements for t in s.op.transforms)],
         "lowering": "jit",
         "generator_version": __version__,
         "jax_version": JAX_VERSION,
