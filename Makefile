@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 NUM_PROC ?= 2
 CONFIG ?= balanced
+VALIDATE_SAMPLE ?= 200
 export HF_DATASETS_TRUST_REMOTE_CODE := 1
 
 .PHONY: install data test test-slow lint validate bench clean
@@ -24,6 +25,10 @@ test: install  ## the fast test suite (under 5 minutes on 2 cores)
 
 test-slow: install  ## everything, including large builds and datasets-cli test
 	$(PY) -m pytest -q -m "slow or not slow"
+
+validate: install  ## build the balanced config (same cache as make data), then check every row; IREE on a sample
+	$(PY) -m pip install --quiet -e ".[iree]"
+	$(PY) -m generator validate --build --config $(CONFIG) --num-proc $(NUM_PROC) --iree --sample $(VALIDATE_SAMPLE)
 
 lint: install
 	$(VENV)/bin/ruff check generator tests jax_stablehlo_pairs.py
