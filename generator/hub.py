@@ -56,7 +56,7 @@ class StagedConfig:
       seed: the build's seed.
       files: staged Parquet paths per split, relative to the staged folder.
       row_digests: per split, a digest of every row as the builder produced it (see ``row_digest``).
-      shard_stats: summed ``ShardStats`` of the build, or ``None`` if not observed (``num_proc`` > 1).
+      shard_stats: summed ``ShardStats`` counters of the build, or ``None`` if some shard did not report.
     """
 
     name: str
@@ -114,26 +114,40 @@ def check_configs(module, configs: Sequence[str] | None) -> list[str]:
 
 @contextmanager
 def _shard_stats_observed() -> Iterator[list[dict[str, Any]]]:
-    """Collect the per-shard stats ``generator.pipeline`` logs for shards built in this process."""
+    """Collect the per-shard stats ``generator.pipeline`` logs, from this process and its forked workers.
+
+    The handler appends JSON lines to a file, which forked ``num_proc`` workers inherit; the
+    list yielded is filled when the block ends.
+    """
     seen: list[dict[str, Any]] = []
 
     class Collect(logging.Handler):
+        def __init__(self, path: str):
+            super().__init__(logging.INFO)
+            self.path = path
+
         def emit(self, record: logging.LogRecord) -> None:
             args = record.args
             if isinstance(args, tuple) and args and isinstance(args[-1], dict) and "attempts" in args[-1]:
-                seen.append(args[-1])
+                stats = {k: v for k, v in args[-1].items() if isinstance(v, int)}
+                with open(self.path, "a", encoding="utf-8") as f:  # one short O_APPEND write per shard
+                    f.write(json.dumps(stats) + "\n")
 
     logger = logging.getLogger("generator.pipeline")
-    handler, level, propagate = Collect(logging.INFO), logger.level, logger.propagate
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    logger.propagate = False
-    try:
-        yield seen
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+    level, propagate = logger.level, logger.propagate
+    with tempfile.TemporaryDirectory(prefix="jsp-shard-stats-") as tmp:
+        handler = Collect(str(Path(tmp) / "stats.jsonl"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        try:
+            yield seen
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+            if Path(handler.path).exists():
+                seen.extend(json.loads(line) for line in Path(handler.path).read_text().splitlines() if line)
 
 
 def build_config(module, name: str, *, cache_dir: str, num_proc: int | None = None, **config_kwargs):
@@ -143,7 +157,7 @@ def build_config(module, name: str, *, cache_dir: str, num_proc: int | None = No
     with _shard_stats_observed() as seen:
         builder.download_and_prepare(num_proc=num_proc)
     stats = None
-    if len(seen) == planned:  # every shard ran here (not in a worker process): the numbers are complete
+    if len(seen) == planned:  # every shard reported: the numbers are complete
         keys = ("rows", "attempts", "other_bucket", "sampling_rejects", "lowering_failures", "duplicates")
         stats = {k: sum(int(s.get(k, 0)) for s in seen) for k in keys}
     return builder, builder.as_dataset(), stats
@@ -216,8 +230,7 @@ def stage(
       output_dir: the folder to (re)write; replaced atomically, and only if empty or a staging.
       configs: config names; all configs when empty.
       train_size, validation_size, seed: passed to every config (its defaults when ``None``).
-      num_proc: builder processes. Resample statistics are measured only when shards run in
-        this process (``None`` or 1).
+      num_proc: builder processes (forked; resample counts are collected from each).
       repo_id: the Hub repo the card's loading examples name.
       max_shard_bytes: Parquet shards hold about this many bytes of Arrow data.
       cache_dir: the builder's cache; a temporary one (removed afterwards) when ``None``.

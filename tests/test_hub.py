@@ -339,3 +339,12 @@ def test_newest_datasets_loads_every_config_as_the_builder_made_it(staged, tmp_p
     pq.write_table(table.set_column(i, table.schema.field(i), pa.array(["renamed", *names[1:]])), path)
     problems = hub.check_viewer(changed, python)
     assert problems and any("matrix/train" in p for p in problems), problems
+
+
+def test_resample_counts_are_collected_from_forked_workers(tmp_path):
+    module = hub.load_builder_module()
+    small = {"train_size": 4, "validation_size": 2, "rows_per_shard": 2}
+    _, one, in_process = hub.build_config(module, "matrix", cache_dir=str(tmp_path / "a"), **small)
+    _, two, workers = hub.build_config(module, "matrix", cache_dir=str(tmp_path / "b"), num_proc=2, **small)
+    assert in_process == workers and workers["rows"] == 6 and workers["attempts"] >= 6
+    assert one["train"].to_list() == two["train"].to_list()
