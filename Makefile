@@ -7,7 +7,7 @@ CONFIG ?= balanced
 VALIDATE_SAMPLE ?= 200
 export HF_DATASETS_TRUST_REMOTE_CODE := 1
 
-.PHONY: install data test test-slow lint validate bench clean
+.PHONY: install data test test-slow lint validate bench clean stage check-hub push
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,33 @@ validate: install  ## build the balanced config (same cache as make data), then 
 lint: install
 	$(VENV)/bin/ruff check generator tests jax_stablehlo_pairs.py
 	$(VENV)/bin/ruff format --check generator tests jax_stablehlo_pairs.py
+
+# Hub publishing. CONFIGS (default: all), TRAIN_SIZE, VALIDATION_SIZE, SEED (default: the builder's).
+STAGED ?= staged
+VIEWER_VENV ?= build/venv-viewer
+STAGE_ARGS = $(if $(CONFIGS),--configs $(CONFIGS)) $(if $(TRAIN_SIZE),--train-size $(TRAIN_SIZE)) \
+	$(if $(VALIDATION_SIZE),--validation-size $(VALIDATION_SIZE)) $(if $(SEED),--seed $(SEED)) --num-proc $(NUM_PROC)
+CHECK_SIZES ?= --train-size 40 --validation-size 10
+
+stage: install  ## build configs through the builder into $(STAGED)/: Parquet per config and split, card, plots
+	$(PY) -m pip install --quiet -e ".[hub]"
+	$(PY) -m generator stage --output-dir $(STAGED) $(STAGE_ARGS)
+
+check-hub: install  ## stage small configs, load each with the newest datasets in its own venv (no project), compare rows
+	$(PY) -m pip install --quiet -e ".[hub]"
+	test -x $(VIEWER_VENV)/bin/python || $(PYTHON) -m venv $(VIEWER_VENV)
+	$(VIEWER_VENV)/bin/python -m pip install --quiet --upgrade "datasets>=5"
+	$(PY) -m generator stage --output-dir build/hub-check $(STAGE_ARGS) $(CHECK_SIZES) --check-with $(VIEWER_VENV)/bin/python
+
+push: install  ## make push REPO=<user>/<name> [PRIVATE=1]: stage, check as the viewer loads it, upload, tag the version
+	@test -n "$(REPO)" || { echo "error: give REPO=<user>/<name>" >&2; exit 2; }
+	@$(PY) -c 'import sys; from huggingface_hub import get_token; sys.exit(0 if get_token() else \
+		"error: no Hugging Face token: set HF_TOKEN or run `hf auth login` (needs write access)")'
+	$(PY) -m pip install --quiet -e ".[hub]"
+	test -x $(VIEWER_VENV)/bin/python || $(PYTHON) -m venv $(VIEWER_VENV)
+	$(VIEWER_VENV)/bin/python -m pip install --quiet --upgrade "datasets>=5"
+	$(PY) -m generator push --repo $(REPO) $(if $(PRIVATE),--private) --output-dir $(STAGED) $(STAGE_ARGS) \
+		--check-with $(VIEWER_VENV)/bin/python
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
