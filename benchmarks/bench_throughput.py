@@ -1,0 +1,339 @@
+"""Throughput benchmark: pairs/second of four ways to make the same (source, StableHLO) pairs.
+
+Methods, measured side by side in one run (timings on a shared machine are noisy, so the
+ratios are what matter):
+
+  a. original: per program ``jit``, ``lower``, ``compile``, ``compiled.cost_analysis()``,
+     ``as_text()`` (the design this project replaced);
+  b. floor: ``jit(fn).lower(*args)``, ``as_text()``, ``lowered.cost_analysis()``: the least
+     JAX work that yields what a row holds;
+  c. pipeline: ``generator.pipeline`` in this process (sample, render, exec, lower, cost
+     analysis, dedup, row building);
+  d. builder: ``load_dataset(jax_stablehlo_pairs.py, num_proc=2)`` end to end, in a fresh
+     interpreter with a temporary HF cache; also ``num_proc=1`` for the scaling ratio, and a
+     larger ``num_proc=2`` build to check that per-worker memory stays flat.
+
+(a), (b) and (c) run on the same programs: the pipeline makes a chunk of rows, then (a) and
+(b) (in alternating order) lower the same sources, and every IR they produce must equal the
+row's ``stablehlo_ir``. JAX caches the traces of the jitted ``jax.numpy`` functions a program
+calls, so whichever method met a chunk first would pay for everyone: ``jax.clear_caches()``
+before each method's pass over a chunk gives all three the same (cold) start. Sources are
+executed outside the (a)/(b) timers; (c) pays for sampling, rendering and ``exec``.
+
+Usage: ``python benchmarks/bench_throughput.py [--programs N] [--rows N] [--large-rows N]``
+(or ``make bench``; env ``BENCH_PROGRAMS``, ``BENCH_ROWS``, ``BENCH_LARGE_ROWS``). Writes
+``benchmarks/results/throughput-<time>.json`` unless ``--output`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "jax_stablehlo_pairs.py"
+TARGETS = {
+    "builder_np2_over_original": 6.0,
+    "pipeline_cost_over_floor_max": 1.25,
+    "np2_over_np1": 1.8,
+    "peak_worker_rss_mb_max": 600,
+}
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _rss_mb(pid: int, field: str) -> float | None:
+    """``VmRSS``/``VmHWM`` of a process in MB from /proc (Linux), or None."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        return []
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        kids = _children(p)
+        out += kids
+        todo += kids
+    return out
+
+
+class PeakMemory:
+    """Polls a process tree and keeps each process's peak RSS (``VmHWM``), in MB."""
+
+    def __init__(self, root_pid: int, interval: float = 0.1):
+        self.root_pid, self.interval = root_pid, interval
+        self.peaks: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for pid in [self.root_pid, *_descendants(self.root_pid)]:
+                hwm = _rss_mb(pid, "VmHWM")
+                if hwm is not None:
+                    self.peaks[pid] = max(hwm, self.peaks.get(pid, 0.0))
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+# ---------------------------------------------------------------- (a), (b), (c)
+
+
+def _original(fn, args) -> str:
+    import jax
+
+    lowered = jax.jit(fn).lower(*args)
+    compiled = lowered.compile()
+    compiled.cost_analysis()
+    return lowered.as_text()
+
+
+def _floor(fn, args) -> str:
+    import jax
+
+    lowered = jax.jit(fn).lower(*args)
+    text = lowered.as_text()
+    lowered.cost_analysis()
+    return text
+
+
+def bench_in_process(programs: int, chunk: int, seed: int) -> dict:
+    """(a), (b), (c) on the same ``programs`` programs, chunk by chunk."""
+    import jax
+
+    from generator.extract import load_source
+    from generator.pipeline import ShardStats, _generate_in_process, plan_shards
+
+    def tasks(n: int, s: int):
+        return plan_shards(train_size=n, validation_size=0, seed=s, rows_per_shard=chunk)["train"]
+
+    for task in tasks(min(programs, 2 * chunk), seed + 1):  # warm-up on other programs: imports, JAX init
+        for row in _generate_in_process(task, ShardStats()):
+            _original(*load_source(row["python_source"], row["function_name"]))
+
+    seconds = {"original": 0.0, "floor": 0.0, "pipeline": 0.0}
+    rows_done = 0
+    start = time.process_time()
+    for k, task in enumerate(tasks(programs, seed)):
+        jax.clear_caches()
+        t = time.perf_counter()
+        rows = list(_generate_in_process(task, ShardStats()))
+        seconds["pipeline"] += time.perf_counter() - t
+        loaded = [load_source(r["python_source"], r["function_name"]) for r in rows]
+        order = [("original", _original), ("floor", _floor)]
+        for name, method in order if k % 2 == 0 else order[::-1]:
+            jax.clear_caches()
+            t = time.perf_counter()
+            texts = [method(fn, args) for fn, args in loaded]
+            seconds[name] += time.perf_counter() - t
+            for r, text in zip(rows, texts):
+                if text != r["stablehlo_ir"]:
+                    raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
+        rows_done += len(rows)
+    return {
+        "programs": rows_done,
+        "cpu_seconds": time.process_time() - start,
+        "seconds": seconds,
+        "pairs_per_second": {k: rows_done / v for k, v in seconds.items()},
+        "peak_rss_mb": _rss_mb(os.getpid(), "VmHWM"),
+    }
+
+
+# ---------------------------------------------------------------- (d)
+
+
+def _builder_child(rows: int, num_proc: int) -> None:
+    """Runs in a fresh interpreter: one ``load_dataset`` build; prints a JSON line."""
+    from datasets import load_dataset
+
+    validation = max(2, rows // 10)
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as cache:
+        ds = load_dataset(
+            str(SCRIPT),
+            "balanced",
+            trust_remote_code=True,
+            cache_dir=cache,
+            train_size=rows,
+            validation_size=validation,
+            rows_per_shard=max(1, rows // 20),  # 20 train and 2 validation shards: all workers busy
+            num_proc=num_proc if num_proc > 1 else None,
+        )
+        n = ds["train"].num_rows + ds["validation"].num_rows
+    print(json.dumps({"rows": n, "seconds": time.perf_counter() - t}))
+
+
+def bench_builder(rows: int, num_proc: int) -> dict:
+    """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "HF_HOME": home, "HF_DATASETS_TRUST_REMOTE_CODE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
+        t = time.perf_counter()
+        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with PeakMemory(proc.pid) as mem:
+            out, err = proc.communicate()
+        wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        raise RuntimeError(f"builder run (rows={rows}, num_proc={num_proc}) failed:\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    workers = [v for pid, v in mem.peaks.items() if pid != proc.pid]
+    return {
+        "num_proc": num_proc,
+        "rows": result["rows"],
+        "build_seconds": result["seconds"],
+        "process_seconds": wall,
+        "pairs_per_second": result["rows"] / result["seconds"],
+        "main_peak_rss_mb": mem.peaks.get(proc.pid),
+        # with num_proc=1 the main process is the only worker
+        "worker_peak_rss_mb": max(workers) if workers else mem.peaks.get(proc.pid),
+        "worker_peaks_mb": sorted(round(v, 1) for v in workers),
+    }
+
+
+# ---------------------------------------------------------------- report
+
+
+def summarize(inproc: dict, builders: dict) -> dict:
+    pps = dict(inproc["pairs_per_second"])
+    ratios = {
+        "floor_over_original": pps["floor"] / pps["original"],
+        "pipeline_cost_over_floor": pps["floor"] / pps["pipeline"],  # cost per pair, (c)/(b)
+    }
+    if "np2" in builders:
+        pps["builder_np2"] = builders["np2"]["pairs_per_second"]
+        ratios["builder_np2_over_original"] = pps["builder_np2"] / pps["original"]
+    if "np1" in builders:
+        pps["builder_np1"] = builders["np1"]["pairs_per_second"]
+        ratios["np2_over_np1"] = pps["builder_np2"] / pps["builder_np1"]
+    if "np2_large" in builders:
+        ratios["worker_rss_large_over_small"] = builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]
+    peak = max([inproc["peak_rss_mb"]] + [b["worker_peak_rss_mb"] for b in builders.values()])
+    checks = {}
+    if "builder_np2_over_original" in ratios:
+        checks["(d) >= 6x (a)"] = ratios["builder_np2_over_original"] >= TARGETS["builder_np2_over_original"]
+    checks["(c) <= 1.25x (b) per pair"] = ratios["pipeline_cost_over_floor"] <= TARGETS["pipeline_cost_over_floor_max"]
+    if "np2_over_np1" in ratios:
+        checks["num_proc=2 >= 1.8x num_proc=1"] = ratios["np2_over_np1"] >= TARGETS["np2_over_np1"]
+    checks["peak RSS per worker <= 600 MB"] = peak <= TARGETS["peak_worker_rss_mb_max"]
+    return {"pairs_per_second": pps, "ratios": ratios, "peak_worker_rss_mb": peak, "checks": checks}
+
+
+def render_table(inproc: dict, builders: dict, summary: dict) -> str:
+    pps = summary["pairs_per_second"]
+    base = pps["original"]
+    lines = [
+        f"{'method':<44} {'pairs':>6} {'pairs/s':>8} {'x (a)':>6} {'peak RSS/worker MB':>19}",
+        "-" * 87,
+    ]
+
+    def row(label, pairs, rate, rss):
+        rss_text = f"{rss:.0f}" if rss is not None else "-"
+        lines.append(f"{label:<44} {pairs:>6} {rate:>8.1f} {rate / base:>6.2f} {rss_text:>19}")
+
+    n, rss = inproc["programs"], inproc["peak_rss_mb"]
+    row("(a) original: lower+compile+cost+as_text", n, pps["original"], rss)
+    row("(b) floor: lower+as_text+lowered.cost", n, pps["floor"], rss)
+    row("(c) pipeline, one process", n, pps["pipeline"], rss)
+    labels = {"np1": "(d) load_dataset num_proc=1", "np2": "(d) load_dataset num_proc=2", "np2_large": "(d) load_dataset num_proc=2, larger"}
+    for key, label in labels.items():
+        if key in builders:
+            b = builders[key]
+            row(label, b["rows"], b["pairs_per_second"], b["worker_peak_rss_mb"])
+    lines.append("")
+    for name, value in summary["ratios"].items():
+        lines.append(f"{name:<34} {value:6.2f}")
+    lines.append("")
+    for name, ok in summary["checks"].items():
+        lines.append(f"[{'ok' if ok else 'MISS'}] {name}")
+    return "\n".join(lines)
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--builder-child"]:
+        _builder_child(int(argv[1]), int(argv[2]))
+        return 0
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 300), help="programs for (a), (b), (c)")
+    p.add_argument("--chunk", type=int, default=25, help="programs per side-by-side chunk")
+    p.add_argument("--rows", type=int, default=_env_int("BENCH_ROWS", 1000), help="train rows of the (d) builds (0: skip)")
+    p.add_argument("--large-rows", type=int, default=_env_int("BENCH_LARGE_ROWS", 4000), help="train rows of the larger num_proc=2 build for memory flatness (0: skip)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, default=None, help="JSON file (default benchmarks/results/throughput-<time>.json)")
+    args = p.parse_args(argv)
+
+    load_before = os.getloadavg()
+    started = time.strftime("%Y%m%dT%H%M%S")
+    print(f"(a)(b)(c): {args.programs} programs ...", flush=True)
+    inproc = bench_in_process(args.programs, args.chunk, args.seed)
+    builders = {}
+    if args.rows:
+        # back to back at the same size, so the scaling ratio sees the same machine load
+        for key, rows, num_proc in (("np2", args.rows, 2), ("np1", args.rows, 1)):
+            print(f"(d): load_dataset train_size={rows} num_proc={num_proc} ...", flush=True)
+            builders[key] = bench_builder(rows, num_proc)
+        if args.large_rows:
+            print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
+            builders["np2_large"] = bench_builder(args.large_rows, 2)
+    summary = summarize(inproc, builders)
+    table = render_table(inproc, builders, summary)
+    print()
+    print(table)
+
+    import jax
+
+    result = {
+        "started": started,
+        "command": "python benchmarks/bench_throughput.py " + " ".join(argv),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
+                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "in_process": inproc,
+        "builder": builders,
+        **summary,
+        "targets": TARGETS,
+        "table": table,
+    }
+    out = args.output or ROOT / "benchmarks" / "results" / f"throughput-{started}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
