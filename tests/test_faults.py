@@ -109,23 +109,40 @@ KILLED_BUILD = textwrap.dedent(
     pipeline._generate_in_process = slow
     import datasets
     datasets.load_dataset(sys.argv[3], "balanced", cache_dir=sys.argv[1], trust_remote_code=True,
-                          train_size=12, validation_size=4, rows_per_shard=4, seed=2)
+                          train_size=12, validation_size=4, rows_per_shard=4, seed=2, num_proc=eval(sys.argv[4]))
     """
 )
 
 
-def test_sigkill_mid_build_then_rebuild_gives_exactly_the_right_rows(tmp_path):
+def _descendants(pid: int) -> list[int]:
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+        kids = [int(c) for t in tasks for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+    except OSError:
+        return []
+    return kids + [d for k in kids for d in _descendants(k)]
+
+
+@pytest.mark.parametrize("num_proc", [None, pytest.param(2, marks=pytest.mark.slow)])
+def test_sigkill_mid_build_then_rebuild_gives_exactly_the_right_rows(tmp_path, num_proc):
     import datasets
 
     cache, marker = tmp_path / "cache", tmp_path / "in-second-shard"
     env = {**os.environ, "HF_DATASETS_TRUST_REMOTE_CODE": "1", "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_BUILD, str(cache), str(marker), SCRIPT], cwd=ROOT, env=env)
+    argv = [sys.executable, "-c", KILLED_BUILD, str(cache), str(marker), SCRIPT, repr(num_proc)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env)
     deadline = time.monotonic() + 120
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists(), "the build never reached its second shard"
+    workers = _descendants(proc.pid)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
+    for pid in workers:  # datasets' pool workers outlive a SIGKILLed parent; end the ones this test started
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
     assert list(cache.rglob("*.incomplete")), "expected the killed build's partial output"
     assert _completed_builds(cache) == []
 
