@@ -93,11 +93,22 @@ def compare(got, want, dtype: str) -> str | None:
 # --- the child -------------------------------------------------------------------------
 
 
-def _check_reproduce(job, fn_args) -> dict[str, Any]:
-    from .extract import JAX_VERSION, extract_ir, stablehlo_ops
+def _check_reproduce(job, fn_args, state) -> dict[str, Any]:
+    """The row's own recipe, ``jax.jit(fn).lower(*example_args()).as_text()``, gives its IR."""
+    import jax
+
+    from .extract import JAX_VERSION, stablehlo_ops
 
     fn, args = fn_args
-    ir = extract_ir(fn, *args, python_source=job["python_source"]).stablehlo_ir
+    signature = [{"shape": [int(d) for d in a.shape], "dtype": str(a.dtype)} for a in args]
+    if job.get("input_signature") is not None and signature != job["input_signature"]:
+        return {
+            "status": "fail",
+            "detail": f"example_args() gives {signature}, input_signature says {job['input_signature']}",
+        }
+    lowered = jax.jit(fn).lower(*args)
+    state["lowered"] = lowered
+    ir = lowered.as_text()
     if job.get("jax_version") == JAX_VERSION:
         if ir == job["stablehlo_ir"]:
             return {"status": "pass"}
@@ -118,7 +129,7 @@ def _check_execute(job, fn_args, state) -> dict[str, Any]:
     inputs = example_inputs(job["python_source"], args)
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))]
     state["inputs"], state["outputs"] = inputs, leaves
-    state["kept"] = _kept_arguments(fn, args)
+    state["kept"] = _kept_arguments(state.get("lowered") or jax.jit(fn).lower(*args))
     want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
     got = [(list(x.shape), str(x.dtype)) for x in leaves]
     if want and got != want:
@@ -133,12 +144,10 @@ def _check_execute(job, fn_args, state) -> dict[str, Any]:
     return {"status": "pass"}
 
 
-def _kept_arguments(fn, args) -> list[int] | None:
+def _kept_arguments(lowered) -> list[int] | None:
     """Indices of the arguments the lowered ``main`` takes: jit drops unused ones from the IR."""
-    import jax
-
     try:
-        return sorted(jax.jit(fn).lower(*args)._lowering.compile_args["kept_var_idx"])
+        return sorted(lowered._lowering.compile_args["kept_var_idx"])
     except (AttributeError, KeyError, TypeError):  # a private field; without it, assume all are kept
         return None
 
@@ -181,7 +190,7 @@ def _run_job(job: dict[str, Any]) -> dict[str, Any]:
     for check in job["checks"]:
         try:
             if check == "reproduce":
-                result[check] = _check_reproduce(job, fn_args)
+                result[check] = _check_reproduce(job, fn_args, state)
             elif check == "execute":
                 result[check] = _check_execute(job, fn_args, state)
             elif check == "iree":
@@ -288,7 +297,7 @@ class RowRunner:
         if self._proc is None or self._proc.poll() is not None:
             self.close()
             self._start()
-        keys = ("python_source", "function_name", "stablehlo_ir", "jax_version", "output_signature")
+        keys = ("python_source", "function_name", "stablehlo_ir", "jax_version", "input_signature", "output_signature")
         job = {k: row.get(k) for k in keys} | {"checks": checks}
         start = time.monotonic()
         self._proc.stdin.write(json.dumps(job) + "\n")
