@@ -42,7 +42,7 @@ TOLERANCES: dict[str, tuple[float, float]] = {
 def example_inputs(source: str, specs) -> list:
     """Concrete arrays for ``specs`` (``jax.ShapeDtypeStruct``s), a pure function of ``source``.
 
-    Floats are uniform in [-1, 1), integers in [-4, 4], booleans fair coins: every op in the
+    Floats are uniform in [-1, 1), integers in [-4, 4] ([0, 4] unsigned), booleans fair coins: every op in the
     generator guards its own domain (``log(|x| + 1e-3)``...), and small magnitudes keep
     chained programs inside float16's range.
     """
@@ -56,6 +56,8 @@ def example_inputs(source: str, specs) -> list:
         shape = tuple(spec.shape)
         if dtype == np.bool_:
             x = rng.random(shape) < 0.5
+        elif np.issubdtype(dtype, np.unsignedinteger):
+            x = rng.integers(0, 5, size=shape)
         elif np.issubdtype(dtype, np.integer):
             x = rng.integers(-4, 5, size=shape)
         elif np.issubdtype(dtype, np.complexfloating):
