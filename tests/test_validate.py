@@ -176,3 +176,34 @@ def test_validate_dataset_object(rows):
     assert validate_dataset(ds).refused  # a datasets object is foreign too, unless the caller trusts it
     rows_back = json.loads(json.dumps(ds["train"].to_list()))
     assert rows_back == rows["train"]
+
+
+def test_example_inputs_are_deterministic_and_in_range():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from generator.execute import example_inputs
+
+    specs = [jax.ShapeDtypeStruct((64,), d) for d in (jnp.float32, jnp.bfloat16, jnp.int32, jnp.uint8, jnp.bool_)]
+    a, b = example_inputs("src", specs), example_inputs("src", specs)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(example_inputs("other", specs)[0], a[0])
+    assert [str(x.dtype) for x in a] == ["float32", "bfloat16", "int32", "uint8", "bool"]
+    assert (
+        np.all(np.abs(a[0]) <= 1) and np.all(np.abs(a[2]) <= 4) and np.all(a[3] <= 4) and a[4].any() and not a[4].all()
+    )
+
+
+def test_compare_is_dtype_aware():
+    import numpy as np
+
+    from generator.execute import compare
+
+    want = np.array([1.0, -2.0, 0.5], np.float16)
+    assert compare(want + np.float16(0.004), want, "float16") is None
+    assert "outside tolerance" in compare(want + np.float16(0.1), want, "float16")
+    assert compare(want.astype(np.float32) + 1e-3, want.astype(np.float32), "float32") is not None
+    assert compare(np.array([1, 2]), np.array([1, 3]), "int32") == "1 of 2 elements differ (int32, compared exactly)"
+    assert compare(np.array([np.nan]), np.array([np.nan]), "float32") is None
+    assert compare(np.zeros((2, 1)), np.zeros((2,)), "float32") == "shape [2, 1] != [2]"
