@@ -13,8 +13,13 @@ import random
 from .opbase import GUARDS, Binding, LiteralNeed, Need, Op  # noqa: F401  (re-exported)
 from .ops_autodiff import AUTODIFF_OPS
 from .ops_batching import BATCHING_OPS
+from .ops_bitwise import BITWISE_OPS
 from .ops_control import CONTROL_OPS
 from .ops_core import CORE_OPS
+from .ops_indexing import INDEXING_OPS
+from .ops_linalg import LINALG_OPS
+from .ops_nn import NN_OPS
+from .ops_random import RANDOM_OPS
 from .program import Literal
 from .types import TensorType
 
@@ -29,9 +34,16 @@ CATEGORIES = (
     "control_flow",
     "batching",
     "autodiff",
+    "indexing",
+    "linalg",
+    "random",
+    "nn",
+    "bitwise",
 )
 
-OPS: tuple[Op, ...] = CORE_OPS + CONTROL_OPS + BATCHING_OPS + AUTODIFF_OPS
+OPS: tuple[Op, ...] = (
+    CORE_OPS + CONTROL_OPS + BATCHING_OPS + AUTODIFF_OPS + INDEXING_OPS + LINALG_OPS + RANDOM_OPS + NN_OPS + BITWISE_OPS
+)
 
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in OPS}
 if len(OPS_BY_NAME) != len(OPS):

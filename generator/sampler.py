@@ -88,8 +88,12 @@ class _ProgramBuilder:
         return v
 
     def random_type(self, op: Op) -> TensorType:
-        if op.new_input is not None:
-            return op.new_input(self.rng)
+        t = op.new_input(self.rng) if op.new_input is not None else self._policy_type(op)
+        if not op.accepts(t):
+            raise Reject(f"{op.name} does not accept {t.spec()}")
+        return t
+
+    def _policy_type(self, op: Op) -> TensorType:
         dtypes = [(d, w) for d, w in self.policy.dtype_weights if d in op.dtypes]
         if not dtypes:
             dtypes = [(d, 1.0) for d in op.dtypes]  # e.g. a bool mask argument
@@ -101,10 +105,7 @@ class _ProgramBuilder:
         dtype = _weighted(self.rng, [d for d, _ in dtypes], [w for _, w in dtypes])
         rank = _weighted(self.rng, [r for r, _ in ranks], [w for _, w in ranks])
         shape = tuple(self.rng.choice(self.policy.dims) for _ in range(rank))
-        t = TensorType(shape, dtype)
-        if not op.accepts(t):
-            raise Reject(f"{op.name} does not accept {t.spec()}")
-        return t
+        return TensorType(shape, dtype)
 
     def pick(self, accept: Callable[[TensorType], bool], exclude: tuple[Operand, ...] = ()) -> Value | None:
         candidates = [v for v in self.values if accept(v.type) and v not in exclude]
