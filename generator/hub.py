@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -348,7 +349,10 @@ def measure(result: StageResult) -> dict[str, Any]:
     per_config = {}
     for name in result.configs:
         rows = read_rows(result.path / name)
+        flat = [r for rs in rows.values() for r in rs]
         per_config[name] = summarize(rows) | {
+            "transforms": dict(Counter(t for r in flat for t in r["jax_transforms"]).most_common()),
+            "lowerings": dict(Counter(r["lowering"] for r in flat).most_common()),
             "parquet_bytes": sum(p.stat().st_size for p in (result.path / name).glob("*.parquet")),
             "versions": sorted(
                 {(r["generator_version"], r["jax_version"], r["jaxlib_version"]) for rs in rows.values() for r in rs}

@@ -101,6 +101,9 @@ def test_card_numbers_come_from_the_staged_data(staged):
     assert 'load_dataset("someone/jsp", "balanced")' in text
     assert "jax / jaxlib | 0.10.2 / 0.10.2" in text
     assert "--configs balanced matrix --train-size 40 --validation-size 10 --seed 0" in text
+    used = {t for rs in read_rows(staged.path / "balanced").values() for r in rs for t in r["jax_transforms"]}
+    line = next(x for x in text.splitlines() if x.startswith("JAX transforms applied"))
+    assert {t.strip("`") for t in re.findall(r"`[a-z_]+`", line)} == used | {"balanced"}
     assert "Version 1.0.0" in text and "`v1.0.0`" in text
     assert "@misc{jax_stablehlo_pairs" in text
     # resampling was observed (shards ran in this process): every emitted row is counted once
