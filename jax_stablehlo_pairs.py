@@ -14,6 +14,7 @@ import datasets
 import generator
 from generator.ops import CATEGORIES
 from generator.pipeline import example_key, generate_shard, plan_shards
+from generator.sampler import policy_for
 from generator.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
 
 VERSION = datasets.Version("1.0.0")
@@ -30,6 +31,8 @@ class PairsConfig(datasets.BuilderConfig):
       train_size, validation_size: rows per split.
       seed: the build's seed; same version, config, seed and sizes give identical rows.
       rows_per_shard: rows per generation shard (the unit of ``num_proc`` parallelism).
+      program_size: "small", "medium" or "large": statements per program (a sampler policy).
+      with_optimized_hlo: also compile each program and add XLA's optimized HLO (slower).
     """
 
     categories: tuple[str, ...] = CATEGORIES
@@ -38,6 +41,8 @@ class PairsConfig(datasets.BuilderConfig):
     validation_size: int = 1_000
     seed: int = 0
     rows_per_shard: int = 500
+    program_size: str = "medium"
+    with_optimized_hlo: bool = False
     version: datasets.Version = field(default_factory=lambda: VERSION)
 
     def shard_plan(self):
@@ -49,6 +54,8 @@ class PairsConfig(datasets.BuilderConfig):
             categories=self.categories,
             mixture=self.mixture,
             rows_per_shard=self.rows_per_shard,
+            policy=policy_for(self.program_size),
+            with_optimized_hlo=self.with_optimized_hlo,
         )
 
 

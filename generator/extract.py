@@ -25,6 +25,10 @@ JAXLIB_VERSION = jaxlib.__version__
 
 _OP_RE = re.compile(r"(?<![\w#!.])((?:stablehlo|chlo)\.[a-z_0-9]+)")
 _MODULE_RE = re.compile(r"^module @[\w.$-]+", re.MULTILINE)
+# XLA prints the Python call stack of every op (file paths of this machine included) as
+# tables after the module header and as stack_frame_id references: not part of the program.
+_HLO_STACK_TABLES_RE = re.compile(r"\n\nFileNames\n.*?\n\nStackFrames\n(?:\d+ \{[^\n]*\}\n)*", re.DOTALL)
+_HLO_FRAME_REF_RE = re.compile(r" stack_frame_id=\d+")
 
 
 @dataclass(frozen=True)
@@ -38,6 +42,8 @@ class IRPair:
       cost_analysis: XLA's cost figures: ``flops``, ``transcendentals``, ``bytes accessed``.
       input_signature: ``(shape, dtype)`` of each array argument.
       output_signature: ``(shape, dtype)`` of each output leaf.
+      optimized_hlo: XLA's optimized HLO after compilation (only with ``optimize=True``).
+      compiled_cost_analysis: cost figures of the compiled executable (only with ``optimize=True``).
     """
 
     function_name: str
@@ -46,6 +52,8 @@ class IRPair:
     cost_analysis: dict[str, float] = field(default_factory=dict)
     input_signature: tuple[tuple[tuple[int, ...], str], ...] = ()
     output_signature: tuple[tuple[tuple[int, ...], str], ...] = ()
+    optimized_hlo: str | None = None
+    compiled_cost_analysis: dict[str, float] | None = None
 
     @property
     def stablehlo_ops(self) -> Counter:
@@ -70,6 +78,11 @@ def normalize_ir(ir: str) -> str:
     return _MODULE_RE.sub("module @jit_fn", ir, count=1)
 
 
+def strip_hlo_debug_info(hlo: str) -> str:
+    """Optimized HLO without the Python stack tables and frame references XLA adds."""
+    return _HLO_FRAME_REF_RE.sub("", _HLO_STACK_TABLES_RE.sub("\n", hlo, count=1))
+
+
 def _is_array_like(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, (np.generic, type))
 
@@ -92,7 +105,7 @@ def _cost(lowered) -> dict[str, float]:
     return {k: float(cost[k]) for k in ("flops", "transcendentals", "bytes accessed") if k in cost}
 
 
-def extract_ir(fn: Callable, *args: Any, python_source: str | None = None) -> IRPair:
+def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optimize: bool = False) -> IRPair:
     """Lower ``fn`` on ``args`` and return the (source, StableHLO) pair.
 
     Args:
@@ -100,6 +113,8 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None) -> IR
       *args: arrays or ``jax.ShapeDtypeStruct``s; every other argument (Python scalars,
         strings, ``None``...) is passed as a static argument.
       python_source: the source text to record; by default ``inspect.getsource(fn)``.
+      optimize: also compile with XLA and record the optimized HLO and its cost analysis
+        (a compile costs several lowerings, so it is off by default).
 
     Returns:
       An ``IRPair``; its ``stablehlo_ir`` equals ``jax.jit(fn, static_argnums=...)
@@ -108,6 +123,10 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None) -> IR
     static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))
     lowered = jax.jit(fn, static_argnums=static).lower(*args)
     arrays = [a for a in args if _is_array_like(a)]
+    optimized_hlo = compiled_cost = None
+    if optimize:
+        compiled = lowered.compile()
+        optimized_hlo, compiled_cost = strip_hlo_debug_info(compiled.as_text()), _cost(compiled)
     return IRPair(
         function_name=getattr(fn, "__name__", "<lambda>"),
         python_source=python_source if python_source is not None else _source_of(fn),
@@ -115,6 +134,8 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None) -> IR
         cost_analysis=_cost(lowered),
         input_signature=_signature(arrays),
         output_signature=_signature(jax.tree_util.tree_leaves(lowered.out_info)),
+        optimized_hlo=optimized_hlo,
+        compiled_cost_analysis=compiled_cost,
     )
 
 
@@ -162,7 +183,7 @@ def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
     return namespace[function_name], tuple(namespace["example_args"]())
 
 
-def lower_source(source: str, function_name: str) -> IRPair:
+def lower_source(source: str, function_name: str, *, optimize: bool = False) -> IRPair:
     """Lower a row's source as the dataset documents: ``jax.jit(fn).lower(*example_args())``."""
     fn, args = load_source(source, function_name)
-    return extract_ir(fn, *args, python_source=source)
+    return extract_ir(fn, *args, python_source=source, optimize=optimize)

@@ -111,6 +111,7 @@ class ShardTask:
       categories: categories the build draws from.
       mixture: ``"balanced"`` (round-robin over categories) or ``"mixed"`` (drawn at random).
       policy: the sampler's weights and limits.
+      with_optimized_hlo: also compile each program and record XLA's optimized HLO.
     """
 
     split: str
@@ -123,6 +124,7 @@ class ShardTask:
     categories: tuple[str, ...]
     mixture: str = "balanced"
     policy: Policy = DEFAULT_POLICY
+    with_optimized_hlo: bool = False
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -164,6 +166,7 @@ def plan_shards(
     mixture: str = "balanced",
     rows_per_shard: int = 500,
     policy: Policy = DEFAULT_POLICY,
+    with_optimized_hlo: bool = False,
 ) -> dict[str, list[ShardTask]]:
     """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
     sizes = {"train": check_size("train_size", train_size), "validation": check_size("validation_size", validation_size)}
@@ -173,6 +176,8 @@ def plan_shards(
     if mixture not in MIXTURES:
         raise ValueError(f"unknown mixture {mixture!r}; valid mixtures: {', '.join(MIXTURES)}")
     categories = check_categories(categories)
+    if not isinstance(with_optimized_hlo, bool):
+        raise ValueError(f"with_optimized_hlo must be True or False, got {with_optimized_hlo!r}")
     counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
     num_buckets = max(1, sum(counts.values()))
     plan: dict[str, list[ShardTask]] = {}
@@ -182,7 +187,7 @@ def plan_shards(
         for i in range(counts[split]):
             start = i * rows_per_shard
             n = min(rows_per_shard, sizes[split] - start)
-            tasks.append(ShardTask(split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy))
+            tasks.append(ShardTask(split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy, with_optimized_hlo))
             bucket += 1
         plan[split] = tasks
     return plan
@@ -219,6 +224,9 @@ def build_row(program, source: str, pair) -> dict[str, Any]:
         "stablehlo_lines": pair.stablehlo_ir.count("\n"),
         "jax_transforms": ["jit", *dict.fromkeys(t for s in program.statements for t in s.op.transforms)],
         "lowering": "jit",
+        "optimized_hlo": pair.optimized_hlo,
+        "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),
+        "compiled_bytes_accessed": (pair.compiled_cost_analysis or {}).get("bytes accessed"),
         "generator_version": __version__,
         "jax_version": JAX_VERSION,
         "jaxlib_version": JAXLIB_VERSION,
@@ -254,7 +262,7 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
                 continue
             try:
                 with _time_limit(LOWERING_TIME_LIMIT_S):
-                    pair = lower_source(source, program.function_name)
+                    pair = lower_source(source, program.function_name, optimize=task.with_optimized_hlo)
             except LoweringTimeout as e:
                 stats.lowering_timeouts += 1
                 if len(stats.failure_examples) < 20:

@@ -25,7 +25,9 @@ class Policy:
     """Every weight and limit the sampler uses, as data.
 
     Attributes:
-      min_statements, max_statements: statements per program (uniform).
+      min_statements, max_statements: statements per program (uniform)...
+      tail_probability, tail_max_statements: ...except with this probability, when it is
+        uniform in ``max_statements..tail_max_statements`` (real code has a long tail).
       max_inputs: function arguments at most (``len(INPUT_NAMES)`` at most).
       dtype_weights: dtype of a new input -> relative weight.
       rank_weights: rank of a new input -> relative weight.
@@ -36,7 +38,9 @@ class Policy:
     """
 
     min_statements: int = 3
-    max_statements: int = 8
+    max_statements: int = 10
+    tail_probability: float = 0.25
+    tail_max_statements: int = 40
     max_inputs: int = 4
     dtype_weights: tuple[tuple[str, float], ...] = (
         ("float32", 0.6),
@@ -53,11 +57,32 @@ class Policy:
     def __post_init__(self) -> None:
         if not 1 <= self.min_statements <= self.max_statements:
             raise ValueError(f"need 1 <= min_statements <= max_statements, got {self.min_statements}, {self.max_statements}")
+        if self.tail_max_statements < self.max_statements or not 0 <= self.tail_probability <= 1:
+            raise ValueError(f"need tail_max_statements >= max_statements and 0 <= tail_probability <= 1, got {self.tail_max_statements}, {self.tail_probability}")
         if not 1 <= self.max_inputs <= len(INPUT_NAMES):
             raise ValueError(f"max_inputs must be in 1..{len(INPUT_NAMES)}, got {self.max_inputs}")
 
 
-DEFAULT_POLICY = Policy()
+    def statement_count(self, rng: random.Random) -> int:
+        if rng.random() < self.tail_probability:
+            return rng.randint(self.max_statements, self.tail_max_statements)
+        return rng.randint(self.min_statements, self.max_statements)
+
+
+# Program size presets, selected by the builder config's ``program_size``.
+POLICIES: dict[str, Policy] = {
+    "small": Policy(min_statements=2, max_statements=5, tail_probability=0.0, tail_max_statements=5),
+    "medium": Policy(),
+    "large": Policy(min_statements=8, max_statements=24, tail_probability=0.3, tail_max_statements=60, max_inputs=6),
+}
+DEFAULT_POLICY = POLICIES["medium"]
+
+
+def policy_for(program_size: str) -> Policy:
+    """The preset policy called ``program_size`` (``ValueError`` naming the valid ones)."""
+    if program_size not in POLICIES:
+        raise ValueError(f"unknown program_size {program_size!r}; valid sizes: {', '.join(POLICIES)}")
+    return POLICIES[program_size]
 # Ops any category may mix in between its own, as real code does.
 GLUE_OPS: tuple[Op, ...] = tuple(dict.fromkeys(ops_for("arithmetic") + ops_for("elementwise")))
 
@@ -224,7 +249,7 @@ def sample_program(
         raise ValueError(f"unknown category {category!r}; valid categories: {', '.join(CATEGORIES)}")
     own = ops_for(category)
     b = _ProgramBuilder(rng, policy)
-    n_statements = rng.randint(policy.min_statements, policy.max_statements)
+    n_statements = policy.statement_count(rng)
     for i in range(n_statements):
         for _ in range(max_tries_per_statement):
             pool = GLUE_OPS if (i > 0 and rng.random() < policy.glue_probability) else own

@@ -5,6 +5,7 @@ import pytest
 
 from generator import SynthesisPipeline, extract_ir, extract_with_grad
 from generator.extract import stablehlo_ops
+from generator.ops import CATEGORIES
 
 
 def test_extract_ir_on_library_functions():
@@ -44,12 +45,12 @@ def test_synthesis_pipeline(tmp_path):
     pipe = SynthesisPipeline(tmp_path / "out", seed=5)
     row = pipe.generate_single("matrix", save=True)
     assert row["category"] == "matrix"
-    rows = pipe.generate_batch(7, save=True)
-    assert sorted(r["category"] for r in rows) == sorted(["arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite"])
+    rows = pipe.generate_batch(len(CATEGORIES), save=True)
+    assert sorted(r["category"] for r in rows) == sorted(CATEGORIES)
     assert row["id"] not in {r["id"] for r in rows}
     stats = pipe.get_statistics()
     assert stats["rows"] == 8 and stats["by_category"]["matrix"] == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["batch-00001.jsonl", "single-00000.jsonl"]
     again = SynthesisPipeline(None, seed=5)
     again.generate_single("matrix")
-    assert [r["id"] for r in again.generate_batch(7)] == [r["id"] for r in rows]
+    assert [r["id"] for r in again.generate_batch(len(CATEGORIES))] == [r["id"] for r in rows]

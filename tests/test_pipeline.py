@@ -3,13 +3,14 @@ import statistics
 import pytest
 
 from generator.extract import lower_source, normalize_ir
+from generator.ops import CATEGORIES
 from generator.pipeline import ShardStats, ShardTask, generate_shard, plan_shards
 from generator.schema import COLUMNS
 
 
 @pytest.fixture(scope="module")
 def plan():
-    return plan_shards(train_size=42, validation_size=14, seed=3, rows_per_shard=14)
+    return plan_shards(train_size=45, validation_size=15, seed=3, rows_per_shard=15)
 
 
 @pytest.fixture(scope="module")
@@ -18,14 +19,14 @@ def rows(plan):
 
 
 def test_plan_is_independent_of_anything_but_sizes_and_seed(plan):
-    assert [t.num_rows for t in plan["train"]] == [14, 14, 14]
+    assert [t.num_rows for t in plan["train"]] == [15, 15, 15]
     assert [t.bucket for ts in plan.values() for t in ts] == [0, 1, 2, 3]
-    assert plan == plan_shards(train_size=42, validation_size=14, seed=3, rows_per_shard=14)
+    assert plan == plan_shards(train_size=45, validation_size=15, seed=3, rows_per_shard=15)
 
 
 def test_shard_is_a_pure_function_of_its_task(plan, rows):
     again = list(generate_shard(plan["train"][1]))
-    assert again == rows["train"][14:28]
+    assert again == rows["train"][15:30]
 
 
 def test_task_survives_json(plan):
@@ -36,13 +37,13 @@ def test_task_survives_json(plan):
 def test_rows_have_every_documented_column(rows):
     for row in rows["train"]:
         assert set(row) == set(COLUMNS)
-        assert row["lowering"] == "jit" and row["jax_transforms"] == ["jit"]
+        assert row["lowering"] == "jit" and row["jax_transforms"][0] == "jit"
         assert row["flops"] is not None and row["bytes_accessed"] > 0
 
 
 def test_balanced_gives_equal_shares(rows):
     counts = statistics.multimode([r["category"] for r in rows["train"]])
-    assert len(counts) == 7  # 42 rows / 7 categories: every category 6 times
+    assert sorted(counts) == sorted(CATEGORIES)  # 45 rows / 15 categories: every category 3 times
 
 
 def test_no_duplicates_and_no_ir_in_both_splits(rows):
@@ -75,16 +76,16 @@ def test_lowering_failures_are_resampled_and_counted(monkeypatch, plan):
     real = extract.lower_source
     calls = {"n": 0}
 
-    def flaky(source, name):
+    def flaky(source, name, **kwargs):
         calls["n"] += 1
         if calls["n"] % 3 == 0:
             raise RuntimeError("injected lowering failure")
-        return real(source, name)
+        return real(source, name, **kwargs)
 
     monkeypatch.setattr(extract, "lower_source", flaky)
     stats = ShardStats()
     out = list(generate_shard(plan["validation"][0], stats))
-    assert len(out) == 14
+    assert len(out) == 15
     assert stats.lowering_failures >= 4 and "injected" in stats.failure_examples[0]
 
 
@@ -102,3 +103,26 @@ def test_bad_plan_arguments_name_the_value(kwargs, message):
     args = {"train_size": 1, "validation_size": 1, "seed": 0} | kwargs
     with pytest.raises(ValueError, match=message):
         plan_shards(**args)
+
+
+def test_optimized_hlo_is_opt_in_and_free_of_machine_paths():
+    (task,) = plan_shards(train_size=3, validation_size=0, seed=0, with_optimized_hlo=True)["train"]
+    rows = list(generate_shard(task))
+    for row in rows:
+        assert row["optimized_hlo"].startswith("HloModule ") and "ENTRY" in row["optimized_hlo"]
+        assert "FileNames" not in row["optimized_hlo"] and "stack_frame_id" not in row["optimized_hlo"]
+        assert row["compiled_flops"] is not None
+    (plain,) = plan_shards(train_size=3, validation_size=0, seed=0)["train"]
+    assert all(r["optimized_hlo"] is None for r in generate_shard(plain))
+
+
+def test_program_size_presets_order_program_lengths():
+    from generator.sampler import policy_for
+
+    medians = {}
+    for size in ("small", "medium", "large"):
+        (task,) = plan_shards(train_size=14, validation_size=0, seed=1, policy=policy_for(size))["train"]
+        medians[size] = statistics.median(r["python_lines"] for r in generate_shard(task))
+    assert medians["small"] < medians["medium"] < medians["large"]
+    with pytest.raises(ValueError, match="unknown program_size 'huge'; valid sizes: small, medium, large"):
+        policy_for("huge")
