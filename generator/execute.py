@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import selectors
 import subprocess
 import sys
@@ -66,6 +67,19 @@ def example_inputs(source: str, specs) -> list:
             x = rng.uniform(-1, 1, size=shape)
         out.append(np.asarray(x).astype(dtype))
     return out
+
+
+_IR_FLOAT = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
+_IR_FLOAT_RE = re.compile(r"tensor<(?:[0-9?]+x)*(bf16|f16|f32)>")
+
+
+def tolerance_dtype(out_dtype: str, ir: str) -> str:
+    """The dtype whose tolerance applies to an output: its own, or the loosest float the IR
+    computes in, since a float32 result of bfloat16 intermediates carries bfloat16 error."""
+    if out_dtype not in TOLERANCES:
+        return out_dtype
+    used = {_IR_FLOAT[m] for m in _IR_FLOAT_RE.findall(ir)} | {out_dtype}
+    return max(used, key=lambda d: TOLERANCES[d][0])
 
 
 def compare(got, want, dtype: str) -> str | None:
@@ -173,7 +187,7 @@ def _check_iree(job, state) -> dict[str, Any]:
     if len(results) != len(state["outputs"]):
         return {"status": "fail", "detail": f"IREE returned {len(results)} outputs, JAX {len(state['outputs'])}"}
     for k, (got, want) in enumerate(zip(results, state["outputs"])):
-        why = compare(got, want, str(want.dtype))
+        why = compare(got, want, tolerance_dtype(str(want.dtype), job["stablehlo_ir"]))
         if why:
             return {"status": "fail", "detail": f"output {k}: IREE vs JAX: {why}"}
     return {"status": "pass"}

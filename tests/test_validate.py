@@ -207,3 +207,12 @@ def test_compare_is_dtype_aware():
     assert compare(np.array([1, 2]), np.array([1, 3]), "int32") == "1 of 2 elements differ (int32, compared exactly)"
     assert compare(np.array([np.nan]), np.array([np.nan]), "float32") is None
     assert compare(np.zeros((2, 1)), np.zeros((2,)), "float32") == "shape [2, 1] != [2]"
+
+
+def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
+    from generator.execute import tolerance_dtype
+
+    ir = "%0 = stablehlo.convert %arg0 : (tensor<5xbf16>) -> tensor<5xf32>\n%1 = stablehlo.tanh %2 : tensor<f16>"
+    assert tolerance_dtype("float32", ir) == "bfloat16"
+    assert tolerance_dtype("float32", "%0 = stablehlo.add %a, %b : tensor<2x3xf32>") == "float32"
+    assert tolerance_dtype("int32", ir) == "int32"  # integers and bools are always exact
