@@ -55,6 +55,7 @@ class StagedConfig:
       name, description, categories, mixture: from the builder config.
       sizes: requested rows per split (the builder config's train/validation sizes).
       seed: the build's seed.
+      features: the ``datasets.Features`` the builder produced.
       files: staged Parquet paths per split, relative to the staged folder.
       row_digests: per split, a digest of every row as the builder produced it (see ``row_digest``).
       shard_stats: summed ``ShardStats`` counters of the build, or ``None`` if some shard did not report.
@@ -66,6 +67,7 @@ class StagedConfig:
     mixture: str
     sizes: dict[str, int]
     seed: int
+    features: Any = None
     files: dict[str, list[str]] = field(default_factory=dict)
     row_digests: dict[str, list[str]] = field(default_factory=dict)
     shard_stats: dict[str, int] | None = None
@@ -270,6 +272,7 @@ def stage(
                     sizes={"train": cfg.train_size, "validation": cfg.validation_size},
                     seed=cfg.seed,
                     shard_stats=stats,
+                    features=next(iter(dsd.values())).features,
                 )
                 (tmp / name).mkdir()
                 for split, ds in dsd.items():
@@ -336,7 +339,9 @@ def _yaml_metadata(result: StageResult, card_data) -> None:
             splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=sum(t.num_rows for t in tables)))
             download += sum((result.path / f).stat().st_size for f in files)
             total += nbytes
-        infos[name] = DatasetInfo(features=FEATURES, splits=splits, download_size=download, dataset_size=total)
+        infos[name] = DatasetInfo(
+            features=sc.features or FEATURES, splits=splits, download_size=download, dataset_size=total
+        )
     metadata_configs.to_dataset_card_data(card_data)
     infos.to_dataset_card_data(card_data)
 
