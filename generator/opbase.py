@@ -29,6 +29,8 @@ GUARDS = {
     "positive": {"float": "(jnp.abs({v}) + 1e-3)", "int": "(jnp.abs({v}) + 1)"},
     "nonzero": {"float": "(jnp.abs({v}) + 1.0)", "int": "(jnp.abs({v}) + 1)"},
     "unit": {"float": "jnp.tanh({v})", "int": "{v}"},
+    "open_unit": {"float": "(0.99 * jnp.tanh({v}))", "int": "{v}"},
+    "above_one": {"float": "(jnp.abs({v}) + 1.001)", "int": "(jnp.abs({v}) + 2)"},
 }
 
 

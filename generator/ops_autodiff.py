@@ -114,6 +114,18 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         transforms=("custom_jvp", "grad"),
         weight=1.5,
     ),
+    Op(
+        "grad_max_pool",
+        'jax.grad(lambda a: jnp.sum(lax.reduce_window(a, -jnp.inf, lax.max, (2, 2), (2, 2), "VALID") ** 2))({0})',
+        _AD,
+        F32,
+        requires=lambda t: t.shape[0] % 2 == 0 and t.shape[1] % 2 == 0,
+        new_input=lambda r: TensorType((r.choice((2, 4, 8)), r.choice((2, 4, 8))), "float32"),
+        min_rank=2,
+        max_rank=2,
+        hint="g",
+        transforms=("grad",),
+    ),
     Op("grad_of_loss", "jax.grad(lambda a: jnp.mean((a - {1}) ** 2))({0})", _AD, F32, bind=lambda r, a: Binding(needs=(a,)), hint="g", transforms=("grad",)),
     Op("value_scalar", "jax.value_and_grad(lambda a: {f})({0})[0]", _AD, F32, infer=_infer_scalar, bind=_bind_objective, hint="val", transforms=("value_and_grad",)),
 )

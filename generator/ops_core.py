@@ -320,6 +320,8 @@ def _infer_scalar(types, params):
     return types[0].with_shape(())
 
 
+F32 = ("float32",)
+C64 = ("complex64",)
 _A = ("arithmetic",)
 _C = ("conditional",)
 _R = ("reduction",)
@@ -374,6 +376,32 @@ CORE_OPS: tuple[Op, ...] = (
     unary("isfinite", "jnp.isfinite({0})", _E + _C, out="bool", hint="ok", weight=0.3),
     binary("arctan2", "jnp.arctan2({0}, {1})", _E, F, literals=False, hint="ang", weight=0.5),
     binary("hypot", "jnp.hypot({0}, {1})", _E, F, literals=False, hint="dist", weight=0.3),
+    # special functions (each lowers to its own chlo op)
+    unary("arccos", "jnp.arccos({0})", _E, F32, guard="unit", hint="ang", weight=0.4),
+    unary("arccosh", "jnp.arccosh({0})", _E, F32, guard="above_one", hint="ang", weight=0.3),
+    unary("arcsinh", "jnp.arcsinh({0})", _E, F32, hint="ang", weight=0.3),
+    unary("arctanh", "jnp.arctanh({0})", _E, F32, guard="open_unit", hint="ang", weight=0.3),
+    unary("erfc", "jax.scipy.special.erfc({0})", _E, F32, hint="er", weight=0.3),
+    unary("erfinv", "jax.scipy.special.erfinv({0})", _E, F32, guard="open_unit", hint="er", weight=0.3),
+    unary("gammaln", "jax.scipy.special.gammaln({0})", _E, F32, guard="positive", hint="lgam", weight=0.3),
+    unary("digamma", "jax.scipy.special.digamma({0})", _E, F32, guard="positive", hint="psi", weight=0.3),
+    unary("i1e", "jax.scipy.special.i1e({0})", _E, F32, hint="bessel", weight=0.3),
+    unary("isinf", "jnp.isinf({0})", _E + _C, F32, out="bool", hint="inf_mask", weight=0.3),
+    unary("round_half_away", "lax.round({0})", _E, F32, hint="rd", weight=0.3),
+    unary("reduce_precision", "lax.reduce_precision({0}, exponent_bits=5, mantissa_bits=10)", _E, F32, hint="lowp", weight=0.3),
+    unary("optimization_barrier", "lax.optimization_barrier({0})", _E, F32, hint="fenced", weight=0.2),
+    binary("nextafter", "jnp.nextafter({0}, {1})", _E, F32, literals=False, hint="nxt", weight=0.3),
+    binary("power_arrays", "jnp.power({0}, {1})", _E, F32, guard=None, literals=False, hint="pw", weight=0.3),
+    Op("polygamma", "jax.scipy.special.polygamma(1, {0})", _E, F32, guards=("positive",), hint="psi1", weight=0.2),
+    Op("zeta", "jax.scipy.special.zeta({0}, 2.0)", _E, F32, guards=("above_one",), hint="zeta", weight=0.2),
+    Op("lax_clamp", "lax.clamp({lo}, {0}, {hi})", _E + _C, F32, bind=lambda r, a: Binding(params={"lo": "-2.0", "hi": r.choice(("2.0", "0.5"))}), hint="clamped", weight=0.3),
+    # complex numbers
+    Op("make_complex", "lax.complex({0}, {1})", _E, F32, infer=lambda ts, p: ts[0].with_dtype("complex64"), bind=lambda r, a: Binding(needs=(a,)), hint="z", weight=0.5),
+    unary("complex_abs", "jnp.abs({0})", _E, C64, out="float32", hint="mag", weight=0.5),
+    unary("complex_real", "jnp.real({0})", _E, C64, out="float32", hint="re", weight=0.5),
+    unary("complex_imag", "jnp.imag({0})", _E, C64, out="float32", hint="im", weight=0.5),
+    unary("complex_conj", "jnp.conj({0}) * {0}", _E, C64, hint="power", weight=0.3),
+    unary("complex_exp", "jnp.exp({0})", _E, C64, hint="phasor", weight=0.3),
     # reduction
     reduction("sum", "jnp.sum", _R + _A, N + B, hint="total", weight=2.0),
     reduction("mean", "jnp.mean", _R, N, out="float", hint="avg", weight=2.0),
@@ -459,4 +487,18 @@ CORE_OPS: tuple[Op, ...] = (
     Op("cosine_similarity", "jnp.sum({0} * {1}, axis=-1) / (jnp.linalg.norm({0}, axis=-1) * jnp.linalg.norm({1}, axis=-1) + 1e-8)", _CO, F, infer=_infer_last_axis_reduced, bind=_bind_same, min_rank=1, hint="sim"),
     Op("one_hot", "jax.nn.one_hot({0}, {k})", _CO, I, infer=_infer_onehot, bind=_bind_onehot, max_rank=2, hint="onehot"),
     Op("standardize", "jax.nn.standardize({0}, axis=-1)", _CO, F, min_rank=1, hint="z"),
+    # spectral idioms
+    Op("fft", "jnp.fft.fft({0}.astype(jnp.complex64))", _CO, F32 + C64, infer=lambda ts, p: ts[0].with_dtype("complex64"), min_rank=1, hint="spec", weight=0.5),
+    Op("rfft_power", "jnp.abs(jnp.fft.rfft({0})) ** 2", _CO, F32, infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (ts[0].shape[-1] // 2 + 1,)), min_rank=1, hint="psd", weight=0.5),
+    Op(
+        "spectral_lowpass",
+        "spec_{r} = jnp.fft.rfft({0})\njnp.fft.irfft(spec_{r} * (jnp.arange(spec_{r}.shape[-1]) < {keep}), n={0}.shape[-1])",
+        _CO,
+        F32,
+        bind=lambda r, a: Binding(params={"keep": r.choice((1, 2, 4))}),
+        min_rank=1,
+        hint="smooth",
+        weight=0.5,
+    ),
+    Op("top_k", "lax.top_k({0}, {k})[0]", _R, ("float32", "int32"), infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (p["k"],)), bind=lambda r, a: Binding(params={"k": r.randint(1, a.shape[-1])}), min_rank=1, hint="best"),
 )

@@ -75,6 +75,7 @@ RANDOM_OPS: tuple[Op, ...] = (
     _sampler("exponential", "jax.random.exponential({0}, {shape})", "float32", hint="waits", weight=0.5),
     _sampler("laplace", "jax.random.laplace({0}, {shape})", "float32", hint="noise", weight=0.5),
     _sampler("bits", "jax.random.bits({0}, {shape})", "uint32", hint="raw_bits", weight=0.5),
+    _sampler("rng_bit_generator", "lax.rng_bit_generator(jnp.concatenate([{0}, {0}]), {shape})[1]", "uint32", hint="raw_bits", weight=0.5),
     _sampler("permutation", "jax.random.permutation({0}, {n})", "int32", bind=_bind_permutation, infer=lambda ts, p: TensorType((p["n"],), "int32"), hint="perm"),
     _sampler("categorical", "jax.random.categorical({0}, {1})", "int32", bind=_bind_categorical, infer=lambda ts, p: TensorType(ts[1].shape[:-1], "int32"), hint="choice"),
     _sampler("split", "jax.random.split({0})[1]", "uint32", bind=lambda r, k: Binding(), infer=lambda ts, p: KEY, hint="subkey", weight=2.0),

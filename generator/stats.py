@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .ops import CATEGORIES, OPS
+from .reachable import coverage
 
 
 def percentiles(values: list[float], qs=(5, 50, 95)) -> dict[str, float]:
@@ -38,6 +39,7 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
     out["rows"] = sum(out["splits"].values())
     out["by_category"] = dict(sorted(out["by_category"].items()))
     out["op_coverage"] = len(ops)
+    out["reachable_coverage"] = coverage(ops)
     out["op_frequency"] = dict(ops.most_common())
     out["python_lines"] = percentiles(py_lines) | {"median": statistics.median(py_lines) if py_lines else float("nan")}
     out["stablehlo_lines"] = percentiles(ir_lines) | {"median": statistics.median(ir_lines) if ir_lines else float("nan")}
@@ -57,6 +59,9 @@ def format_summary(s: Mapping[str, Any]) -> str:
     lines = [f"rows: {s['rows']}  (" + ", ".join(f"{k}: {v}" for k, v in s["splits"].items()) + ")"]
     lines.append("by category: " + ", ".join(f"{k} {v}" for k, v in s["by_category"].items()))
     lines.append(f"op coverage: {s['op_coverage']} distinct stablehlo/chlo ops")
+    if "reachable_coverage" in s:
+        rc = s["reachable_coverage"]
+        lines.append(f"reachable coverage: {rc['covered']} of {rc['reachable']} ops JAX can emit; missing: {', '.join(rc['missing']) or 'none'}")
     pl, il, fl = s["python_lines"], s["stablehlo_lines"], s["flops"]
     lines.append(f"python lines: median {pl['median']:g}, p5 {pl['p5']:g}, p95 {pl['p95']:g}")
     lines.append(f"stablehlo lines: median {il['median']:g}, p5 {il['p5']:g}, p95 {il['p95']:g}")
