@@ -7,7 +7,7 @@ CONFIG ?= balanced
 VALIDATE_SAMPLE ?= 200
 export HF_DATASETS_TRUST_REMOTE_CODE := 1
 
-.PHONY: install data test test-slow lint validate bench clean stage check-hub push
+.PHONY: install data test test-slow test-ray lint validate bench clean stage check-hub push
 
 install: $(VENV)/.installed
 
@@ -25,6 +25,14 @@ test: install  ## the fast test suite (under 5 minutes on 2 cores)
 
 test-slow: install  ## everything, including large builds and datasets-cli test
 	$(PY) -m pytest -q -m "slow or not slow"
+
+test-ray: install  ## the Ray runner's tests (a local Ray; needs the ray extra)
+	$(PY) -m pip install --quiet -e ".[ray]"
+	$(PY) -m pytest -q -m ray tests/test_distributed.py
+
+# Sizes: BENCH_PROGRAMS (in-process methods), BENCH_ROWS and BENCH_LARGE_ROWS (load_dataset builds; 0 skips).
+bench: install  ## throughput: original method vs JAX floor vs pipeline vs load_dataset; JSON in benchmarks/results/
+	$(PY) benchmarks/bench_throughput.py
 
 validate: install  ## build the balanced config (same cache as make data), then check every row; IREE on a sample
 	$(PY) -m pip install --quiet -e ".[iree]"

@@ -197,7 +197,12 @@ def _builder_child(rows: int, num_proc: int) -> None:
 def bench_builder(rows: int, num_proc: int) -> dict:
     """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process."""
     with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "HF_HOME": home, "HF_DATASETS_TRUST_REMOTE_CODE": "1", "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"}
+        env = {
+            **os.environ,
+            "HF_HOME": home,
+            "HF_DATASETS_TRUST_REMOTE_CODE": "1",
+            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+        }
         cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -237,7 +242,9 @@ def summarize(inproc: dict, builders: dict) -> dict:
         pps["builder_np1"] = builders["np1"]["pairs_per_second"]
         ratios["np2_over_np1"] = pps["builder_np2"] / pps["builder_np1"]
     if "np2_large" in builders:
-        ratios["worker_rss_large_over_small"] = builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]
+        ratios["worker_rss_large_over_small"] = (
+            builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]
+        )
     peak = max([inproc["peak_rss_mb"]] + [b["worker_peak_rss_mb"] for b in builders.values()])
     checks = {}
     if "builder_np2_over_original" in ratios:
@@ -265,7 +272,11 @@ def render_table(inproc: dict, builders: dict, summary: dict) -> str:
     row("(a) original: lower+compile+cost+as_text", n, pps["original"], rss)
     row("(b) floor: lower+as_text+lowered.cost", n, pps["floor"], rss)
     row("(c) pipeline, one process", n, pps["pipeline"], rss)
-    labels = {"np1": "(d) load_dataset num_proc=1", "np2": "(d) load_dataset num_proc=2", "np2_large": "(d) load_dataset num_proc=2, larger"}
+    labels = {
+        "np1": "(d) load_dataset num_proc=1",
+        "np2": "(d) load_dataset num_proc=2",
+        "np2_large": "(d) load_dataset num_proc=2, larger",
+    }
     for key, label in labels.items():
         if key in builders:
             b = builders[key]
@@ -291,10 +302,19 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 300), help="programs for (a), (b), (c)")
     p.add_argument("--chunk", type=int, default=25, help="programs per side-by-side chunk")
-    p.add_argument("--rows", type=int, default=_env_int("BENCH_ROWS", 1000), help="train rows of the (d) builds (0: skip)")
-    p.add_argument("--large-rows", type=int, default=_env_int("BENCH_LARGE_ROWS", 4000), help="train rows of the larger num_proc=2 build for memory flatness (0: skip)")
+    p.add_argument(
+        "--rows", type=int, default=_env_int("BENCH_ROWS", 1000), help="train rows of the (d) builds (0: skip)"
+    )
+    p.add_argument(
+        "--large-rows",
+        type=int,
+        default=_env_int("BENCH_LARGE_ROWS", 4000),
+        help="train rows of the larger num_proc=2 build for memory flatness (0: skip)",
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", type=Path, default=None, help="JSON file (default benchmarks/results/throughput-<time>.json)")
+    p.add_argument(
+        "--output", type=Path, default=None, help="JSON file (default benchmarks/results/throughput-<time>.json)"
+    )
     args = p.parse_args(argv)
 
     load_before = os.getloadavg()
@@ -320,8 +340,13 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "started": started,
         "command": "python benchmarks/bench_throughput.py " + " ".join(argv),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "jax": jax.__version__,
-                    "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "jax": jax.__version__,
+            "loadavg_before": load_before,
+            "loadavg_after": os.getloadavg(),
+        },
         "in_process": inproc,
         "builder": builders,
         **summary,
