@@ -33,11 +33,11 @@ def test_lowering_that_hangs_is_cut_off_and_counted(monkeypatch):
     real = generator.extract.lower_source
     calls = []
 
-    def sometimes_hangs(source, name):
+    def sometimes_hangs(source, name, **kwargs):
         calls.append(name)
         if len(calls) == 2:
             time.sleep(120)  # stands in for a lowering that never returns
-        return real(source, name)
+        return real(source, name, **kwargs)
 
     monkeypatch.setattr(generator.extract, "lower_source", sometimes_hangs)
     monkeypatch.setattr(pipeline, "LOWERING_TIME_LIMIT_S", 0.5)
@@ -60,11 +60,11 @@ def test_lowering_that_explodes_is_counted_and_resampled(monkeypatch):
     real = generator.extract.lower_source
     calls = []
 
-    def explodes_once(source, name):
+    def explodes_once(source, name, **kwargs):
         calls.append(name)
         if len(calls) == 1:
             raise MemoryError("module too large")
-        return real(source, name)
+        return real(source, name, **kwargs)
 
     monkeypatch.setattr(generator.extract, "lower_source", explodes_once)
     (task,) = plan_shards(train_size=2, validation_size=0, seed=1)["train"]
