@@ -31,6 +31,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -173,7 +174,7 @@ def bench_in_process(programs: int, chunk: int, seed: int) -> dict:
 # ---------------------------------------------------------------- (d)
 
 
-def _builder_child(rows: int, num_proc: int) -> None:
+def _builder_child(rows: int, num_proc: int, rows_per_shard: int) -> None:
     """Runs in a fresh interpreter: one ``load_dataset`` build; prints a JSON line."""
     from datasets import load_dataset
 
@@ -187,15 +188,19 @@ def _builder_child(rows: int, num_proc: int) -> None:
             cache_dir=cache,
             train_size=rows,
             validation_size=validation,
-            rows_per_shard=max(1, rows // 20),  # 20 train and 2 validation shards: all workers busy
+            rows_per_shard=rows_per_shard,
             num_proc=num_proc if num_proc > 1 else None,
         )
         n = ds["train"].num_rows + ds["validation"].num_rows
     print(json.dumps({"rows": n, "seconds": time.perf_counter() - t}))
 
 
-def bench_builder(rows: int, num_proc: int) -> dict:
-    """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process."""
+def bench_builder(rows: int, num_proc: int, rows_per_shard: int) -> dict:
+    """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process.
+
+    Also the CPU seconds of the whole process tree: on a shared machine, ``cpu_seconds /
+    build_seconds`` shows how many cores the build actually got.
+    """
     with tempfile.TemporaryDirectory() as home:
         env = {
             **os.environ,
@@ -204,11 +209,14 @@ def bench_builder(rows: int, num_proc: int) -> dict:
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         }
         cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
+        cmd.append(str(rows_per_shard))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         with PeakMemory(proc.pid) as mem:
             out, err = proc.communicate()
         wall = time.perf_counter() - t
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"builder run (rows={rows}, num_proc={num_proc}) failed:\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
@@ -218,6 +226,8 @@ def bench_builder(rows: int, num_proc: int) -> dict:
         "rows": result["rows"],
         "build_seconds": result["seconds"],
         "process_seconds": wall,
+        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "rows_per_shard": rows_per_shard,
         "pairs_per_second": result["rows"] / result["seconds"],
         "main_peak_rss_mb": mem.peaks.get(proc.pid),
         # with num_proc=1 the main process is the only worker
@@ -260,18 +270,19 @@ def render_table(inproc: dict, builders: dict, summary: dict) -> str:
     pps = summary["pairs_per_second"]
     base = pps["original"]
     lines = [
-        f"{'method':<44} {'pairs':>6} {'pairs/s':>8} {'x (a)':>6} {'peak RSS/worker MB':>19}",
-        "-" * 87,
+        f"{'method':<44} {'pairs':>6} {'pairs/s':>8} {'x (a)':>6} {'cores used':>10} {'peak RSS/worker MB':>19}",
+        "-" * 98,
     ]
 
-    def row(label, pairs, rate, rss):
+    def row(label, pairs, rate, cores, rss):
         rss_text = f"{rss:.0f}" if rss is not None else "-"
-        lines.append(f"{label:<44} {pairs:>6} {rate:>8.1f} {rate / base:>6.2f} {rss_text:>19}")
+        lines.append(f"{label:<44} {pairs:>6} {rate:>8.1f} {rate / base:>6.2f} {cores:>10.2f} {rss_text:>19}")
 
     n, rss = inproc["programs"], inproc["peak_rss_mb"]
-    row("(a) original: lower+compile+cost+as_text", n, pps["original"], rss)
-    row("(b) floor: lower+as_text+lowered.cost", n, pps["floor"], rss)
-    row("(c) pipeline, one process", n, pps["pipeline"], rss)
+    cores = inproc["cpu_seconds"] / sum(inproc["seconds"].values())
+    row("(a) original: lower+compile+cost+as_text", n, pps["original"], cores, rss)
+    row("(b) floor: lower+as_text+lowered.cost", n, pps["floor"], cores, rss)
+    row("(c) pipeline, one process", n, pps["pipeline"], cores, rss)
     labels = {
         "np1": "(d) load_dataset num_proc=1",
         "np2": "(d) load_dataset num_proc=2",
@@ -280,7 +291,13 @@ def render_table(inproc: dict, builders: dict, summary: dict) -> str:
     for key, label in labels.items():
         if key in builders:
             b = builders[key]
-            row(label, b["rows"], b["pairs_per_second"], b["worker_peak_rss_mb"])
+            row(
+                label,
+                b["rows"],
+                b["pairs_per_second"],
+                b["cpu_seconds"] / b["process_seconds"],
+                b["worker_peak_rss_mb"],
+            )
     lines.append("")
     for name, value in summary["ratios"].items():
         lines.append(f"{name:<34} {value:6.2f}")
@@ -297,7 +314,7 @@ def _env_int(name: str, default: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--builder-child"]:
-        _builder_child(int(argv[1]), int(argv[2]))
+        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 300), help="programs for (a), (b), (c)")
@@ -308,9 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--large-rows",
         type=int,
-        default=_env_int("BENCH_LARGE_ROWS", 4000),
+        default=_env_int("BENCH_LARGE_ROWS", 3000),
         help="train rows of the larger num_proc=2 build for memory flatness (0: skip)",
     )
+    p.add_argument("--rows-per-shard", type=int, default=50, help="shard size of the (d) builds (same for both sizes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--output", type=Path, default=None, help="JSON file (default benchmarks/results/throughput-<time>.json)"
@@ -326,10 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         # back to back at the same size, so the scaling ratio sees the same machine load
         for key, rows, num_proc in (("np2", args.rows, 2), ("np1", args.rows, 1)):
             print(f"(d): load_dataset train_size={rows} num_proc={num_proc} ...", flush=True)
-            builders[key] = bench_builder(rows, num_proc)
+            builders[key] = bench_builder(rows, num_proc, args.rows_per_shard)
         if args.large_rows:
             print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
-            builders["np2_large"] = bench_builder(args.large_rows, 2)
+            builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard)
     summary = summarize(inproc, builders)
     table = render_table(inproc, builders, summary)
     print()
