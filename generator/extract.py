@@ -23,7 +23,7 @@ import numpy as np
 JAX_VERSION = jax.__version__
 JAXLIB_VERSION = jaxlib.__version__
 
-_OP_RE = re.compile(r"(?<![\w#!.])((?:stablehlo|chlo)\.[a-z_0-9]+)")
+_OP_RE = re.compile(r"(?<![\w#!.{])((?:stablehlo|chlo)\.[a-z_0-9]+)")
 _MODULE_RE = re.compile(r"^module @[\w.$-]+", re.MULTILINE)
 # XLA prints the Python call stack of every op (file paths of this machine included) as
 # tables after the module header and as stack_frame_id references: not part of the program.
@@ -87,8 +87,13 @@ def _is_array_like(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, (np.generic, type))
 
 
+def _dim(d) -> int:
+    """A dimension as an int; -1 for a symbolic one (``jax.export.symbolic_shape``)."""
+    return -1 if jax.export.is_symbolic_dim(d) else int(d)
+
+
 def _signature(leaves) -> tuple[tuple[tuple[int, ...], str], ...]:
-    return tuple((tuple(int(d) for d in x.shape), str(np.dtype(x.dtype))) for x in leaves)
+    return tuple((tuple(_dim(d) for d in x.shape), str(np.dtype(x.dtype))) for x in leaves)
 
 
 def _source_of(fn: Callable) -> str | None:
@@ -99,7 +104,10 @@ def _source_of(fn: Callable) -> str | None:
 
 
 def _cost(lowered) -> dict[str, float]:
-    cost = lowered.cost_analysis() or {}
+    try:
+        cost = lowered.cost_analysis() or {}
+    except jax.errors.JaxRuntimeError:  # XLA cannot analyze dynamic-shape modules: no figures
+        return {}
     if isinstance(cost, list):  # older jax returned one dict per computation
         cost = cost[0] if cost else {}
     return {k: float(cost[k]) for k in ("flops", "transcendentals", "bytes accessed") if k in cost}
@@ -187,3 +195,25 @@ def lower_source(source: str, function_name: str, *, optimize: bool = False) -> 
     """Lower a row's source as the dataset documents: ``jax.jit(fn).lower(*example_args())``."""
     fn, args = load_source(source, function_name)
     return extract_ir(fn, *args, python_source=source, optimize=optimize)
+
+
+def lowering_method(host_devices: int) -> str:
+    """The ``lowering`` column: how a row's IR is reproduced from its source."""
+    return "jit" if host_devices <= 1 else f"jit:host_devices={host_devices}"
+
+
+def reproduce_ir(row) -> str:
+    """Reproduce any row's ``stablehlo_ir`` from the row alone (its source and ``lowering``).
+
+    ``jit``: ``jax.jit(fn).lower(*example_args()).as_text()`` in this process.
+    ``jit:host_devices=N``: the same, in a process with N host CPU devices
+    (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), which is started if needed.
+    """
+    method = row["lowering"]
+    if method == "jit":
+        return lower_source(row["python_source"], row["function_name"]).stablehlo_ir
+    if method.startswith("jit:host_devices="):
+        from .devices import lower_on_host_devices
+
+        return lower_on_host_devices(row["python_source"], row["function_name"]).stablehlo_ir
+    raise ValueError(f"unknown lowering {method!r}; valid: 'jit', 'jit:host_devices=N'")

@@ -78,6 +78,7 @@ class Op:
       requires: extra condition on the first operand's type (square matrix, PRNG key...).
       new_input: draws the type of a fresh input for this op (default: the policy's).
       transforms: JAX transforms the op applies (``grad``, ``vmap``...), for the row.
+      devices: host devices a program using the op needs to lower (a mesh for shard_map).
 
     Templates may span several lines: every line but the last is emitted as is (helper
     ``def``s, decorators, intermediate names), the last is the result's expression.
@@ -98,6 +99,7 @@ class Op:
     requires: Callable[[TensorType], bool] | None = None
     new_input: Callable[[random.Random], TensorType] | None = None
     transforms: tuple[str, ...] = ()
+    devices: int = 1
 
     def accepts(self, t: TensorType) -> bool:
         return (

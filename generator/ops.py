@@ -16,6 +16,8 @@ from .ops_batching import BATCHING_OPS
 from .ops_bitwise import BITWISE_OPS
 from .ops_control import CONTROL_OPS
 from .ops_core import CORE_OPS
+from .ops_devices import DEVICE_OPS
+from .ops_dynamic import DYNAMIC_OPS, SYMBOL, SYMBOLIC_SIZE
 from .ops_indexing import INDEXING_OPS
 from .ops_linalg import LINALG_OPS
 from .ops_nn import NN_OPS
@@ -39,10 +41,24 @@ CATEGORIES = (
     "random",
     "nn",
     "bitwise",
+    "dynamic_shapes",
+    "multi_device",
 )
+# Categories whose inputs have a symbolic leading dimension: example size -> symbol.
+SYMBOLIC_DIMS: dict[str, tuple[tuple[int, str], ...]] = {"dynamic_shapes": ((SYMBOLIC_SIZE, SYMBOL),)}
 
 OPS: tuple[Op, ...] = (
-    CORE_OPS + CONTROL_OPS + BATCHING_OPS + AUTODIFF_OPS + INDEXING_OPS + LINALG_OPS + RANDOM_OPS + NN_OPS + BITWISE_OPS
+    CORE_OPS
+    + CONTROL_OPS
+    + BATCHING_OPS
+    + AUTODIFF_OPS
+    + INDEXING_OPS
+    + LINALG_OPS
+    + RANDOM_OPS
+    + NN_OPS
+    + BITWISE_OPS
+    + DYNAMIC_OPS
+    + DEVICE_OPS
 )
 
 OPS_BY_NAME: dict[str, Op] = {op.name: op for op in OPS}

@@ -28,6 +28,7 @@ from typing import Any
 from . import __version__
 from .errors import GeneratorBug, Reject
 from .ops import CATEGORIES
+from .ops_devices import MESH_SHAPE
 from .render import render_function, render_source
 from .sampler import DEFAULT_POLICY, Policy, sample_program, statement_key
 
@@ -201,9 +202,12 @@ def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()[:16]
 
 
+MESH_TEXT = ",".join(f"{axis}={size}" for axis, size in MESH_SHAPE.items())
+
+
 def build_row(program, source: str, pair) -> dict[str, Any]:
     """The dataset row of a lowered program (column names are documented in README.md)."""
-    from .extract import JAX_VERSION, JAXLIB_VERSION, stablehlo_ops
+    from .extract import JAX_VERSION, JAXLIB_VERSION, lowering_method, stablehlo_ops
 
     ops = stablehlo_ops(pair.stablehlo_ir)
     cost = pair.cost_analysis
@@ -223,7 +227,8 @@ def build_row(program, source: str, pair) -> dict[str, Any]:
         "python_lines": render_function(program).count("\n"),
         "stablehlo_lines": pair.stablehlo_ir.count("\n"),
         "jax_transforms": ["jit", *dict.fromkeys(t for s in program.statements for t in s.op.transforms)],
-        "lowering": "jit",
+        "lowering": lowering_method(program.host_devices),
+        "mesh": MESH_TEXT if program.host_devices > 1 else None,
         "optimized_hlo": pair.optimized_hlo,
         "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),
         "compiled_bytes_accessed": (pair.compiled_cost_analysis or {}).get("bytes accessed"),
@@ -236,6 +241,7 @@ def build_row(program, source: str, pair) -> dict[str, Any]:
 def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:
     import jax
 
+    from .devices import lower_on_host_devices
     from .extract import lower_source, normalize_ir
 
     # JAX caches traces and lowerings per (function, argument types); our programs never repeat,
@@ -268,7 +274,8 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
                 continue
             try:
                 with _time_limit(LOWERING_TIME_LIMIT_S):
-                    pair = lower_source(source, program.function_name, optimize=task.with_optimized_hlo)
+                    lower = lower_on_host_devices if program.host_devices > 1 else lower_source
+                    pair = lower(source, program.function_name, optimize=task.with_optimized_hlo)
             except LoweringTimeout as e:
                 stats.lowering_timeouts += 1
                 if len(stats.failure_examples) < 20:

@@ -46,13 +46,23 @@ class Statement:
 
 @dataclass(frozen=True)
 class Program:
-    """A typed program: everything the renderer needs, nothing random left to draw."""
+    """A typed program: everything the renderer needs, nothing random left to draw.
+
+    ``symbolic_dims`` maps an example size to the symbol that stands for it: a leading
+    input dimension of that size is written symbolically in ``example_args()``.
+    """
 
     category: str
     function_name: str
     inputs: tuple[Value, ...]
     statements: tuple[Statement, ...]
     outputs: tuple[Value, ...]
+    symbolic_dims: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def host_devices(self) -> int:
+        """Devices the program needs to lower (more than one for shard_map programs)."""
+        return max((s.op.devices for s in self.statements), default=1)
 
     @property
     def op_names(self) -> tuple[str, ...]:

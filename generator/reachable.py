@@ -12,7 +12,7 @@ STABLEHLO = (
     "abs add after_all all_gather all_reduce all_to_all and atan2 bitcast_convert broadcast_in_dim "
     "case cbrt ceil clamp collective_permute compare complex composite concatenate constant convert "
     "convolution cosine count_leading_zeros custom_call divide dot_general dynamic_broadcast_in_dim "
-    "dynamic_iota dynamic_reshape dynamic_slice dynamic_update_slice exponential exponential_minus_one "
+    "dynamic_iota dynamic_reduce_window dynamic_reshape dynamic_slice dynamic_update_slice exponential exponential_minus_one "
     "fft floor gather get_dimension_size imag iota is_finite log log_plus_one logistic maximum minimum "
     "multiply negate not optimization_barrier or pad partition_id popcnt power real reduce "
     "reduce_precision reduce_scatter reduce_window remainder replica_id reshape return reverse "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .ops import GUARDS
+from .ops_devices import MESH_HEADER
 from .program import Literal, Operand, Program, Statement
 
 HEADER = "import jax\nimport jax.numpy as jnp\nfrom jax import lax\n"
@@ -44,9 +45,19 @@ def render_function(program: Program) -> str:
     return "\n".join([f"def {program.function_name}({params}):", *body]) + "\n"
 
 
+def _shape_text(shape: tuple[int, ...], symbols: dict[int, str]) -> str:
+    dims = [symbols.get(d, str(d)) if i == 0 else str(d) for i, d in enumerate(shape)]
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+
 def render_example_args(program: Program) -> str:
-    specs = [f"        jax.ShapeDtypeStruct({v.type.shape!r}, {_DTYPE_EXPR[v.type.dtype]})," for v in program.inputs]
-    return "\n".join(["def example_args():", "    return (", *specs, "    )"]) + "\n"
+    symbols = dict(program.symbolic_dims)
+    lines = ["def example_args():"]
+    used = sorted({symbols[v.type.shape[0]] for v in program.inputs if v.type.shape and v.type.shape[0] in symbols})
+    if used:
+        lines.append(f"    {', '.join(used)}, = jax.export.symbolic_shape({', '.join(used)!r})")
+    specs = [f"        jax.ShapeDtypeStruct({_shape_text(v.type.shape, symbols)}, {_DTYPE_EXPR[v.type.dtype]})," for v in program.inputs]
+    return "\n".join([*lines, "    return (", *specs, "    )"]) + "\n"
 
 
 def render_source(program: Program) -> str:
@@ -54,4 +65,5 @@ def render_source(program: Program) -> str:
 
     ``jax.jit(<function>).lower(*example_args())`` lowers exactly as the dataset row says.
     """
-    return "\n\n".join([HEADER, render_function(program), render_example_args(program)])
+    header = HEADER + MESH_HEADER if program.host_devices > 1 else HEADER
+    return "\n\n".join([header, render_function(program), render_example_args(program)])

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import Reject
-from .ops import CATEGORIES, LiteralNeed, Op, literal_operand, ops_for
+from .ops import CATEGORIES, SYMBOLIC_DIMS, LiteralNeed, Op, literal_operand, ops_for
 from .program import Literal, Operand, Program, Statement, Value
 from .types import TensorType
 
@@ -269,4 +269,5 @@ def sample_program(
         inputs=tuple(b.inputs),
         statements=tuple(b.statements),
         outputs=b.outputs(),
+        symbolic_dims=SYMBOLIC_DIMS.get(category, ()),
     )

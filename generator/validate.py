@@ -158,7 +158,7 @@ _TYPE_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 # Columns that may be null (numbers may always be: a cost figure XLA does not report).
-NULLABLE = {"optimized_hlo"}
+NULLABLE = {"optimized_hlo", "mesh"}
 
 
 def _kind(feature) -> str:
