@@ -49,7 +49,7 @@ def test_synthesis_pipeline(tmp_path):
     assert sorted(r["category"] for r in rows) == sorted(CATEGORIES)
     assert row["id"] not in {r["id"] for r in rows}
     stats = pipe.get_statistics()
-    assert stats["rows"] == 8 and stats["by_category"]["matrix"] == 2
+    assert stats["rows"] == 1 + len(CATEGORIES) and stats["by_category"]["matrix"] == 2
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["batch-00001.jsonl", "single-00000.jsonl"]
     again = SynthesisPipeline(None, seed=5)
     again.generate_single("matrix")
