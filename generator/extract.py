@@ -73,6 +73,21 @@ def stablehlo_ops(ir: str) -> Counter:
     return Counter(_OP_RE.findall(ir))
 
 
+_SSA_RE = re.compile(r"%[\w.#-]+")
+_DENSE_RE = re.compile(r"dense<[^>]*>")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.x])")
+
+
+def skeleton_ir(ir: str) -> str:
+    """IR with SSA names and constants erased: equal skeletons mark near-duplicate programs.
+
+    Shapes stay (``tensor<3x4xf32>`` keeps its digits), so the same computation on other
+    shapes is not a near-duplicate; only names and constant values are ignored.
+    """
+    ir = _DENSE_RE.sub("dense<_>", _SSA_RE.sub("%_", normalize_ir(ir)))
+    return _NUMBER_RE.sub("_", ir)
+
+
 def normalize_ir(ir: str) -> str:
     """IR with the module name (taken from the Python function name) replaced."""
     return _MODULE_RE.sub("module @jit_fn", ir, count=1)

@@ -25,6 +25,7 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
     py_lines: list[int] = []
     ir_lines: list[int] = []
     flops: list[float] = []
+    ir_texts: list[str] = []
     for split, rows in rows_by_split.items():
         n = 0
         for row in rows:
@@ -33,11 +34,13 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
             ops.update(row["stablehlo_ops"])
             py_lines.append(row["python_lines"])
             ir_lines.append(row["stablehlo_lines"])
+            ir_texts.append(row["stablehlo_ir"])
             if row.get("flops") is not None:
                 flops.append(row["flops"])
         out["splits"][split] = n
     out["rows"] = sum(out["splits"].values())
     out["by_category"] = dict(sorted(out["by_category"].items()))
+    out["near_duplicates"] = near_duplicates(ir_texts)
     out["op_coverage"] = len(ops)
     out["reachable_coverage"] = coverage(ops)
     out["op_frequency"] = dict(ops.most_common())
@@ -45,6 +48,20 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
     out["stablehlo_lines"] = percentiles(ir_lines) | {"median": statistics.median(ir_lines) if ir_lines else float("nan")}
     out["flops"] = percentiles(flops)
     return out
+
+
+def near_duplicates(irs: Iterable[str]) -> dict[str, float]:
+    """Rows whose IR equals an earlier row's after renaming SSA values and constants."""
+    from .extract import skeleton_ir
+
+    seen: set[str] = set()
+    n = dups = 0
+    for ir in irs:
+        n += 1
+        key = skeleton_ir(ir)
+        dups += key in seen
+        seen.add(key)
+    return {"rows": dups, "rate": dups / n if n else 0.0}
 
 
 def generator_summary() -> dict[str, Any]:
@@ -66,4 +83,7 @@ def format_summary(s: Mapping[str, Any]) -> str:
     lines.append(f"python lines: median {pl['median']:g}, p5 {pl['p5']:g}, p95 {pl['p95']:g}")
     lines.append(f"stablehlo lines: median {il['median']:g}, p5 {il['p5']:g}, p95 {il['p95']:g}")
     lines.append(f"flops: p5 {fl['p5']:g}, median {fl['p50']:g}, p95 {fl['p95']:g}")
+    if "near_duplicates" in s:
+        nd = s["near_duplicates"]
+        lines.append(f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)")
     return "\n".join(lines)

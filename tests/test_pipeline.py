@@ -132,3 +132,12 @@ def test_program_size_presets_order_program_lengths():
     assert medians["small"] < medians["medium"] < medians["large"]
     with pytest.raises(ValueError, match="unknown program_size 'huge'; valid sizes: small, medium, large"):
         policy_for("huge")
+
+
+def test_near_duplicates_ignore_names_and_constants_but_not_shapes():
+    from generator.stats import near_duplicates
+
+    a = "module @jit_f {\n  %0 = stablehlo.add %arg0, %cst : tensor<3xf32>\n  %cst = stablehlo.constant dense<1.0> : tensor<f32>\n}"
+    renamed = a.replace("@jit_f", "@jit_g").replace("%0", "%5").replace("dense<1.0>", "dense<2.5>")
+    other_shape = a.replace("tensor<3xf32>", "tensor<4xf32>")
+    assert near_duplicates([a, renamed, other_shape]) == {"rows": 1, "rate": 1 / 3}
