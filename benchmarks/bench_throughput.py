@@ -255,7 +255,9 @@ def summarize(inproc: dict, builders: dict) -> dict:
         ratios["worker_rss_large_over_small"] = (
             builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]
         )
-    peak = max([inproc["peak_rss_mb"]] + [b["worker_peak_rss_mb"] for b in builders.values()])
+    # (a) keeps XLA executables alive in the benchmark's own process, so only builder workers
+    # (or, without builds, the whole in-process run) count as "a worker".
+    peak = max([b["worker_peak_rss_mb"] for b in builders.values()] or [inproc["peak_rss_mb"]])
     checks = {}
     if "builder_np2_over_original" in ratios:
         checks["(d) >= 6x (a)"] = ratios["builder_np2_over_original"] >= TARGETS["builder_np2_over_original"]
@@ -278,7 +280,7 @@ def render_table(inproc: dict, builders: dict, summary: dict) -> str:
         rss_text = f"{rss:.0f}" if rss is not None else "-"
         lines.append(f"{label:<44} {pairs:>6} {rate:>8.1f} {rate / base:>6.2f} {cores:>10.2f} {rss_text:>19}")
 
-    n, rss = inproc["programs"], inproc["peak_rss_mb"]
+    n, rss = inproc["programs"], None  # one process ran (a), (b) and (c): its peak is in the JSON
     cores = inproc["cpu_seconds"] / sum(inproc["seconds"].values())
     row("(a) original: lower+compile+cost+as_text", n, pps["original"], cores, rss)
     row("(b) floor: lower+as_text+lowered.cost", n, pps["floor"], cores, rss)
@@ -317,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         _builder_child(int(argv[1]), int(argv[2]), int(argv[3]))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 300), help="programs for (a), (b), (c)")
+    p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 200), help="programs for (a), (b), (c)")
     p.add_argument("--chunk", type=int, default=25, help="programs per side-by-side chunk")
     p.add_argument(
         "--rows", type=int, default=_env_int("BENCH_ROWS", 1000), help="train rows of the (d) builds (0: skip)"

@@ -54,7 +54,13 @@ def test_ray_build_writes_the_builders_rows_in_hub_layout(local_ray, tmp_path):
         rows = _written_rows(result.files[split])
         assert rows == expected[split]
         assert all(r["category"] == "matrix" for r in rows)
-    assert pq.read_schema(result.files["train"][0]).remove_metadata() == FEATURES.arrow_schema.remove_metadata()
+    from datasets import load_dataset
+
+    loaded = load_dataset(
+        "parquet", data_files={s: [str(f) for f in fs] for s, fs in result.files.items()}, cache_dir=str(tmp_path / "c")
+    )
+    assert loaded["train"].features == FEATURES
+    assert loaded["validation"].to_list() == expected["validation"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
