@@ -30,6 +30,7 @@ GUARDS = {
     "nonzero": {"float": "(jnp.abs({v}) + 1.0)", "int": "(jnp.abs({v}) + 1)"},
     "unit": {"float": "jnp.tanh({v})", "int": "{v}"},
     "open_unit": {"float": "(0.99 * jnp.tanh({v}))", "int": "{v}"},
+    "nonnegative": {"float": "jnp.abs({v})", "int": "jnp.abs({v})"},
     "above_one": {"float": "(jnp.abs({v}) + 1.001)", "int": "(jnp.abs({v}) + 2)"},
 }
 

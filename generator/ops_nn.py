@@ -229,6 +229,7 @@ NN_OPS: tuple[Op, ...] = (
         "m_hat_{r} = m_{r} / (1.0 - 0.9 ** {step})\nv_hat_{r} = v_{r} / (1.0 - 0.999 ** {step})\n"
         "{0} - {lr} * m_hat_{r} / (jnp.sqrt(v_hat_{r}) + 1e-8)",
         bind=_bind_adam,
+        guards=(None, None, None, "nonnegative"),  # Adam's second moment is never negative
         hint="params",
         weight=1.5,
     ),

@@ -11,7 +11,7 @@ from generator.ops import CATEGORIES
 
 from .conftest import ROOT, SCRIPT
 
-SMALL = {"train_size": 15, "validation_size": 5, "rows_per_shard": 5}
+SMALL = {"train_size": 17, "validation_size": 5, "rows_per_shard": 6}
 
 
 def load(config="balanced", cache_dir=None, **kwargs):
@@ -20,7 +20,7 @@ def load(config="balanced", cache_dir=None, **kwargs):
 
 def test_load_dataset_builds_versioned_splits(cache_dir):
     ds = load(cache_dir=cache_dir)
-    assert ds.num_rows == {"train": 15, "validation": 5}
+    assert ds.num_rows == {"train": 17, "validation": 5}
     assert str(ds["train"].info.version) == "1.0.0"
     assert ds["train"].info.config_name == "balanced"
     assert set(ds["train"]["category"]) == set(CATEGORIES)
