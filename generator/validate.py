@@ -308,6 +308,8 @@ def validate_rows(
                         c.notes[res["note"]] += 1
                 elif res["status"] == "skip":
                     c.skipped += 1
+                    if res.get("note"):
+                        c.notes[res["note"]] += 1
                 else:
                     c.failed += 1
                     report.failures.append(f"{r['id']}: {name}: {res.get('detail', '')}")
