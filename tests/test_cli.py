@@ -18,7 +18,7 @@ def test_generate_validate_stats(tmp_path):
     assert report.returncode == 0, report.stdout + report.stderr
     assert "reproduce  14/14 pass (100.0%)" in report.stdout and "unique: ids 100.0%, sources 100.0%" in report.stdout
     stats = run("stats", str(out))
-    assert "by category: arithmetic 2," in stats.stdout and "op coverage:" in stats.stdout
+    assert "by category: arithmetic 1, autodiff 1," in stats.stdout and "op coverage:" in stats.stdout
     table = json.loads(run("stats").stdout)
     assert table["ops"] >= 100
 
