@@ -216,3 +216,11 @@ def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
     assert tolerance_dtype("float32", ir) == "bfloat16"
     assert tolerance_dtype("float32", "%0 = stablehlo.add %a, %b : tensor<2x3xf32>") == "float32"
     assert tolerance_dtype("int32", ir) == "int32"  # integers and bools are always exact
+
+
+@pytest.mark.skipif(not HAS_IREE, reason="IREE not installed (pip install .[iree])")
+def test_iree_skips_xla_only_custom_calls_by_name():
+    from generator.execute import _check_iree
+
+    ir = 'module @jit_f {\n  %0:3 = stablehlo.custom_call @lapack_sgetrf_ffi(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>\n}\n'
+    assert _check_iree({"stablehlo_ir": ir}, {}) == {"status": "skip", "note": "XLA-only custom_call (lapack_sgetrf_ffi)"}
