@@ -41,6 +41,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "jax_stablehlo_pairs.py"
+# The categories whose rows lower with plain ``jax.jit`` (the original design's seven): (a) and
+# (b) lower every program with ``jax.jit(fn).lower(*example_args())`` and check the row's IR.
+CORE_CATEGORIES = ("arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite")
 TARGETS = {
     "builder_np2_over_original": 6.0,
     "pipeline_cost_over_floor_max": 1.25,
@@ -129,7 +132,7 @@ def _floor(fn, args) -> str:
     return text
 
 
-def bench_in_process(programs: int, chunk: int, seed: int) -> dict:
+def bench_in_process(programs: int, chunk: int, seed: int, categories: tuple[str, ...]) -> dict:
     """(a), (b), (c) on the same ``programs`` programs, chunk by chunk."""
     import jax
 
@@ -137,7 +140,9 @@ def bench_in_process(programs: int, chunk: int, seed: int) -> dict:
     from generator.pipeline import ShardStats, _generate_in_process, plan_shards
 
     def tasks(n: int, s: int):
-        return plan_shards(train_size=n, validation_size=0, seed=s, rows_per_shard=chunk)["train"]
+        return plan_shards(train_size=n, validation_size=0, seed=s, rows_per_shard=chunk, categories=categories)[
+            "train"
+        ]
 
     for task in tasks(min(programs, 2 * chunk), seed + 1):  # warm-up on other programs: imports, JAX init
         for row in _generate_in_process(task, ShardStats()):
@@ -174,7 +179,7 @@ def bench_in_process(programs: int, chunk: int, seed: int) -> dict:
 # ---------------------------------------------------------------- (d)
 
 
-def _builder_child(rows: int, num_proc: int, rows_per_shard: int) -> None:
+def _builder_child(rows: int, num_proc: int, rows_per_shard: int, categories: tuple[str, ...]) -> None:
     """Runs in a fresh interpreter: one ``load_dataset`` build; prints a JSON line."""
     from datasets import load_dataset
 
@@ -189,13 +194,14 @@ def _builder_child(rows: int, num_proc: int, rows_per_shard: int) -> None:
             train_size=rows,
             validation_size=validation,
             rows_per_shard=rows_per_shard,
+            categories=categories,
             num_proc=num_proc if num_proc > 1 else None,
         )
         n = ds["train"].num_rows + ds["validation"].num_rows
     print(json.dumps({"rows": n, "seconds": time.perf_counter() - t}))
 
 
-def bench_builder(rows: int, num_proc: int, rows_per_shard: int) -> dict:
+def bench_builder(rows: int, num_proc: int, rows_per_shard: int, categories: tuple[str, ...]) -> dict:
     """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process.
 
     Also the CPU seconds of the whole process tree: on a shared machine, ``cpu_seconds /
@@ -209,7 +215,7 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int) -> dict:
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         }
         cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
-        cmd.append(str(rows_per_shard))
+        cmd += [str(rows_per_shard), ",".join(categories)]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -316,7 +322,7 @@ def _env_int(name: str, default: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--builder-child"]:
-        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]))
+        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]), tuple(argv[4].split(",")))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 200), help="programs for (a), (b), (c)")
@@ -333,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rows-per-shard", type=int, default=50, help="shard size of the (d) builds (same for both sizes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--categories",
+        default=os.environ.get("BENCH_CATEGORIES", ",".join(CORE_CATEGORIES)),
+        help="comma-separated categories of every method's programs (default: the jit-lowered seven)",
+    )
+    p.add_argument(
         "--output", type=Path, default=None, help="JSON file (default benchmarks/results/throughput-<time>.json)"
     )
     args = p.parse_args(argv)
@@ -340,16 +351,17 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.strftime("%Y%m%dT%H%M%S")
     print(f"(a)(b)(c): {args.programs} programs ...", flush=True)
-    inproc = bench_in_process(args.programs, args.chunk, args.seed)
+    categories = tuple(args.categories.split(","))
+    inproc = bench_in_process(args.programs, args.chunk, args.seed, categories)
     builders = {}
     if args.rows:
         # back to back at the same size, so the scaling ratio sees the same machine load
         for key, rows, num_proc in (("np2", args.rows, 2), ("np1", args.rows, 1)):
             print(f"(d): load_dataset train_size={rows} num_proc={num_proc} ...", flush=True)
-            builders[key] = bench_builder(rows, num_proc, args.rows_per_shard)
+            builders[key] = bench_builder(rows, num_proc, args.rows_per_shard, categories)
         if args.large_rows:
             print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
-            builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard)
+            builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard, categories)
     summary = summarize(inproc, builders)
     table = render_table(inproc, builders, summary)
     print()
@@ -360,6 +372,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "started": started,
         "command": "python benchmarks/bench_throughput.py " + " ".join(argv),
+        "categories": categories,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
