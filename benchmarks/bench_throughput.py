@@ -257,6 +257,17 @@ def summarize(inproc: dict, builders: dict) -> dict:
     if "np1" in builders:
         pps["builder_np1"] = builders["np1"]["pairs_per_second"]
         ratios["np2_over_np1"] = pps["builder_np2"] / pps["builder_np1"]
+    if "np1" in builders and "np2" in builders:
+        # The machine is shared: a build may get fewer cores than it has workers. Pairs per CPU
+        # second show the per-core efficiency; "if 2 cores" projects it onto two free cores.
+        per_core = {
+            k: builders[k]["pairs_per_second"] * builders[k]["process_seconds"] / builders[k]["cpu_seconds"]
+            for k in ("np1", "np2")
+        }
+        inproc_cores = inproc["cpu_seconds"] / sum(inproc["seconds"].values())
+        ratios["np2_per_core_over_np1_per_core"] = per_core["np2"] / per_core["np1"]
+        ratios["np2_over_np1_if_2_cores"] = 2 * per_core["np2"] / per_core["np1"]
+        ratios["np2_over_original_if_2_cores"] = 2 * per_core["np2"] / (pps["original"] / inproc_cores)
     if "np2_large" in builders:
         ratios["worker_rss_large_over_small"] = (
             builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]

@@ -136,6 +136,7 @@ def generate_with_ray(
         ray.init(address=address, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1, max_retries=max_retries, retry_exceptions=True)(shard_fn)
     tmp = Path(tempfile.mkdtemp(dir=output_dir, prefix=f".{config}.ray-"))
+    pending: dict = {}
     try:
         result = RayBuildResult(path=output_dir / config)
         pending = {remote.remote(task): task for tasks in plan.values() for task in tasks}
@@ -169,6 +170,8 @@ def generate_with_ray(
         shutil.rmtree(old, ignore_errors=True)
         return result
     finally:
+        for ref in pending:  # a failed build stops its other shards (a Ray we did not start lives on)
+            ray.cancel(ref, force=True)
         shutil.rmtree(tmp, ignore_errors=True)
         if started_ray:
             ray.shutdown()
