@@ -26,6 +26,30 @@ from pathlib import Path
 from typing import Any
 
 STARTUP_TIMEOUT_S = 120.0
+SYMBOLIC_DIM_SIZE = 4  # the concrete size every symbolic dimension takes for execution
+
+
+def host_devices(lowering: str) -> int:
+    """Host CPU devices a row's ``lowering`` needs: ``jit`` 1, ``jit:host_devices=N`` N."""
+    if lowering == "jit":
+        return 1
+    prefix = "jit:host_devices="
+    if isinstance(lowering, str) and lowering.startswith(prefix) and lowering[len(prefix) :].isdigit():
+        return int(lowering[len(prefix) :])
+    raise ValueError(f"unknown lowering {lowering!r}; valid: 'jit', 'jit:host_devices=N'")
+
+
+def _concrete_dim(d, env: dict[str, int]) -> int:
+    try:
+        return int(d)
+    except Exception:  # a symbolic dimension (jax.export): every symbol takes SYMBOLIC_DIM_SIZE
+        import re as _re
+
+        text = str(d)
+        for name in _re.findall(r"[A-Za-z_]\w*", text):
+            env.setdefault(name, SYMBOLIC_DIM_SIZE)
+        return int(eval(text, {"__builtins__": {}}, env))
+
 
 # |got - want| <= atol * max(1, max|want|) + rtol * |want|, per dtype of the output.
 # float16/bfloat16 carry 11/8 significant bits, and two compilers may order a reduction
@@ -50,11 +74,12 @@ def example_inputs(source: str, specs) -> list:
     import numpy as np
 
     out = []
+    env: dict[str, int] = {}
     for i, spec in enumerate(specs):
         seed = int.from_bytes(hashlib.sha256(f"{i}:{source}".encode()).digest()[:8], "big")
         rng = np.random.default_rng(seed)
         dtype = np.dtype(spec.dtype)
-        shape = tuple(spec.shape)
+        shape = tuple(_concrete_dim(d, env) for d in spec.shape)
         if dtype == np.bool_:
             x = rng.random(shape) < 0.5
         elif np.issubdtype(dtype, np.unsignedinteger):
@@ -109,6 +134,13 @@ def compare(got, want, dtype: str) -> str | None:
 # --- the child -------------------------------------------------------------------------
 
 
+def _signature_dim(d) -> int:
+    try:
+        return int(d)
+    except Exception:
+        return -1
+
+
 def _check_reproduce(job, fn_args, state) -> dict[str, Any]:
     """The row's own recipe, ``jax.jit(fn).lower(*example_args()).as_text()``, gives its IR."""
     import jax
@@ -116,7 +148,7 @@ def _check_reproduce(job, fn_args, state) -> dict[str, Any]:
     from .extract import JAX_VERSION, stablehlo_ops
 
     fn, args = fn_args
-    signature = [{"shape": [int(d) for d in a.shape], "dtype": str(a.dtype)} for a in args]
+    signature = [{"shape": [_signature_dim(d) for d in a.shape], "dtype": str(a.dtype)} for a in args]
     if job.get("input_signature") is not None and signature != job["input_signature"]:
         return {
             "status": "fail",
@@ -148,6 +180,11 @@ def _check_execute(job, fn_args, state) -> dict[str, Any]:
     state["kept"] = _kept_arguments(state.get("lowered") or jax.jit(fn).lower(*args))
     want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
     got = [(list(x.shape), str(x.dtype)) for x in leaves]
+    # a symbolic (-1) dimension matches any size
+    got = [
+        ([-1 if w == -1 else g for g, w in zip(gs, ws)] if len(gs) == len(ws) else gs, gd)
+        for (gs, gd), (ws, _) in zip(got, want)
+    ] + got[len(want) :]
     if want and got != want:
         return {"status": "fail", "detail": f"outputs {got} do not match output_signature {want}"}
     for k, x in enumerate(leaves):
@@ -186,6 +223,8 @@ def _check_iree(job, state) -> dict[str, Any]:
     targets = sorted(set(_CUSTOM_CALL_RE.findall(job["stablehlo_ir"])))
     if targets:
         return {"status": "skip", "note": f"XLA-only custom_call ({', '.join(targets)})"}
+    if "sdy.mesh" in job["stablehlo_ir"]:
+        return {"status": "skip", "note": "Shardy (sdy) multi-device IR, which IREE 3.13 does not parse"}
     try:
         vmfb = iree.compiler.compile_str(
             job["stablehlo_ir"],
@@ -197,6 +236,15 @@ def _check_iree(job, state) -> dict[str, Any]:
         return {"status": "fail", "detail": f"IREE cannot compile it: {_first_diagnostic(e)}"}
     module = iree.runtime.load_vm_flatbuffer(vmfb, backend="llvm-cpu")
     inputs = state["inputs"] if state["kept"] is None else [state["inputs"][i] for i in state["kept"]]
+    # Symbolic shapes: main first takes each dimension variable as an integer scalar, and
+    # every symbol is SYMBOLIC_DIM_SIZE in the example inputs.
+    main = re.search(r"func\.func public @main\((.*?)\)\s*->", job["stablehlo_ir"], re.S)
+    arg_types = re.findall(r"%arg\d+: tensor<([^>]*)>", main.group(1)) if main else []
+    extra = len(arg_types) - len(inputs)
+    if extra > 0 and all(t in ("i64", "i32") for t in arg_types[:extra]):
+        inputs = [
+            np.array(SYMBOLIC_DIM_SIZE, dtype=np.int64 if t == "i64" else np.int32) for t in arg_types[:extra]
+        ] + list(inputs)
     result = module.main(*inputs)
     results = list(result) if isinstance(result, (tuple, list)) else [result]
     results = [np.asarray(r.to_host() if hasattr(r, "to_host") else r) for r in results]
@@ -263,10 +311,11 @@ class RowRunner:
       {'reproduce': {'status': 'pass'}, 'execute': {'status': 'pass'}}
     """
 
-    def __init__(self, *, time_limit: float = 60.0):
+    def __init__(self, *, time_limit: float = 60.0, host_devices: int = 1):
         if not time_limit > 0:
             raise ValueError(f"time_limit must be positive, got {time_limit!r}")
         self.time_limit = time_limit
+        self.host_devices = host_devices
         self._proc: subprocess.Popen | None = None
         self._stderr = None
 
@@ -293,6 +342,9 @@ class RowRunner:
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
         env.setdefault("JAX_PLATFORMS", "cpu")
+        if self.host_devices > 1:
+            flag = f"--xla_force_host_platform_device_count={self.host_devices}"
+            env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS"), flag) if f)
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "generator.execute"],

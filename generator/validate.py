@@ -143,7 +143,7 @@ def _is_signature(v) -> bool:
         and set(s) == {"shape", "dtype"}
         and isinstance(s["dtype"], str)
         and isinstance(s["shape"], list)
-        and all(_is_int(d) and d >= 0 for d in s["shape"])
+        and all(_is_int(d) and d >= -1 for d in s["shape"])  # -1: a symbolic dimension
         for s in v
     )
 
@@ -295,12 +295,21 @@ def validate_rows(
             f"{sum(other_jax.values())} rows were lowered by another jax ({', '.join(sorted(other_jax))}; this is "
             f"{JAX_VERSION}): their IR is compared by op histogram, not byte for byte"
         )
-    from .execute import RowRunner
+    from .execute import RowRunner, host_devices
 
-    with RowRunner(time_limit=time_limit) as runner:
+    runners: dict[int, RowRunner] = {}  # one child per device count: XLA fixes it at start-up
+    try:
         for i, r in enumerate(good):
             asked = checks if i in picked else ["reproduce"]
-            for name, res in runner.run(r, asked).items():
+            try:
+                devices = host_devices(r["lowering"])
+            except ValueError as e:
+                results = {name: {"status": "fail", "detail": str(e)} for name in asked}
+            else:
+                if devices not in runners:
+                    runners[devices] = RowRunner(time_limit=time_limit, host_devices=devices)
+                results = runners[devices].run(r, asked)
+            for name, res in results.items():
                 c = report.checks[name]
                 if res["status"] == "pass":
                     c.passed += 1
@@ -315,6 +324,9 @@ def validate_rows(
                     report.failures.append(f"{r['id']}: {name}: {res.get('detail', '')}")
             if progress:
                 progress(i + 1, len(good))
+    finally:
+        for runner in runners.values():
+            runner.close()
     report.summary = _summary(rows_by_split)
     return report
 
