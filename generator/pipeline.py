@@ -4,10 +4,12 @@ Every shard is a pure function of its ``ShardTask`` (config, seed, split, shard 
 sizes), so shards can run in any process, in any order, and give the same rows.
 
 Uniqueness without coordination: the shards of both splits partition program space. A
-program belongs to the bucket ``hash(first statement with its operand types) %
-num_buckets``, and each shard only accepts programs of its own bucket. Identical programs
-have identical first statements, so a program can appear in one shard only; within a shard
-a set of hashes removes repeats (by source and by normalized IR).
+program belongs to the bucket ``hash(its first two statements with their operand types) %
+num_buckets``, and each shard only accepts programs of its own bucket (checked right after
+the second statement is sampled, long before lowering). Identical programs have identical
+first statements, so a program can appear in one shard only; within a shard a set of hashes
+removes repeats (by source and by normalized IR). A build has at most ``MAX_SHARDS``
+shards, so rejection costs stay bounded: larger builds get larger shards.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ from .errors import GeneratorBug, Reject
 from .ops import CATEGORIES
 from .ops_devices import MESH_SHAPE
 from .render import render_function, render_source
-from .sampler import DEFAULT_POLICY, Policy, sample_program, statement_key
+from .sampler import DEFAULT_POLICY, Policy, prefix_key, sample_program
 
 logger = logging.getLogger(__name__)
 
 MIXTURES = ("balanced", "mixed")
 SPLITS = ("train", "validation")
 MAX_ATTEMPTS_PER_ROW = 20_000
+MAX_SHARDS = 128  # rejection sampling costs about 0.08 ms per shard per row
 # A lowering takes milliseconds; one that runs this long is cut off, counted and resampled.
 # The limit is far above any normal lowering so that machine speed never changes the rows.
 LOWERING_TIME_LIMIT_S = 30.0
@@ -179,6 +182,8 @@ def plan_shards(
     categories = check_categories(categories)
     if not isinstance(with_optimized_hlo, bool):
         raise ValueError(f"with_optimized_hlo must be True or False, got {with_optimized_hlo!r}")
+    # Each split rounds its shard count up, so leave one shard of slack per split.
+    rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / (MAX_SHARDS - len(SPLITS))))
     counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
     num_buckets = max(1, sum(counts.values()))
     plan: dict[str, list[ShardTask]] = {}
@@ -250,8 +255,8 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
     jax.clear_caches()
     seen: set[bytes] = set()
 
-    def in_bucket(stmt) -> bool:
-        return bucket_of(statement_key(stmt), task.num_buckets) == task.bucket
+    def in_bucket(prefix) -> bool:
+        return bucket_of(prefix_key(prefix), task.num_buckets) == task.bucket
 
     for i in range(task.num_rows):
         index = task.row_offset + i
@@ -260,7 +265,7 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
             stats.attempts += 1
             rng = random.Random(f"{task.seed}:{task.split}:{task.shard_index}:{i}:{attempt}")
             try:
-                program = sample_program(rng, category, task.policy, accept_first=in_bucket)
+                program = sample_program(rng, category, task.policy, accept_prefix=in_bucket)
             except Reject as e:
                 if "another shard" in str(e):
                     stats.other_bucket += 1

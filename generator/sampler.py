@@ -209,6 +209,16 @@ class _ProgramBuilder:
         return tuple(sinks[-self.policy.max_outputs :])
 
 
+# Statements that decide which shard a program belongs to: two give even narrow categories
+# (a few hundred distinct first statements) enough distinct prefixes for hundreds of shards.
+PREFIX_STATEMENTS = 2
+
+
+def prefix_key(statements: tuple[Statement, ...]) -> str:
+    """The partition key of a program: its first ``PREFIX_STATEMENTS`` statements."""
+    return "|".join(statement_key(s) for s in statements[:PREFIX_STATEMENTS])
+
+
 def statement_key(stmt: Statement) -> str:
     """A text that identifies a statement with its operand types (used to partition programs)."""
     operands = ",".join(o.text if isinstance(o, Literal) else f"{o.name}:{o.type.spec()}" for o in stmt.operands)
@@ -229,7 +239,7 @@ def sample_program(
     category: str,
     policy: Policy = DEFAULT_POLICY,
     *,
-    accept_first: Callable[[Statement], bool] | None = None,
+    accept_prefix: Callable[[tuple[Statement, ...]], bool] | None = None,
     max_tries_per_statement: int = 30,
 ) -> Program:
     """Sample one typed program of ``category``.
@@ -238,8 +248,9 @@ def sample_program(
       rng: the only source of randomness.
       category: one of ``CATEGORIES``.
       policy: weights and limits.
-      accept_first: if given, the program is rejected early unless its first statement
-        passes (the pipeline uses this to give each shard a disjoint part of program space).
+      accept_prefix: if given, the program is rejected early unless its first
+        ``PREFIX_STATEMENTS`` statements pass (the pipeline uses this to give each shard a
+        disjoint part of program space).
 
     Raises:
       ValueError: unknown category.
@@ -261,8 +272,9 @@ def sample_program(
                 continue
         else:
             raise Reject(f"no op of {category!r} fits after {max_tries_per_statement} tries")
-        if i == 0 and accept_first is not None and not accept_first(stmt):
-            raise Reject("first statement belongs to another shard")
+        if accept_prefix is not None and i == min(PREFIX_STATEMENTS, n_statements) - 1:
+            if not accept_prefix(tuple(b.statements)):
+                raise Reject("program prefix belongs to another shard")
     return Program(
         category=category,
         function_name=function_name(category, b.statements),

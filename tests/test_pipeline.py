@@ -141,3 +141,15 @@ def test_near_duplicates_ignore_names_and_constants_but_not_shapes():
     renamed = a.replace("@jit_f", "@jit_g").replace("%0", "%5").replace("dense<1.0>", "dense<2.5>")
     other_shape = a.replace("tensor<3xf32>", "tensor<4xf32>")
     assert near_duplicates([a, renamed, other_shape]) == {"rows": 1, "rate": 1 / 3}
+
+
+def test_shard_count_is_bounded_and_narrow_categories_fill_many_shards():
+    from generator.pipeline import MAX_SHARDS
+
+    big = plan_shards(train_size=1_000_000, validation_size=10_000, seed=0)
+    assert sum(len(t) for t in big.values()) <= MAX_SHARDS
+    assert sum(t.num_rows for ts in big.values() for t in ts) == 1_010_000
+    # 120 one-row shards: every bucket of the narrowest categories still has programs.
+    plan = plan_shards(train_size=120, validation_size=0, seed=0, categories=("multi_device", "dynamic_shapes", "random"), rows_per_shard=1)
+    for task in plan["train"][::20]:
+        assert len(list(generate_shard(task))) == 1
