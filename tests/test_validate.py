@@ -104,7 +104,7 @@ def test_untrusted_folder_is_refused_and_nothing_runs(rows, tmp_path, capsys, mo
         ),
         (
             lambda rs: rs["train"].__setitem__(
-                0, {**rs["train"][0], "input_signature": [{"shape": [-1], "dtype": "f"}]}
+                0, {**rs["train"][0], "input_signature": [{"shape": [-2], "dtype": "f"}]}
             ),
             "input_signature is not",
         ),
