@@ -58,6 +58,9 @@ TOLERANCES: dict[str, tuple[float, float]] = {
     "float32": (1e-4, 1e-5),
     "float16": (2e-2, 1e-2),
     "bfloat16": (6e-2, 4e-2),
+    "float64": (1e-9, 1e-12),
+    "complex64": (1e-4, 1e-5),
+    "complex128": (1e-9, 1e-12),
 }
 
 
@@ -120,8 +123,9 @@ def compare(got, want, dtype: str) -> str | None:
             return None
         return f"{int(np.sum(got != want))} of {want.size} elements differ ({dtype}, compared exactly)"
     rtol, atol = TOLERANCES[dtype]
-    g = got.astype(np.float64)
-    w = want.astype(np.float64)
+    wide = np.complex128 if np.iscomplexobj(want) else np.float64
+    g = got.astype(wide)
+    w = want.astype(wide)
     same_nonfinite = (np.isnan(g) & np.isnan(w)) | (g == w)
     scale = max(1.0, float(np.max(np.abs(w[np.isfinite(w)]), initial=0.0)))
     err = np.abs(g - w)

@@ -206,6 +206,8 @@ def test_compare_is_dtype_aware():
     assert compare(want.astype(np.float32) + 1e-3, want.astype(np.float32), "float32") is not None
     assert compare(np.array([1, 2]), np.array([1, 3]), "int32") == "1 of 2 elements differ (int32, compared exactly)"
     assert compare(np.array([np.nan]), np.array([np.nan]), "float32") is None
+    z = np.array([1 + 1j, -0.5j], np.complex64)
+    assert compare(z + np.complex64(1e-7j), z, "complex64") is None and compare(z + 0.1j, z, "complex64") is not None
     assert compare(np.zeros((2, 1)), np.zeros((2,)), "float32") == "shape [2, 1] != [2]"
 
 
@@ -222,5 +224,8 @@ def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
 def test_iree_skips_xla_only_custom_calls_by_name():
     from generator.execute import _check_iree
 
-    ir = 'module @jit_f {\n  %0:3 = stablehlo.custom_call @lapack_sgetrf_ffi(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>\n}\n'
-    assert _check_iree({"stablehlo_ir": ir}, {}) == {"status": "skip", "note": "XLA-only custom_call (lapack_sgetrf_ffi)"}
+    ir = "module @jit_f {\n  %0:3 = stablehlo.custom_call @lapack_sgetrf_ffi(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>\n}\n"
+    assert _check_iree({"stablehlo_ir": ir}, {}) == {
+        "status": "skip",
+        "note": "XLA-only custom_call (lapack_sgetrf_ffi)",
+    }
