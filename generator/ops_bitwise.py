@@ -43,7 +43,9 @@ def _bind_convert(rng: random.Random, a: TensorType) -> Binding:
 
 
 def _bind_bitcast(rng: random.Random, a: TensorType) -> Binding:
-    to = {"int32": ("float32", "uint32"), "uint32": ("float32", "int32"), "int8": ("uint8",), "float32": ("int32", "uint32")}[a.dtype]
+    # Integers are never reinterpreted as floats: most bit patterns with an all-ones
+    # exponent are NaN, and a dataset row should compute finite values.
+    to = {"int32": ("uint32",), "uint32": ("int32",), "int8": ("uint8",), "float32": ("int32", "uint32")}[a.dtype]
     return Binding(params={"to": rng.choice(to)})
 
 

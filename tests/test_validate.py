@@ -13,8 +13,9 @@ from generator.io import read_configs
 from generator.validate import validate_dataset, validate_rows
 from tests import rowkit
 
-HAS_IREE = (
-    importlib.util.find_spec("iree.compiler") is not None and importlib.util.find_spec("iree.runtime") is not None
+# find_spec of a submodule imports its parent, which raises when IREE is not installed at all.
+HAS_IREE = importlib.util.find_spec("iree") is not None and all(
+    importlib.util.find_spec(m) is not None for m in ("iree.compiler", "iree.runtime")
 )
 
 AFFINE = """import jax
