@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 MIXTURES = ("balanced", "mixed")
 SPLITS = ("train", "validation")
 MAX_ATTEMPTS_PER_ROW = 20_000
+CLEAR_CACHES_EVERY = 100
 MAX_SHARDS = 128  # rejection sampling costs about 0.08 ms per shard per row
 # A lowering takes milliseconds; one that runs this long is cut off, counted and resampled.
 # The limit is far above any normal lowering so that machine speed never changes the rows.
@@ -251,7 +252,8 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
 
     # JAX caches traces and lowerings per (function, argument types); our programs never repeat,
     # so the caches only grow (about 150 KB a row, measured) and a worker would reach gigabytes on
-    # a large build. Dropped at the start of every shard, a worker's memory stays flat.
+    # a large build. Dropped at the start of a shard and every CLEAR_CACHES_EVERY rows, a
+    # worker's memory stays flat whatever the shard size.
     jax.clear_caches()
     seen: set[bytes] = set()
 
@@ -259,6 +261,8 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
         return bucket_of(prefix_key(prefix), task.num_buckets) == task.bucket
 
     for i in range(task.num_rows):
+        if i and i % CLEAR_CACHES_EVERY == 0:
+            jax.clear_caches()
         index = task.row_offset + i
         category = task.category_of(index)
         for attempt in range(MAX_ATTEMPTS_PER_ROW):
