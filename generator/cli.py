@@ -194,7 +194,8 @@ def cmd_push(args: argparse.Namespace) -> int:
     """Stage, then upload to the Hub and tag the commit with the dataset version."""
     from . import hub
 
-    token = hub.resolve_token()  # before any work; never printed
+    hub.check_repo_id(args.repo)  # before any work
+    token = hub.resolve_token()  # never printed
     result = _stage(args, repo_id=args.repo)
     commit = hub.upload(result.path, args.repo, version=result.version, token=token, private=args.private)
     tag = hub.version_tag(result.version)

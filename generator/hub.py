@@ -546,6 +546,20 @@ def compare_viewer_report(result: StageResult, report: Mapping[str, Any]) -> lis
 # ---------------------------------------------------------------------------- upload
 
 
+def check_repo_id(repo_id: str) -> str:
+    """``repo_id`` if it names a Hub repo as ``<user>/<name>``, else a ``ValueError`` saying why."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as e:
+        raise ValueError(f"bad repo id {repo_id!r}: {e}") from None
+    if repo_id.count("/") != 1:
+        raise ValueError(f"bad repo id {repo_id!r}: give it as <user or org>/<name>")
+    return repo_id
+
+
 def resolve_token(token: str | None = None) -> str:
     """``token``, else ``HF_TOKEN`` or the login cache; a ``ValueError`` (never showing a token) if none."""
     if token:

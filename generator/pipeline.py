@@ -176,6 +176,8 @@ def plan_shards(
     """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
     sizes = {"train": check_size("train_size", train_size), "validation": check_size("validation_size", validation_size)}
     check_size("seed", seed)
+    if not any(sizes.values()):
+        raise ValueError("train_size and validation_size are both 0; at least one split needs rows")
     if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
         raise ValueError(f"rows_per_shard must be a positive integer, got {rows_per_shard!r}")
     if mixture not in MIXTURES:

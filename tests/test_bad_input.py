@@ -167,10 +167,6 @@ def test_push_without_token_fails_before_any_work(tmp_path, capsys, monkeypatch)
     assert not out.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="push does not check the repo id before staging (generator/cli.py push); staging tiny sizes also fails with Instruction 'validation' corresponds to no data",
-)
 def test_push_with_malformed_repo_id_fails_before_any_work(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("HF_TOKEN", "hf_dummy_token_for_a_test")
     out = tmp_path / "staged"
@@ -189,5 +185,6 @@ def test_push_with_malformed_repo_id_fails_before_any_work(tmp_path, capsys, mon
             "0",
         ]
     )
-    assert code == 2 and "repo" in capsys.readouterr().err
+    assert code == 2 and "bad repo id 'not a/valid//repo'" in capsys.readouterr().err
+    assert not out.exists()
     assert not out.exists()

@@ -69,6 +69,13 @@ def test_builder_class_used_directly(builder_module, tmp_path):
     assert ds["train"].num_rows == 3 and set(ds["train"]["category"]) == {"matrix"}
 
 
+def test_a_split_of_size_zero_is_left_out(cache_dir):
+    ds = load("matrix", cache_dir=cache_dir, train_size=3, validation_size=0)
+    assert list(ds) == ["train"] and ds["train"].num_rows == 3
+    with pytest.raises(ValueError, match="both 0"):
+        load("matrix", cache_dir=cache_dir, train_size=0, validation_size=0)
+
+
 def test_unknown_config_lists_valid_names(cache_dir):
     with pytest.raises(ValueError, match="not found.*balanced"):
         load("nonexistent", cache_dir=cache_dir)
