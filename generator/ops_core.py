@@ -15,6 +15,7 @@ from .opbase import (
     Need,
     Op,
     _bind_axis,
+    _bind_binary,
     _broadcast_partner,
     _float_literals,
     _infer_binary,
@@ -391,7 +392,8 @@ CORE_OPS: tuple[Op, ...] = (
     unary("reduce_precision", "lax.reduce_precision({0}, exponent_bits=5, mantissa_bits=10)", _E, F32, hint="lowp", weight=0.3),
     unary("optimization_barrier", "lax.optimization_barrier({0})", _E, F32, hint="fenced", weight=0.2),
     binary("nextafter", "jnp.nextafter({0}, {1})", _E, F32, literals=False, hint="nxt", weight=0.3),
-    binary("power_arrays", "jnp.power({0}, {1})", _E, F32, guard=None, literals=False, hint="pw", weight=0.3),
+    # A negative base to a fractional power is NaN: the base is kept positive.
+    Op("power_arrays", "jnp.power({0}, {1})", _E, F32, infer=_infer_binary(), bind=_bind_binary(literals=False), guards=("positive", None), hint="pw", weight=0.3),
     Op("polygamma", "jax.scipy.special.polygamma(1, {0})", _E, F32, guards=("positive",), hint="psi1", weight=0.2),
     Op("zeta", "jax.scipy.special.zeta({0}, 2.0)", _E, F32, guards=("above_one",), hint="zeta", weight=0.2),
     Op("lax_clamp", "lax.clamp({lo}, {0}, {hi})", _E + _C, F32, bind=lambda r, a: Binding(params={"lo": "-2.0", "hi": r.choice(("2.0", "0.5"))}), hint="clamped", weight=0.3),
