@@ -18,7 +18,7 @@ from generator.sampler import policy_for
 from generator.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
 
 VERSION = datasets.Version("1.0.0")
-RELEASE_NOTES = {"1.0.0": "Initial release: seven categories, balanced and mixed configs."}
+RELEASE_NOTES = {"1.0.0": "Initial release: seventeen categories, balanced and mixed configs."}
 
 
 @dataclass
