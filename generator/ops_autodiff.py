@@ -17,7 +17,7 @@ _OBJECTIVES = (
     "jax.nn.logsumexp(a)",
 )
 # Array-valued maps of an array ``a`` (same shape).
-_MAPS = ("jnp.sin(a) * a", "jnp.tanh(a) * 2.0", "a * jnp.sum(a)", "jnp.exp(-a) + a ** 2", "jax.nn.softmax(a)")
+_MAPS = ("jnp.sin(a) * a", "jnp.tanh(a) * 2.0", "a * jnp.sum(a)", "jnp.exp(-a) + a ** 2", "jax.nn.softmax(a, axis=None)")  # axis=None: also for scalars
 
 F32 = ("float32",)
 
