@@ -120,10 +120,8 @@ class _ProgramBuilder:
 
     def _policy_type(self, op: Op) -> TensorType:
         dtypes = [(d, w) for d, w in self.policy.dtype_weights if d in op.dtypes]
-        if not dtypes:
-            dtypes = [(d, 1.0) for d in op.dtypes]  # e.g. a bool mask argument
-        if not dtypes:
-            raise Reject(f"{op.name} needs a dtype no input has")
+        if not dtypes:  # a dtype the policy never draws for inputs, e.g. a bool mask argument
+            dtypes = [(d, 1.0) for d in op.dtypes]
         ranks = [(r, w) for r, w in self.policy.rank_weights if op.min_rank <= r <= op.max_rank]
         if not ranks:
             raise Reject(f"{op.name} needs a rank the policy does not sample")
