@@ -11,7 +11,8 @@ import datasets
 DESCRIPTION = (
     "Synthesized JAX programs paired with the StableHLO text that jax.jit lowers them to. "
     "Every python_source is self-contained and reproduces its stablehlo_ir exactly with "
-    "jax.jit(fn).lower(*example_args()).as_text() under the recorded jax version."
+    "jax.jit(fn).lower(*example_args()).as_text() under the recorded jax version (multi_device "
+    "rows in a process with 8 host CPU devices, as their lowering column says)."
 )
 HOMEPAGE = "https://huggingface.co/datasets/jax-stablehlo-pairs/jax-stablehlo-pairs"
 LICENSE = "apache-2.0"
