@@ -44,4 +44,14 @@ def code_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-__all__ = ["CATEGORIES", "GradPair", "IRPair", "SynthesisPipeline", "code_fingerprint", "extract_ir", "extract_with_grad", "lower_source", "__version__"]
+__all__ = [
+    "CATEGORIES",
+    "GradPair",
+    "IRPair",
+    "SynthesisPipeline",
+    "code_fingerprint",
+    "extract_ir",
+    "extract_with_grad",
+    "lower_source",
+    "__version__",
+]

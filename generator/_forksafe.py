@@ -83,5 +83,7 @@ def generate_in_subprocess(task: ShardTask, stats: ShardStats) -> Iterator[dict[
             stats.add(ShardStats(**msg["done"]))
             return
         else:
-            raise RuntimeError(f"shard {task.split}/{task.shard_index} (seed {task.seed}) failed in the worker: {msg['error']}")
+            raise RuntimeError(
+                f"shard {task.split}/{task.shard_index} (seed {task.seed}) failed in the worker: {msg['error']}"
+            )
     raise RuntimeError(f"the worker process for shard {task.split}/{task.shard_index} (seed {task.seed}) exited early")

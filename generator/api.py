@@ -61,7 +61,12 @@ class SynthesisPipeline:
         # Each call is its own shard stream (seeded by the call number), so calls never
         # repeat each other's programs and a rerun with the same seed repeats all of them.
         (task,) = plan_shards(
-            train_size=count, validation_size=0, seed=self.seed, categories=categories, mixture=mixture, rows_per_shard=max(count, 1)
+            train_size=count,
+            validation_size=0,
+            seed=self.seed,
+            categories=categories,
+            mixture=mixture,
+            rows_per_shard=max(count, 1),
         )["train"]
         task = ShardTask(**{**task.__dict__, "split": f"call{self._calls}"})
         self._calls += 1

@@ -91,7 +91,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise ValueError("give either a PATH or --build, not both")
         import datasets
 
-        kwargs = {k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None}
+        kwargs = {
+            k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None
+        }
         ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
         reports = [validate_dataset(ds, trust_code=True, config=args.config, progress=_progress(), **options)]
     else:
@@ -154,7 +156,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - start
     summary = summarize({split: ds[split] for split in ds})
     print(format_summary(summary))
-    print(f"rate: {summary['rows'] / elapsed:.1f} pairs/s ({summary['rows']} rows in {elapsed:.1f} s, num_proc={args.num_proc})")
+    print(
+        f"rate: {summary['rows'] / elapsed:.1f} pairs/s ({summary['rows']} rows in {elapsed:.1f} s, num_proc={args.num_proc})"
+    )
     return 0
 
 
@@ -229,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--all", action="store_true", help="execute every row")
     v.add_argument("--iree", action="store_true", help="also compile and run each sampled row's IR with IREE")
     v.add_argument("--time-limit", type=float, default=60.0, help="seconds per row before it is cut off (default 60)")
-    v.add_argument("--build", action="store_true", help="build --config through the builder now and validate it (trusted)")
+    v.add_argument(
+        "--build", action="store_true", help="build --config through the builder now and validate it (trusted)"
+    )
     v.add_argument("--script", default="jax_stablehlo_pairs.py", help="builder script for --build")
     v.add_argument("--config", default="balanced", help="config for --build")
     v.add_argument("--train-size", type=_positive_int)

@@ -169,9 +169,7 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
     with respect to every floating-point array argument.
     """
     forward = extract_ir(fn, *args)
-    argnums = tuple(
-        i for i, a in enumerate(args) if _is_array_like(a) and jnp.issubdtype(a.dtype, jnp.inexact)
-    )
+    argnums = tuple(i for i, a in enumerate(args) if _is_array_like(a) and jnp.issubdtype(a.dtype, jnp.inexact))
     if not argnums:
         raise ValueError("extract_with_grad needs at least one floating-point array argument")
     static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))

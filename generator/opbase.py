@@ -230,7 +230,17 @@ def reduction(name, fn, categories, dtypes=N, *, out="same", hint="r", weight=1.
             dtype = out
         return TensorType(_reduced_shape(t, params), dtype)
 
-    return Op(name, fn + "({0}{kw})", categories, dtypes, infer=infer, bind=_bind_reduce, hint=hint, weight=weight, min_rank=min_rank)
+    return Op(
+        name,
+        fn + "({0}{kw})",
+        categories,
+        dtypes,
+        infer=infer,
+        bind=_bind_reduce,
+        hint=hint,
+        weight=weight,
+        min_rank=min_rank,
+    )
 
 
 def _bind_axis(rng: random.Random, first: TensorType) -> Binding:
@@ -247,4 +257,14 @@ def along_axis(name, expr, categories, dtypes=N, *, hint="y", weight=1.0, infer=
     ``lax_axis``: the op is a ``lax`` primitive, which (unlike ``jnp``) rejects negative axes.
     """
     bind = _bind_axis_nonnegative if lax_axis else _bind_axis
-    return Op(name, expr, categories, dtypes, infer=_to_dtype(out) if out else infer, bind=bind, min_rank=1, hint=hint, weight=weight)
+    return Op(
+        name,
+        expr,
+        categories,
+        dtypes,
+        infer=_to_dtype(out) if out else infer,
+        bind=bind,
+        min_rank=1,
+        hint=hint,
+        weight=weight,
+    )

@@ -17,7 +17,13 @@ _OBJECTIVES = (
     "jax.nn.logsumexp(a)",
 )
 # Array-valued maps of an array ``a`` (same shape).
-_MAPS = ("jnp.sin(a) * a", "jnp.tanh(a) * 2.0", "a * jnp.sum(a)", "jnp.exp(-a) + a ** 2", "jax.nn.softmax(a, axis=None)")  # axis=None: also for scalars
+_MAPS = (
+    "jnp.sin(a) * a",
+    "jnp.tanh(a) * 2.0",
+    "a * jnp.sum(a)",
+    "jnp.exp(-a) + a ** 2",
+    "jax.nn.softmax(a, axis=None)",
+)  # axis=None: also for scalars
 
 F32 = ("float32",)
 
@@ -54,7 +60,16 @@ def _infer_scalar(types, params):
 _AD = ("autodiff",)
 
 AUTODIFF_OPS: tuple[Op, ...] = (
-    Op("grad", "jax.grad(lambda a: {f})({0})", _AD, F32, bind=_bind_objective, hint="g", transforms=("grad",), weight=2.0),
+    Op(
+        "grad",
+        "jax.grad(lambda a: {f})({0})",
+        _AD,
+        F32,
+        bind=_bind_objective,
+        hint="g",
+        transforms=("grad",),
+        weight=2.0,
+    ),
     Op(
         "value_and_grad",
         "loss_{r}, grad_{r} = jax.value_and_grad(lambda w: jnp.mean(jnp.tanh({0} @ w) ** 2))({1})\n{1} - 0.1 * loss_{r} * grad_{r}",
@@ -68,7 +83,15 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         transforms=("value_and_grad",),
         weight=2.0,
     ),
-    Op("jvp", "jax.jvp(lambda a: {f}, ({0},), (jnp.ones_like({0}),))[1]", _AD, F32, bind=_bind_map, hint="tangent", transforms=("jvp",)),
+    Op(
+        "jvp",
+        "jax.jvp(lambda a: {f}, ({0},), (jnp.ones_like({0}),))[1]",
+        _AD,
+        F32,
+        bind=_bind_map,
+        hint="tangent",
+        transforms=("jvp",),
+    ),
     Op(
         "vjp",
         "out_{r}, pullback_{r} = jax.vjp(lambda a: {f}, {0})\npullback_{r}(jnp.ones_like(out_{r}))[0]",
@@ -78,9 +101,45 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         hint="cotangent",
         transforms=("vjp",),
     ),
-    Op("hessian", "jax.hessian(lambda a: {f})({0})", _AD, F32, infer=_infer_jacobian, bind=_bind_objective, min_rank=1, max_rank=1, new_input=_vector, hint="hess", transforms=("hessian",)),
-    Op("jacfwd", "jax.jacfwd(lambda a: {f})({0})", _AD, F32, infer=_infer_jacobian, bind=_bind_map, min_rank=1, max_rank=1, new_input=_vector, hint="jac", transforms=("jacfwd",)),
-    Op("jacrev", "jax.jacrev(lambda a: {f})({0})", _AD, F32, infer=_infer_jacobian, bind=_bind_map, min_rank=1, max_rank=1, new_input=_vector, hint="jac", transforms=("jacrev",)),
+    Op(
+        "hessian",
+        "jax.hessian(lambda a: {f})({0})",
+        _AD,
+        F32,
+        infer=_infer_jacobian,
+        bind=_bind_objective,
+        min_rank=1,
+        max_rank=1,
+        new_input=_vector,
+        hint="hess",
+        transforms=("hessian",),
+    ),
+    Op(
+        "jacfwd",
+        "jax.jacfwd(lambda a: {f})({0})",
+        _AD,
+        F32,
+        infer=_infer_jacobian,
+        bind=_bind_map,
+        min_rank=1,
+        max_rank=1,
+        new_input=_vector,
+        hint="jac",
+        transforms=("jacfwd",),
+    ),
+    Op(
+        "jacrev",
+        "jax.jacrev(lambda a: {f})({0})",
+        _AD,
+        F32,
+        infer=_infer_jacobian,
+        bind=_bind_map,
+        min_rank=1,
+        max_rank=1,
+        new_input=_vector,
+        hint="jac",
+        transforms=("jacrev",),
+    ),
     Op(
         "checkpoint_grad",
         "jax.grad(lambda a: jnp.sum(jax.checkpoint(lambda b: jnp.sin(jnp.sin(b)) * b)(a)))({0})",
@@ -126,6 +185,23 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         hint="g",
         transforms=("grad",),
     ),
-    Op("grad_of_loss", "jax.grad(lambda a: jnp.mean((a - {1}) ** 2))({0})", _AD, F32, bind=lambda r, a: Binding(needs=(a,)), hint="g", transforms=("grad",)),
-    Op("value_scalar", "jax.value_and_grad(lambda a: {f})({0})[0]", _AD, F32, infer=_infer_scalar, bind=_bind_objective, hint="val", transforms=("value_and_grad",)),
+    Op(
+        "grad_of_loss",
+        "jax.grad(lambda a: jnp.mean((a - {1}) ** 2))({0})",
+        _AD,
+        F32,
+        bind=lambda r, a: Binding(needs=(a,)),
+        hint="g",
+        transforms=("grad",),
+    ),
+    Op(
+        "value_scalar",
+        "jax.value_and_grad(lambda a: {f})({0})[0]",
+        _AD,
+        F32,
+        infer=_infer_scalar,
+        bind=_bind_objective,
+        hint="val",
+        transforms=("value_and_grad",),
+    ),
 )

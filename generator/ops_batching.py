@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .opbase import F, N, Binding, Op
+from .opbase import Binding, F, N, Op
 from .types import TensorType
 
 _PER_EXAMPLE = (
@@ -17,7 +17,11 @@ _PER_EXAMPLE = (
     "lambda a: lax.fori_loop(0, 3, lambda i, c: c * 0.5 + jnp.tanh(c), a)",
     "lambda a: lax.while_loop(lambda s: s[0] < 3, lambda s: (s[0] + 1, s[1] * 0.9 + 0.1), (0, a))[1]",
 )
-_PAIRWISE = ("lambda a, b: a * b + jnp.sin(a)", "lambda a, b: jnp.maximum(a, b) - 0.5 * a", "lambda a, b: jnp.where(a > b, a, b * 2.0)")
+_PAIRWISE = (
+    "lambda a, b: a * b + jnp.sin(a)",
+    "lambda a, b: jnp.maximum(a, b) - 0.5 * a",
+    "lambda a, b: jnp.where(a > b, a, b * 2.0)",
+)
 
 
 def _bind_vmap_matmul(rng: random.Random, a: TensorType) -> Binding:
@@ -30,7 +34,10 @@ def _infer_vmap_matmul(types, params):
 
 
 def _bind_vmap_shared(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(needs=(a.with_shape((a.shape[1], rng.choice((2, 4, 8, 16)))),), params={"act": rng.choice(("jnp.tanh", "jax.nn.relu", "jax.nn.gelu"))})
+    return Binding(
+        needs=(a.with_shape((a.shape[1], rng.choice((2, 4, 8, 16)))),),
+        params={"act": rng.choice(("jnp.tanh", "jax.nn.relu", "jax.nn.gelu"))},
+    )
 
 
 def _infer_vmap_shared(types, params):
@@ -62,7 +69,19 @@ _B = ("batching",)
 _FLOAT_ONLY = ("float32", "float16", "bfloat16")
 
 BATCHING_OPS: tuple[Op, ...] = (
-    Op("vmap_matmul", "jax.vmap(lambda a, b: a @ b)({0}, {1})", _B, N, infer=_infer_vmap_matmul, bind=_bind_vmap_matmul, min_rank=3, max_rank=3, hint="bmm", transforms=("vmap",), weight=1.5),
+    Op(
+        "vmap_matmul",
+        "jax.vmap(lambda a, b: a @ b)({0}, {1})",
+        _B,
+        N,
+        infer=_infer_vmap_matmul,
+        bind=_bind_vmap_matmul,
+        min_rank=3,
+        max_rank=3,
+        hint="bmm",
+        transforms=("vmap",),
+        weight=1.5,
+    ),
     Op(
         "vmap_shared_weights",
         "jax.vmap(lambda a, w: {act}(a @ w), in_axes=(0, None))({0}, {1})",
@@ -76,11 +95,66 @@ BATCHING_OPS: tuple[Op, ...] = (
         transforms=("vmap",),
         weight=2.0,
     ),
-    Op("vmap_rows", "jax.vmap({fn})({0})", _B, _FLOAT_ONLY, bind=_bind_per_example, min_rank=2, max_rank=3, hint="rows", transforms=("vmap",), weight=2.0),
-    Op("vmap_columns", "jax.vmap({fn}, in_axes=1, out_axes=1)({0})", _B, _FLOAT_ONLY, bind=_bind_per_example, min_rank=2, max_rank=2, hint="cols", transforms=("vmap",), weight=1.5),
-    Op("vmap_out_axes", "jax.vmap({fn}, out_axes=1)({0})", _B, _FLOAT_ONLY, infer=_infer_swap01, bind=_bind_per_example, min_rank=2, max_rank=2, hint="cols", transforms=("vmap",)),
-    Op("vmap_nested", "jax.vmap(jax.vmap({fn}))({0}, {1})", _B, F, bind=_bind_pairwise, min_rank=2, max_rank=3, hint="grid", transforms=("vmap",), weight=1.5),
-    Op("vmap_dot", "jax.vmap(jnp.dot)({0}, {1})", _B, N, infer=_infer_batch_only, bind=_bind_dot_batched, min_rank=2, max_rank=2, hint="dots", transforms=("vmap",)),
+    Op(
+        "vmap_rows",
+        "jax.vmap({fn})({0})",
+        _B,
+        _FLOAT_ONLY,
+        bind=_bind_per_example,
+        min_rank=2,
+        max_rank=3,
+        hint="rows",
+        transforms=("vmap",),
+        weight=2.0,
+    ),
+    Op(
+        "vmap_columns",
+        "jax.vmap({fn}, in_axes=1, out_axes=1)({0})",
+        _B,
+        _FLOAT_ONLY,
+        bind=_bind_per_example,
+        min_rank=2,
+        max_rank=2,
+        hint="cols",
+        transforms=("vmap",),
+        weight=1.5,
+    ),
+    Op(
+        "vmap_out_axes",
+        "jax.vmap({fn}, out_axes=1)({0})",
+        _B,
+        _FLOAT_ONLY,
+        infer=_infer_swap01,
+        bind=_bind_per_example,
+        min_rank=2,
+        max_rank=2,
+        hint="cols",
+        transforms=("vmap",),
+    ),
+    Op(
+        "vmap_nested",
+        "jax.vmap(jax.vmap({fn}))({0}, {1})",
+        _B,
+        F,
+        bind=_bind_pairwise,
+        min_rank=2,
+        max_rank=3,
+        hint="grid",
+        transforms=("vmap",),
+        weight=1.5,
+    ),
+    Op(
+        "vmap_dot",
+        "jax.vmap(jnp.dot)({0}, {1})",
+        _B,
+        N,
+        infer=_infer_batch_only,
+        bind=_bind_dot_batched,
+        min_rank=2,
+        max_rank=2,
+        hint="dots",
+        transforms=("vmap",),
+    ),
     Op(
         "vmap_scalar_param",
         "jax.vmap(lambda a, s: a * s + jnp.tanh(a), in_axes=(0, 0))({0}, jnp.arange({0}.shape[0], dtype={0}.dtype))",

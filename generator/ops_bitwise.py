@@ -61,14 +61,33 @@ BITWISE_OPS: tuple[Op, ...] = (
     _op("shift_left", "{0} << {k}", bind=_bind_shift, hint="shl", weight=1.5),
     _op("shift_right", "{0} >> {k}", bind=_bind_shift, hint="shr", weight=1.5),
     _op("shift_right_logical", "lax.shift_right_logical({0}, {dt}({k}))", bind=_bind_shift, hint="shr"),
-    _op("shift_right_arithmetic", "lax.shift_right_arithmetic({0}, {dt}({k}))", bind=_bind_shift, hint="shr", weight=0.5),
+    _op(
+        "shift_right_arithmetic", "lax.shift_right_arithmetic({0}, {dt}({k}))", bind=_bind_shift, hint="shr", weight=0.5
+    ),
     _op("popcount", "lax.population_count({0})", hint="ones", weight=1.5),
     _op("clz", "lax.clz({0})", hint="lead", weight=1.5),
     _op("int_mul_add", "{0} * {1} + 7", infer=_infer_broadcast, bind=_bind_partner, hint="acc"),
     _op("int_rem", "lax.rem({0}, jnp.ones_like({0}) * 5)", hint="rem"),
-    _op("hash_mix", "h_{r} = ({0} ^ ({0} >> 7)) * {0}.dtype.type(0x2D)\nh_{r} ^ (h_{r} >> 3)", hint="hashed", weight=1.5),
-    _op("convert", "{0}.astype(jnp.{to})", infer=lambda ts, p: ts[0].with_dtype(p["to"]), bind=_bind_convert, hint="cast", weight=1.5),
-    _op("bitcast", "lax.bitcast_convert_type({0}, jnp.{to})", infer=lambda ts, p: ts[0].with_dtype(p["to"]), bind=_bind_bitcast, dtypes=BITS_DTYPES + ("float32",), hint="raw", weight=1.5),
+    _op(
+        "hash_mix", "h_{r} = ({0} ^ ({0} >> 7)) * {0}.dtype.type(0x2D)\nh_{r} ^ (h_{r} >> 3)", hint="hashed", weight=1.5
+    ),
+    _op(
+        "convert",
+        "{0}.astype(jnp.{to})",
+        infer=lambda ts, p: ts[0].with_dtype(p["to"]),
+        bind=_bind_convert,
+        hint="cast",
+        weight=1.5,
+    ),
+    _op(
+        "bitcast",
+        "lax.bitcast_convert_type({0}, jnp.{to})",
+        infer=lambda ts, p: ts[0].with_dtype(p["to"]),
+        bind=_bind_bitcast,
+        dtypes=BITS_DTYPES + ("float32",),
+        hint="raw",
+        weight=1.5,
+    ),
     _op("int_max", "jnp.maximum({0}, {1})", infer=_infer_broadcast, bind=_bind_partner, hint="hi"),
     _op("int_sum", "jnp.sum({0}, axis=-1)", infer=_infer_int_sum, min_rank=1, hint="total"),
     _op("select_bits", "jnp.where(({0} & 1) == 1, {0} >> 1, {0} << 1)", hint="sel"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .opbase import F, N, Binding, Op
+from .opbase import Binding, F, N, Op
 from .types import TensorType
 
 # Loop bodies by dtype kind: expressions of the carry ``c`` (and the counter ``i``).
@@ -49,7 +49,9 @@ def _bind_cond_defs(rng: random.Random, a: TensorType) -> Binding:
 
 
 def _bind_scan(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(params={"decay": rng.choice(("0.9", "0.5", "0.99")), "act": rng.choice(("jnp.tanh", "jnp.sin", "jax.nn.relu"))})
+    return Binding(
+        params={"decay": rng.choice(("0.9", "0.5", "0.99")), "act": rng.choice(("jnp.tanh", "jnp.sin", "jax.nn.relu"))}
+    )
 
 
 def _bind_scan_totals(rng: random.Random, a: TensorType) -> Binding:
@@ -61,7 +63,9 @@ def _infer_scan_totals(types, params):
 
 
 def _bind_nested(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(params={"outer": rng.choice((2, 3)), "inner": rng.choice((2, 4)), "step": rng.choice(_FLOAT_STEPS[:4])})
+    return Binding(
+        params={"outer": rng.choice((2, 3)), "inner": rng.choice((2, 4)), "step": rng.choice(_FLOAT_STEPS[:4])}
+    )
 
 
 _C = ("control_flow",)
@@ -87,7 +91,15 @@ CONTROL_OPS: tuple[Op, ...] = (
         hint="loop",
         weight=2.0,
     ),
-    Op("switch", "lax.switch(jnp.argmax(jnp.ravel({0})) % {n}, [{branches}], {0})", _C, N, bind=_bind_switch, hint="branch", weight=1.5),
+    Op(
+        "switch",
+        "lax.switch(jnp.argmax(jnp.ravel({0})) % {n}, [{branches}], {0})",
+        _C,
+        N,
+        bind=_bind_switch,
+        hint="branch",
+        weight=1.5,
+    ),
     Op(
         "cond_defs",
         "def then_{r}(a, b):\n    return {t}\ndef else_{r}(a, b):\n    return {f}\n"

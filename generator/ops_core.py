@@ -126,7 +126,13 @@ def _infer_diagonal(types, params):
 def _factorizations(n: int) -> list[tuple[int, ...]]:
     divs = [d for d in range(1, n + 1) if n % d == 0]
     shapes = [(n,)] + [(d, n // d) for d in divs if 1 < d < n]
-    shapes += [(d, e, n // (d * e)) for d in divs if 1 < d < n for e in divs if 1 < e and (n // d) % e == 0 and n // (d * e) > 1]
+    shapes += [
+        (d, e, n // (d * e))
+        for d in divs
+        if 1 < d < n
+        for e in divs
+        if 1 < e and (n // d) % e == 0 and n // (d * e) > 1
+    ]
     return shapes
 
 
@@ -268,7 +274,15 @@ def _infer_select(types, params):
     return types[1]
 
 
-_FLOAT_BRANCHES = ("jnp.sin", "jnp.cos", "jnp.tanh", "lambda v: v * 2.0", "lambda v: -v", "lambda v: v - 1.0", "jnp.abs")
+_FLOAT_BRANCHES = (
+    "jnp.sin",
+    "jnp.cos",
+    "jnp.tanh",
+    "lambda v: v * 2.0",
+    "lambda v: -v",
+    "lambda v: v - 1.0",
+    "jnp.abs",
+)
 _INT_BRANCHES = ("lambda v: v + 1", "lambda v: -v", "lambda v: v * 2", "jnp.abs", "lambda v: v // 2")
 
 
@@ -279,12 +293,18 @@ def _bind_cond(rng: random.Random, a: TensorType) -> Binding:
 
 
 def _bind_cond2(rng: random.Random, a: TensorType) -> Binding:
-    t, f = rng.sample(("lambda a, b: a - b", "lambda a, b: a + b", "lambda a, b: a * b", "lambda a, b: jnp.maximum(a, b)"), 2)
+    t, f = rng.sample(
+        ("lambda a, b: a - b", "lambda a, b: a + b", "lambda a, b: a * b", "lambda a, b: jnp.maximum(a, b)"), 2
+    )
     return Binding(needs=(a,), params={"t": t, "f": f})
 
 
 def _bind_clip(rng: random.Random, a: TensorType) -> Binding:
-    lo, hi = rng.choice((("-1.0", "1.0"), ("0.0", "6.0"), ("-3.0", "3.0"))) if a.is_float else rng.choice((("0", "10"), ("-5", "5")))
+    lo, hi = (
+        rng.choice((("-1.0", "1.0"), ("0.0", "6.0"), ("-3.0", "3.0")))
+        if a.is_float
+        else rng.choice((("0", "10"), ("-5", "5")))
+    )
     return Binding(params={"lo": lo, "hi": hi})
 
 
@@ -345,8 +365,24 @@ CORE_OPS: tuple[Op, ...] = (
     unary("negative", "-{0}", _A, N, hint="neg"),
     unary("square", "jnp.square({0})", _A + _E, N, hint="sq"),
     unary("abs", "jnp.abs({0})", _A + _E, N, hint="mag"),
-    Op("axpy", "{0} * {p} + {1}", _A, F, infer=_infer_binary(), bind=lambda r, a: Binding((_broadcast_partner(r, a),), {"p": r.choice(("0.5", "2.0", "0.9"))}), hint="acc"),
-    Op("lerp", "{0} + {p} * ({1} - {0})", _A, F, infer=_infer_binary(), bind=lambda r, a: Binding((a,), {"p": r.choice(("0.1", "0.5", "0.25"))}), hint="mix"),
+    Op(
+        "axpy",
+        "{0} * {p} + {1}",
+        _A,
+        F,
+        infer=_infer_binary(),
+        bind=lambda r, a: Binding((_broadcast_partner(r, a),), {"p": r.choice(("0.5", "2.0", "0.9"))}),
+        hint="acc",
+    ),
+    Op(
+        "lerp",
+        "{0} + {p} * ({1} - {0})",
+        _A,
+        F,
+        infer=_infer_binary(),
+        bind=lambda r, a: Binding((a,), {"p": r.choice(("0.1", "0.5", "0.25"))}),
+        hint="mix",
+    ),
     unary("astype_float", "{0}.astype(jnp.float32)", _A + _E, I + ("float16", "bfloat16"), out="float32", hint="xf"),
     unary("astype_int", "{0}.astype(jnp.int32)", _A, F, out="int32", hint="xi", weight=0.5),
     # elementwise
@@ -389,16 +425,50 @@ CORE_OPS: tuple[Op, ...] = (
     unary("i1e", "jax.scipy.special.i1e({0})", _E, F32, hint="bessel", weight=0.3),
     unary("isinf", "jnp.isinf({0})", _E + _C, F32, out="bool", hint="inf_mask", weight=0.3),
     unary("round_half_away", "lax.round({0})", _E, F32, hint="rd", weight=0.3),
-    unary("reduce_precision", "lax.reduce_precision({0}, exponent_bits=5, mantissa_bits=10)", _E, F32, hint="lowp", weight=0.3),
+    unary(
+        "reduce_precision",
+        "lax.reduce_precision({0}, exponent_bits=5, mantissa_bits=10)",
+        _E,
+        F32,
+        hint="lowp",
+        weight=0.3,
+    ),
     unary("optimization_barrier", "lax.optimization_barrier({0})", _E, F32, hint="fenced", weight=0.2),
     binary("nextafter", "jnp.nextafter({0}, {1})", _E, F32, literals=False, hint="nxt", weight=0.3),
     # A negative base to a fractional power is NaN: the base is kept positive.
-    Op("power_arrays", "jnp.power({0}, {1})", _E, F32, infer=_infer_binary(), bind=_bind_binary(literals=False), guards=("positive", None), hint="pw", weight=0.3),
+    Op(
+        "power_arrays",
+        "jnp.power({0}, {1})",
+        _E,
+        F32,
+        infer=_infer_binary(),
+        bind=_bind_binary(literals=False),
+        guards=("positive", None),
+        hint="pw",
+        weight=0.3,
+    ),
     Op("polygamma", "jax.scipy.special.polygamma(1, {0})", _E, F32, guards=("positive",), hint="psi1", weight=0.2),
     Op("zeta", "jax.scipy.special.zeta({0}, 2.0)", _E, F32, guards=("above_one",), hint="zeta", weight=0.2),
-    Op("lax_clamp", "lax.clamp({lo}, {0}, {hi})", _E + _C, F32, bind=lambda r, a: Binding(params={"lo": "-2.0", "hi": r.choice(("2.0", "0.5"))}), hint="clamped", weight=0.3),
+    Op(
+        "lax_clamp",
+        "lax.clamp({lo}, {0}, {hi})",
+        _E + _C,
+        F32,
+        bind=lambda r, a: Binding(params={"lo": "-2.0", "hi": r.choice(("2.0", "0.5"))}),
+        hint="clamped",
+        weight=0.3,
+    ),
     # complex numbers
-    Op("make_complex", "lax.complex({0}, {1})", _E, F32, infer=lambda ts, p: ts[0].with_dtype("complex64"), bind=lambda r, a: Binding(needs=(a,)), hint="z", weight=0.5),
+    Op(
+        "make_complex",
+        "lax.complex({0}, {1})",
+        _E,
+        F32,
+        infer=lambda ts, p: ts[0].with_dtype("complex64"),
+        bind=lambda r, a: Binding(needs=(a,)),
+        hint="z",
+        weight=0.5,
+    ),
     unary("complex_abs", "jnp.abs({0})", _E, C64, out="float32", hint="mag", weight=0.5),
     unary("complex_real", "jnp.real({0})", _E, C64, out="float32", hint="re", weight=0.5),
     unary("complex_imag", "jnp.imag({0})", _E, C64, out="float32", hint="im", weight=0.5),
@@ -424,35 +494,191 @@ CORE_OPS: tuple[Op, ...] = (
     along_axis("argsort", "jnp.argsort({0}, axis={axis})", _R, N, out="int32", hint="order", weight=0.5),
     Op("norm", "jnp.linalg.norm({0}, axis=-1)", _R + _M, F, infer=_infer_last_axis_reduced, min_rank=1, hint="nrm"),
     # matrix
-    Op("matmul", "{0} @ {1}", _M, N, infer=_infer_matmul, bind=_bind_matmul, min_rank=1, max_rank=3, hint="proj", weight=3.0),
+    Op(
+        "matmul",
+        "{0} @ {1}",
+        _M,
+        N,
+        infer=_infer_matmul,
+        bind=_bind_matmul,
+        min_rank=1,
+        max_rank=3,
+        hint="proj",
+        weight=3.0,
+    ),
     Op("dot", "jnp.dot({0}, {1})", _M, N, infer=_infer_matmul, bind=_bind_matmul, min_rank=1, max_rank=2, hint="dp"),
-    Op("einsum", 'jnp.einsum("{spec}", {0}, {1})', _M, N, infer=_infer_einsum, bind=_bind_einsum, min_rank=1, max_rank=3, hint="contr", weight=2.0),
-    Op("transpose", "jnp.transpose({0}, {perm})", _M + _BR, N, infer=_infer_transpose, bind=_bind_transpose, min_rank=2, hint="tr"),
-    Op("matrix_T", "{0}.T", _M, N, infer=lambda ts, p: ts[0].with_shape(ts[0].shape[::-1]), min_rank=2, max_rank=2, hint="tr"),
+    Op(
+        "einsum",
+        'jnp.einsum("{spec}", {0}, {1})',
+        _M,
+        N,
+        infer=_infer_einsum,
+        bind=_bind_einsum,
+        min_rank=1,
+        max_rank=3,
+        hint="contr",
+        weight=2.0,
+    ),
+    Op(
+        "transpose",
+        "jnp.transpose({0}, {perm})",
+        _M + _BR,
+        N,
+        infer=_infer_transpose,
+        bind=_bind_transpose,
+        min_rank=2,
+        hint="tr",
+    ),
+    Op(
+        "matrix_T",
+        "{0}.T",
+        _M,
+        N,
+        infer=lambda ts, p: ts[0].with_shape(ts[0].shape[::-1]),
+        min_rank=2,
+        max_rank=2,
+        hint="tr",
+    ),
     Op("outer", "jnp.outer({0}, {1})", _M, N, infer=_infer_outer, bind=_bind_outer, min_rank=1, max_rank=1, hint="out"),
-    Op("tensordot", "jnp.tensordot({0}, {1}, axes=1)", _M, N, infer=_infer_tensordot, bind=_bind_tensordot, min_rank=1, max_rank=3, hint="contr"),
+    Op(
+        "tensordot",
+        "jnp.tensordot({0}, {1}, axes=1)",
+        _M,
+        N,
+        infer=_infer_tensordot,
+        bind=_bind_tensordot,
+        min_rank=1,
+        max_rank=3,
+        hint="contr",
+    ),
     Op("trace", "jnp.trace({0})", _M, N, infer=_infer_trace, min_rank=2, max_rank=3, hint="tr_sum", weight=0.5),
     Op("diagonal", "jnp.diagonal({0})", _M, N, infer=_infer_diagonal, min_rank=2, max_rank=3, hint="diag", weight=0.5),
     Op("triu", "jnp.triu({0})", _M, N, min_rank=2, max_rank=3, hint="upper", weight=0.5),
     Op("tril", "jnp.tril({0})", _M, N, min_rank=2, max_rank=3, hint="lower", weight=0.5),
-    Op("vdot", "jnp.vdot({0}, {1})", _M, F, infer=_infer_scalar, bind=_bind_same, min_rank=1, max_rank=2, hint="dp", weight=0.5),
+    Op(
+        "vdot",
+        "jnp.vdot({0}, {1})",
+        _M,
+        F,
+        infer=_infer_scalar,
+        bind=_bind_same,
+        min_rank=1,
+        max_rank=2,
+        hint="dp",
+        weight=0.5,
+    ),
     # broadcasting / shape
-    Op("reshape", "{0}.reshape({shape_text})", _BR + _M, N + B, infer=lambda ts, p: ts[0].with_shape(p["shape"]), bind=_bind_reshape, hint="flat"),
-    Op("expand_dims", "jnp.expand_dims({0}, {axis})", _BR, N, infer=_infer_expand_dims, bind=_bind_expand_dims, max_rank=3, hint="ex"),
-    Op("squeeze", "jnp.squeeze({0}, axis={axis})", _BR, N, infer=_infer_squeeze, bind=_bind_squeeze, min_rank=1, hint="sq"),
-    Op("broadcast_to", "jnp.broadcast_to({0}, ({shape_text}))", _BR, N, infer=lambda ts, p: ts[0].with_shape(p["shape"]), bind=_bind_broadcast_to, max_rank=2, hint="bc"),
-    Op("tile", "jnp.tile({0}, {reps})", _BR, N, infer=_infer_tile, bind=_bind_tile, min_rank=1, max_rank=3, hint="tiled"),
-    Op("repeat", "jnp.repeat({0}, {repeats}, axis={axis})", _BR, N, infer=_infer_repeat, bind=_bind_repeat, min_rank=1, hint="rep"),
-    Op("concatenate", "jnp.concatenate([{0}, {1}], axis={axis})", _BR, N, infer=_infer_concat, bind=_bind_concat, min_rank=1, hint="cat"),
-    Op("stack", "jnp.stack([{0}, {1}], axis={axis})", _BR, N, infer=_infer_stack, bind=_bind_stack, max_rank=3, hint="stk"),
-    Op("pad", "jnp.pad({0}, {widths})", _BR, N, infer=_infer_pad, bind=_bind_pad, min_rank=1, max_rank=3, hint="padded"),
+    Op(
+        "reshape",
+        "{0}.reshape({shape_text})",
+        _BR + _M,
+        N + B,
+        infer=lambda ts, p: ts[0].with_shape(p["shape"]),
+        bind=_bind_reshape,
+        hint="flat",
+    ),
+    Op(
+        "expand_dims",
+        "jnp.expand_dims({0}, {axis})",
+        _BR,
+        N,
+        infer=_infer_expand_dims,
+        bind=_bind_expand_dims,
+        max_rank=3,
+        hint="ex",
+    ),
+    Op(
+        "squeeze",
+        "jnp.squeeze({0}, axis={axis})",
+        _BR,
+        N,
+        infer=_infer_squeeze,
+        bind=_bind_squeeze,
+        min_rank=1,
+        hint="sq",
+    ),
+    Op(
+        "broadcast_to",
+        "jnp.broadcast_to({0}, ({shape_text}))",
+        _BR,
+        N,
+        infer=lambda ts, p: ts[0].with_shape(p["shape"]),
+        bind=_bind_broadcast_to,
+        max_rank=2,
+        hint="bc",
+    ),
+    Op(
+        "tile",
+        "jnp.tile({0}, {reps})",
+        _BR,
+        N,
+        infer=_infer_tile,
+        bind=_bind_tile,
+        min_rank=1,
+        max_rank=3,
+        hint="tiled",
+    ),
+    Op(
+        "repeat",
+        "jnp.repeat({0}, {repeats}, axis={axis})",
+        _BR,
+        N,
+        infer=_infer_repeat,
+        bind=_bind_repeat,
+        min_rank=1,
+        hint="rep",
+    ),
+    Op(
+        "concatenate",
+        "jnp.concatenate([{0}, {1}], axis={axis})",
+        _BR,
+        N,
+        infer=_infer_concat,
+        bind=_bind_concat,
+        min_rank=1,
+        hint="cat",
+    ),
+    Op(
+        "stack",
+        "jnp.stack([{0}, {1}], axis={axis})",
+        _BR,
+        N,
+        infer=_infer_stack,
+        bind=_bind_stack,
+        max_rank=3,
+        hint="stk",
+    ),
+    Op(
+        "pad", "jnp.pad({0}, {widths})", _BR, N, infer=_infer_pad, bind=_bind_pad, min_rank=1, max_rank=3, hint="padded"
+    ),
     Op("slice", "{0}[{text}]", _BR, N, infer=_infer_slice, bind=_bind_slice, min_rank=1, hint="part"),
     Op("flip", "jnp.flip({0}, axis={axis})", _BR, N, bind=_bind_axis, min_rank=1, hint="rev"),
     Op("roll", "jnp.roll({0}, {shift}, axis={axis})", _BR, N, bind=_bind_roll, min_rank=1, hint="rolled"),
-    Op("outer_broadcast", "{0}[:, None] * {1}[None, :]", _BR, N, infer=_infer_outer_broadcast, bind=_bind_outer_broadcast, min_rank=1, max_rank=1, hint="grid"),
+    Op(
+        "outer_broadcast",
+        "{0}[:, None] * {1}[None, :]",
+        _BR,
+        N,
+        infer=_infer_outer_broadcast,
+        bind=_bind_outer_broadcast,
+        min_rank=1,
+        max_rank=1,
+        hint="grid",
+    ),
     # conditional
-    Op("where_threshold", "jnp.where({0} {cmp} {c}, {0}, {1})", _C, N, infer=_infer_binary(), bind=_bind_where_threshold, hint="sel", weight=2.0),
-    Op("select_mask", "jnp.where({0}, {1}, {2})", _C, B, infer=_infer_select, bind=_bind_select, hint="sel", weight=1.5),
+    Op(
+        "where_threshold",
+        "jnp.where({0} {cmp} {c}, {0}, {1})",
+        _C,
+        N,
+        infer=_infer_binary(),
+        bind=_bind_where_threshold,
+        hint="sel",
+        weight=2.0,
+    ),
+    Op(
+        "select_mask", "jnp.where({0}, {1}, {2})", _C, B, infer=_infer_select, bind=_bind_select, hint="sel", weight=1.5
+    ),
     Op("lax_select", "lax.select({0}, {1}, {2})", _C, B, infer=_infer_select, bind=_bind_select, hint="sel"),
     Op("compare", "{0} {cmp} {1}", _C, N, infer=_infer_binary("bool"), bind=_bind_compare, hint="mask", weight=2.0),
     Op("cond", "lax.cond({red}({0}) > 0, {t}, {f}, {0})", _C, N, bind=_bind_cond, hint="branch", weight=2.0),
@@ -474,7 +700,14 @@ CORE_OPS: tuple[Op, ...] = (
         hint="normed",
         weight=1.5,
     ),
-    Op("rms_norm", "{0} * lax.rsqrt(jnp.mean(jnp.square({0}), axis=-1, keepdims=True) + 1e-6)", _CO, F, min_rank=1, hint="normed"),
+    Op(
+        "rms_norm",
+        "{0} * lax.rsqrt(jnp.mean(jnp.square({0}), axis=-1, keepdims=True) + 1e-6)",
+        _CO,
+        F,
+        min_rank=1,
+        hint="normed",
+    ),
     Op("l2_normalize", "{0} / (jnp.linalg.norm({0}, axis=-1, keepdims=True) + 1e-6)", _CO, F, min_rank=1, hint="unit"),
     unary("relu", "jax.nn.relu({0})", _CO, hint="act", weight=1.5),
     unary("gelu", "jax.nn.gelu({0})", _CO, hint="act", weight=1.5),
@@ -486,12 +719,41 @@ CORE_OPS: tuple[Op, ...] = (
     unary("log_sigmoid", "jax.nn.log_sigmoid({0})", _CO, hint="logp", weight=0.5),
     Op("polynomial", "(({c3} * {0} + {c2}) * {0} + {c1}) * {0} + {c0}", _CO + _A, F, bind=_bind_poly, hint="poly"),
     Op("mse", "jnp.mean(({0} - {1}) ** 2)", _CO, F, infer=_infer_scalar, bind=_bind_same, hint="loss"),
-    Op("cosine_similarity", "jnp.sum({0} * {1}, axis=-1) / (jnp.linalg.norm({0}, axis=-1) * jnp.linalg.norm({1}, axis=-1) + 1e-8)", _CO, F, infer=_infer_last_axis_reduced, bind=_bind_same, min_rank=1, hint="sim"),
-    Op("one_hot", "jax.nn.one_hot({0}, {k})", _CO, I, infer=_infer_onehot, bind=_bind_onehot, max_rank=2, hint="onehot"),
+    Op(
+        "cosine_similarity",
+        "jnp.sum({0} * {1}, axis=-1) / (jnp.linalg.norm({0}, axis=-1) * jnp.linalg.norm({1}, axis=-1) + 1e-8)",
+        _CO,
+        F,
+        infer=_infer_last_axis_reduced,
+        bind=_bind_same,
+        min_rank=1,
+        hint="sim",
+    ),
+    Op(
+        "one_hot", "jax.nn.one_hot({0}, {k})", _CO, I, infer=_infer_onehot, bind=_bind_onehot, max_rank=2, hint="onehot"
+    ),
     Op("standardize", "jax.nn.standardize({0}, axis=-1)", _CO, F, min_rank=1, hint="z"),
     # spectral idioms
-    Op("fft", "jnp.fft.fft({0}.astype(jnp.complex64))", _CO, F32 + C64, infer=lambda ts, p: ts[0].with_dtype("complex64"), min_rank=1, hint="spec", weight=0.5),
-    Op("rfft_power", "jnp.abs(jnp.fft.rfft({0})) ** 2", _CO, F32, infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (ts[0].shape[-1] // 2 + 1,)), min_rank=1, hint="psd", weight=0.5),
+    Op(
+        "fft",
+        "jnp.fft.fft({0}.astype(jnp.complex64))",
+        _CO,
+        F32 + C64,
+        infer=lambda ts, p: ts[0].with_dtype("complex64"),
+        min_rank=1,
+        hint="spec",
+        weight=0.5,
+    ),
+    Op(
+        "rfft_power",
+        "jnp.abs(jnp.fft.rfft({0})) ** 2",
+        _CO,
+        F32,
+        infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (ts[0].shape[-1] // 2 + 1,)),
+        min_rank=1,
+        hint="psd",
+        weight=0.5,
+    ),
     Op(
         "spectral_lowpass",
         "spec_{r} = jnp.fft.rfft({0})\njnp.fft.irfft(spec_{r} * (jnp.arange(spec_{r}.shape[-1]) < {keep}), n={0}.shape[-1])",
@@ -502,5 +764,14 @@ CORE_OPS: tuple[Op, ...] = (
         hint="smooth",
         weight=0.5,
     ),
-    Op("top_k", "lax.top_k({0}, {k})[0]", _R, ("float32", "int32"), infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (p["k"],)), bind=lambda r, a: Binding(params={"k": r.randint(1, a.shape[-1])}), min_rank=1, hint="best"),
+    Op(
+        "top_k",
+        "lax.top_k({0}, {k})[0]",
+        _R,
+        ("float32", "int32"),
+        infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (p["k"],)),
+        bind=lambda r, a: Binding(params={"k": r.randint(1, a.shape[-1])}),
+        min_rank=1,
+        hint="best",
+    ),
 )

@@ -36,7 +36,9 @@ def _dyn(name, template, dtypes=_FI, **kw):
 
 def _bind_dense(rng: random.Random, x: TensorType) -> Binding:
     h = rng.choice((4, 8, 16))
-    return Binding(needs=(x.with_shape((x.shape[-1], h)),), params={"act": rng.choice(("jnp.tanh", "jax.nn.relu", "jax.nn.gelu"))})
+    return Binding(
+        needs=(x.with_shape((x.shape[-1], h)),), params={"act": rng.choice(("jnp.tanh", "jax.nn.relu", "jax.nn.gelu"))}
+    )
 
 
 def _infer_dense(types, params):
@@ -48,18 +50,36 @@ def _drop_batch(types, params):
 
 
 DYNAMIC_OPS: tuple[Op, ...] = (
-    _dyn("dyn_dense", "{act}({0} @ {1})", _F, infer=_infer_dense, bind=_bind_dense, min_rank=2, hint="hidden", weight=2.0),
+    _dyn(
+        "dyn_dense", "{act}({0} @ {1})", _F, infer=_infer_dense, bind=_bind_dense, min_rank=2, hint="hidden", weight=2.0
+    ),
     _dyn("dyn_batch_mean", "jnp.mean({0}, axis=0)", _F, infer=_drop_batch, hint="avg", weight=1.5),
     _dyn("dyn_batch_max", "jnp.max({0}, axis=0)", infer=_drop_batch, hint="peak"),
-    _dyn("dyn_position_scale", "{0} * jnp.arange({0}.shape[0], dtype={0}.dtype).reshape((-1,) + (1,) * ({0}.ndim - 1))", hint="scaled", weight=1.5),
+    _dyn(
+        "dyn_position_scale",
+        "{0} * jnp.arange({0}.shape[0], dtype={0}.dtype).reshape((-1,) + (1,) * ({0}.ndim - 1))",
+        hint="scaled",
+        weight=1.5,
+    ),
     _dyn("dyn_center", "{0} - jnp.mean({0}, axis=0, keepdims=True)", _F, hint="centered", weight=1.5),
     _dyn("dyn_cumsum", "jnp.cumsum({0}, axis=0)", hint="run"),
     _dyn("dyn_sort", "jnp.sort({0}, axis=0)", hint="srt"),
     _dyn("dyn_softmax_batch", "jax.nn.softmax({0}, axis=0)", _F, hint="probs"),
     _dyn("dyn_broadcast_row", "jnp.broadcast_to({0}[:1], {0}.shape) + {0}", hint="bc"),
-    _dyn("dyn_flatten", "{0}.reshape({0}.shape[0], -1)", infer=lambda ts, p: ts[0].with_shape((ts[0].shape[0], ts[0].size // ts[0].shape[0])), min_rank=2, hint="flat"),
+    _dyn(
+        "dyn_flatten",
+        "{0}.reshape({0}.shape[0], -1)",
+        infer=lambda ts, p: ts[0].with_shape((ts[0].shape[0], ts[0].size // ts[0].shape[0])),
+        min_rank=2,
+        hint="flat",
+    ),
     _dyn("dyn_ones_like_batch", "{0} + jnp.ones(({0}.shape[0],) + {0}.shape[1:], dtype={0}.dtype)", hint="shifted"),
     _dyn("dyn_where_mean", "jnp.where({0} > jnp.mean({0}), {0}, jnp.zeros_like({0}))", _F, hint="masked"),
     _dyn("dyn_norm_rows", "{0} / (jnp.linalg.norm({0}, axis=-1, keepdims=True) + 1e-6)", _F, min_rank=2, hint="unit"),
-    _dyn("dyn_count", "jnp.sum(jnp.ones_like({0}, dtype=jnp.int32), axis=0)", infer=lambda ts, p: TensorType(ts[0].shape[1:], "int32"), hint="counts"),
+    _dyn(
+        "dyn_count",
+        "jnp.sum(jnp.ones_like({0}, dtype=jnp.int32), axis=0)",
+        infer=lambda ts, p: TensorType(ts[0].shape[1:], "int32"),
+        hint="counts",
+    ),
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from .errors import Reject
-from .opbase import N, Binding, Op
+from .opbase import Binding, N, Op
 from .types import TensorType
 
 _I32 = "int32"
@@ -32,7 +32,10 @@ def _bind_scatter(rng: random.Random, a: TensorType) -> Binding:
 
 def _bind_scatter_literal(rng: random.Random, a: TensorType) -> Binding:
     value = "1.0" if a.is_float else "1"
-    return Binding(needs=(_index_vector(rng),), params={"d": a.shape[0], "method": rng.choice(("set", "add", "max")), "value": value})
+    return Binding(
+        needs=(_index_vector(rng),),
+        params={"d": a.shape[0], "method": rng.choice(("set", "add", "max")), "value": value},
+    )
 
 
 def _bind_dynamic_slice(rng: random.Random, a: TensorType) -> Binding:
@@ -99,23 +102,129 @@ def _bind_take_along(rng: random.Random, a: TensorType) -> Binding:
 
 
 def _bind_mask_fill(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(params={"fill": "0.0" if a.is_float else "0", "stat": rng.choice(("jnp.mean", "jnp.median", "jnp.max"))})
+    return Binding(
+        params={"fill": "0.0" if a.is_float else "0", "stat": rng.choice(("jnp.mean", "jnp.median", "jnp.max"))}
+    )
 
 
 _X = ("indexing",)
 _ND = ("float32", "int32", "bfloat16")
 
 INDEXING_OPS: tuple[Op, ...] = (
-    Op("gather_rows", "{0}[{1} % {d}]", _X, _ND, infer=_infer_gather, bind=_bind_gather, min_rank=1, hint="picked", weight=2.0),
-    Op("scatter_at", "{0}.at[{1} % {d}].{method}({2})", _X, _ND, bind=_bind_scatter, min_rank=1, hint="updated", weight=2.0),
-    Op("scatter_at_literal", "{0}.at[{1} % {d}].{method}({value})", _X, _ND, bind=_bind_scatter_literal, min_rank=1, hint="updated"),
-    Op("dynamic_slice", "lax.dynamic_slice({0}, ({1}{rest}), {sizes})", _X, _ND, infer=_infer_dynamic_slice, bind=_bind_dynamic_slice, min_rank=1, hint="window", weight=1.5),
-    Op("dynamic_update_slice", "lax.dynamic_update_slice({0}, {1}, ({2}{rest}))", _X, _ND, bind=_bind_dynamic_update, min_rank=1, hint="patched", weight=1.5),
-    Op("take", "jnp.take({0}, {1} % {d}, axis={axis})", _X, _ND, infer=_infer_take, bind=_bind_take, min_rank=1, hint="taken"),
-    Op("gather_2d", "{0}[{1} % {d0}, {2} % {d1}]", _X, _ND, infer=_infer_two_axis_gather, bind=_bind_two_axis_gather, min_rank=2, hint="picked"),
-    Op("static_slice", "{0}[{index}]", _X, N, infer=lambda ts, p: ts[0].with_shape(p["shape"]), bind=_bind_static_slice, min_rank=1, hint="part", weight=1.5),
-    Op("take_along_axis", "jnp.take_along_axis({0}, jnp.argsort({sign}{0}, axis=-1), axis=-1)", _X, ("float32", "int32"), bind=_bind_take_along, min_rank=1, hint="ordered"),
-    Op("mask_fill", "jnp.where({0} > {stat}({0}), {0}, {fill})", _X, ("float32", "int32"), bind=_bind_mask_fill, hint="masked"),
-    Op("masked_sum", "jnp.sum(jnp.where(jnp.isfinite({0}) & ({0} > 0), {0}, 0.0))", _X, ("float32",), infer=lambda ts, p: ts[0].with_shape(()), hint="total"),
-    Op("argmax_gather", "jnp.take_along_axis({0}, jnp.argmax({0}, axis=-1, keepdims=True), axis=-1)", _X, ("float32", "int32"), infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (1,)), min_rank=1, hint="best"),
+    Op(
+        "gather_rows",
+        "{0}[{1} % {d}]",
+        _X,
+        _ND,
+        infer=_infer_gather,
+        bind=_bind_gather,
+        min_rank=1,
+        hint="picked",
+        weight=2.0,
+    ),
+    Op(
+        "scatter_at",
+        "{0}.at[{1} % {d}].{method}({2})",
+        _X,
+        _ND,
+        bind=_bind_scatter,
+        min_rank=1,
+        hint="updated",
+        weight=2.0,
+    ),
+    Op(
+        "scatter_at_literal",
+        "{0}.at[{1} % {d}].{method}({value})",
+        _X,
+        _ND,
+        bind=_bind_scatter_literal,
+        min_rank=1,
+        hint="updated",
+    ),
+    Op(
+        "dynamic_slice",
+        "lax.dynamic_slice({0}, ({1}{rest}), {sizes})",
+        _X,
+        _ND,
+        infer=_infer_dynamic_slice,
+        bind=_bind_dynamic_slice,
+        min_rank=1,
+        hint="window",
+        weight=1.5,
+    ),
+    Op(
+        "dynamic_update_slice",
+        "lax.dynamic_update_slice({0}, {1}, ({2}{rest}))",
+        _X,
+        _ND,
+        bind=_bind_dynamic_update,
+        min_rank=1,
+        hint="patched",
+        weight=1.5,
+    ),
+    Op(
+        "take",
+        "jnp.take({0}, {1} % {d}, axis={axis})",
+        _X,
+        _ND,
+        infer=_infer_take,
+        bind=_bind_take,
+        min_rank=1,
+        hint="taken",
+    ),
+    Op(
+        "gather_2d",
+        "{0}[{1} % {d0}, {2} % {d1}]",
+        _X,
+        _ND,
+        infer=_infer_two_axis_gather,
+        bind=_bind_two_axis_gather,
+        min_rank=2,
+        hint="picked",
+    ),
+    Op(
+        "static_slice",
+        "{0}[{index}]",
+        _X,
+        N,
+        infer=lambda ts, p: ts[0].with_shape(p["shape"]),
+        bind=_bind_static_slice,
+        min_rank=1,
+        hint="part",
+        weight=1.5,
+    ),
+    Op(
+        "take_along_axis",
+        "jnp.take_along_axis({0}, jnp.argsort({sign}{0}, axis=-1), axis=-1)",
+        _X,
+        ("float32", "int32"),
+        bind=_bind_take_along,
+        min_rank=1,
+        hint="ordered",
+    ),
+    Op(
+        "mask_fill",
+        "jnp.where({0} > {stat}({0}), {0}, {fill})",
+        _X,
+        ("float32", "int32"),
+        bind=_bind_mask_fill,
+        hint="masked",
+    ),
+    Op(
+        "masked_sum",
+        "jnp.sum(jnp.where(jnp.isfinite({0}) & ({0} > 0), {0}, 0.0))",
+        _X,
+        ("float32",),
+        infer=lambda ts, p: ts[0].with_shape(()),
+        hint="total",
+    ),
+    Op(
+        "argmax_gather",
+        "jnp.take_along_axis({0}, jnp.argmax({0}, axis=-1, keepdims=True), axis=-1)",
+        _X,
+        ("float32", "int32"),
+        infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (1,)),
+        min_rank=1,
+        hint="best",
+    ),
 )

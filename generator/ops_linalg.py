@@ -48,13 +48,33 @@ def _infer_batch_scalar(types, params):
 
 def _sq(name, template, *, infer=None, bind=_n, hint="m", weight=1.0):
     kw = {"infer": infer} if infer else {}
-    return Op(name, template, ("linalg",), F32, bind=bind, min_rank=2, max_rank=3, requires=_square, new_input=_square_input, hint=hint, weight=weight, **kw)
+    return Op(
+        name,
+        template,
+        ("linalg",),
+        F32,
+        bind=bind,
+        min_rank=2,
+        max_rank=3,
+        requires=_square,
+        new_input=_square_input,
+        hint=hint,
+        weight=weight,
+        **kw,
+    )
 
 
 _T = "jnp.swapaxes({0}, -1, -2)"
 
 LINALG_OPS: tuple[Op, ...] = (
-    _sq("solve", "jnp.linalg.solve({0} + {n} * jnp.eye({n}), {1})", infer=_infer_rhs, bind=_bind_rhs, hint="sol", weight=2.0),
+    _sq(
+        "solve",
+        "jnp.linalg.solve({0} + {n} * jnp.eye({n}), {1})",
+        infer=_infer_rhs,
+        bind=_bind_rhs,
+        hint="sol",
+        weight=2.0,
+    ),
     _sq("cholesky", f"jnp.linalg.cholesky({{0}} @ {_T} + {{n}} * jnp.eye({{n}}))", hint="chol", weight=1.5),
     _sq("qr_q", "jnp.linalg.qr({0})[0]", hint="q"),
     _sq("qr_r", "jnp.linalg.qr({0})[1]", hint="r_factor"),
@@ -62,7 +82,13 @@ LINALG_OPS: tuple[Op, ...] = (
     _sq("eigh_vectors", f"jnp.linalg.eigh({{0}} + {_T})[1]", hint="evecs"),
     _sq("svd_values", "jnp.linalg.svd({0}, compute_uv=False)", infer=_infer_eigvals, hint="sv", weight=1.5),
     _sq("svd_u", "jnp.linalg.svd({0})[0]", hint="u"),
-    _sq("solve_triangular", "jax.scipy.linalg.solve_triangular(jnp.tril({0}) + {n} * jnp.eye({n}), {1}, lower=True)", infer=_infer_rhs, bind=_bind_rhs, hint="sol"),
+    _sq(
+        "solve_triangular",
+        "jax.scipy.linalg.solve_triangular(jnp.tril({0}) + {n} * jnp.eye({n}), {1}, lower=True)",
+        infer=_infer_rhs,
+        bind=_bind_rhs,
+        hint="sol",
+    ),
     _sq("det", "jnp.linalg.det({0})", infer=_infer_batch_scalar, hint="det"),
     _sq("slogdet", "jnp.linalg.slogdet({0} + {n} * jnp.eye({n}))[1]", infer=_infer_batch_scalar, hint="logdet"),
     _sq("inv", "jnp.linalg.inv({0} + {n} * jnp.eye({n}))", hint="inv", weight=1.5),

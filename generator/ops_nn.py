@@ -29,7 +29,10 @@ def _bind_scale(rng: random.Random, x: TensorType) -> Binding:
 
 def _bind_dense(rng: random.Random, x: TensorType) -> Binding:
     h = rng.choice((8, 16, 32, 64))
-    return Binding(needs=(x.with_shape((x.shape[-1], h)), x.with_shape((h,))), params={"act": rng.choice(("jax.nn.relu", "jax.nn.gelu", "jax.nn.silu", "jnp.tanh"))})
+    return Binding(
+        needs=(x.with_shape((x.shape[-1], h)), x.with_shape((h,))),
+        params={"act": rng.choice(("jax.nn.relu", "jax.nn.gelu", "jax.nn.silu", "jnp.tanh"))},
+    )
 
 
 def _infer_dense(types, params):
@@ -39,13 +42,16 @@ def _infer_dense(types, params):
 def _bind_mlp(rng: random.Random, x: TensorType) -> Binding:
     d = x.shape[-1]
     h = rng.choice((2, 4)) * d
-    return Binding(needs=(x.with_shape((d, h)), x.with_shape((h,)), x.with_shape((h, d))), params={"act": rng.choice(("jax.nn.gelu", "jax.nn.relu", "jax.nn.silu"))})
+    return Binding(
+        needs=(x.with_shape((d, h)), x.with_shape((h,)), x.with_shape((h, d))),
+        params={"act": rng.choice(("jax.nn.gelu", "jax.nn.relu", "jax.nn.silu"))},
+    )
 
 
 def _bind_attention(rng: random.Random, x: TensorType) -> Binding:
     d = x.shape[-1]
     w = x.with_shape((d, d))
-    return Binding(needs=(w, w, w), params={"scale": f"{d ** 0.5:.4f}", "t": x.shape[-2]})
+    return Binding(needs=(w, w, w), params={"scale": f"{d**0.5:.4f}", "t": x.shape[-2]})
 
 
 def _bind_mha(rng: random.Random, x: TensorType) -> Binding:
@@ -55,7 +61,16 @@ def _bind_mha(rng: random.Random, x: TensorType) -> Binding:
     if not options:
         raise Reject(f"{d} features do not split into heads")
     heads = rng.choice(options)
-    return Binding(needs=b.needs, params={**b.params, "h": heads, "dh": d // heads, "dh_scale": f"{(d // heads) ** 0.5:.4f}", "lead": ", ".join(map(str, x.shape[:-1]))})
+    return Binding(
+        needs=b.needs,
+        params={
+            **b.params,
+            "h": heads,
+            "dh": d // heads,
+            "dh_scale": f"{(d // heads) ** 0.5:.4f}",
+            "lead": ", ".join(map(str, x.shape[:-1])),
+        },
+    )
 
 
 def _seq3(t: TensorType) -> bool:
@@ -63,7 +78,9 @@ def _seq3(t: TensorType) -> bool:
 
 
 def _image(rng: random.Random) -> TensorType:
-    return TensorType((rng.choice((1, 2, 4)), rng.choice((8, 16)), rng.choice((8, 16)), rng.choice((1, 3, 4, 8))), "float32")
+    return TensorType(
+        (rng.choice((1, 2, 4)), rng.choice((8, 16)), rng.choice((8, 16)), rng.choice((1, 3, 4, 8))), "float32"
+    )
 
 
 def _bind_conv(rng: random.Random, x: TensorType) -> Binding:
@@ -121,7 +138,10 @@ def _bind_sgd(rng: random.Random, p: TensorType) -> Binding:
 
 def _bind_train_step(rng: random.Random, x: TensorType) -> Binding:
     h = rng.choice((4, 8, 16))
-    return Binding(needs=(x.with_shape((x.shape[-1], h)), x.with_shape(x.shape[:-1] + (h,))), params={"lr": rng.choice(("0.1", "0.05"))})
+    return Binding(
+        needs=(x.with_shape((x.shape[-1], h)), x.with_shape(x.shape[:-1] + (h,))),
+        params={"lr": rng.choice(("0.1", "0.05"))},
+    )
 
 
 def _infer_second(types, params):
@@ -147,9 +167,39 @@ NN_OPS: tuple[Op, ...] = (
         hint="normed",
         weight=2.0,
     ),
-    _nn("rms_norm_scale", "{0} * lax.rsqrt(jnp.mean(jnp.square({0}), axis=-1, keepdims=True) + {eps}) * {1}", _FLOATS, bind=_bind_scale, min_rank=1, new_input=_features, hint="normed", weight=1.5),
-    _nn("dense", "{act}({0} @ {1} + {2})", _FLOATS, infer=_infer_dense, bind=_bind_dense, min_rank=1, max_rank=3, new_input=_features, hint="hidden", weight=2.0),
-    _nn("mlp_block", "h_{r} = {act}({0} @ {1} + {2})\n{0} + h_{r} @ {3}", _FLOATS, bind=_bind_mlp, min_rank=2, max_rank=3, new_input=_features, hint="block", weight=1.5),
+    _nn(
+        "rms_norm_scale",
+        "{0} * lax.rsqrt(jnp.mean(jnp.square({0}), axis=-1, keepdims=True) + {eps}) * {1}",
+        _FLOATS,
+        bind=_bind_scale,
+        min_rank=1,
+        new_input=_features,
+        hint="normed",
+        weight=1.5,
+    ),
+    _nn(
+        "dense",
+        "{act}({0} @ {1} + {2})",
+        _FLOATS,
+        infer=_infer_dense,
+        bind=_bind_dense,
+        min_rank=1,
+        max_rank=3,
+        new_input=_features,
+        hint="hidden",
+        weight=2.0,
+    ),
+    _nn(
+        "mlp_block",
+        "h_{r} = {act}({0} @ {1} + {2})\n{0} + h_{r} @ {3}",
+        _FLOATS,
+        bind=_bind_mlp,
+        min_rank=2,
+        max_rank=3,
+        new_input=_features,
+        hint="block",
+        weight=1.5,
+    ),
     _nn(
         "attention",
         "q_{r}, k_{r}, v_{r} = {0} @ {1}, {0} @ {2}, {0} @ {3}\n"
@@ -199,10 +249,45 @@ NN_OPS: tuple[Op, ...] = (
         hint="conv",
         weight=2.0,
     ),
-    _nn("max_pool", 'lax.reduce_window({0}, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")', infer=_infer_pool, min_rank=4, max_rank=4, new_input=_image, hint="pooled", weight=1.5),
-    _nn("avg_pool", 'lax.reduce_window({0}, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4.0', infer=_infer_pool, min_rank=4, max_rank=4, new_input=_image, hint="pooled"),
-    _nn("global_avg_pool", "jnp.mean({0}, axis=(1, 2))", infer=lambda ts, p: ts[0].with_shape((ts[0].shape[0], ts[0].shape[3])), min_rank=4, max_rank=4, new_input=_image, hint="pooled"),
-    _nn("embedding", "{0}[{1} % {v}]", infer=_infer_embed, bind=_bind_embed, min_rank=2, max_rank=2, new_input=_embed_table, hint="emb", weight=1.5),
+    _nn(
+        "max_pool",
+        'lax.reduce_window({0}, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")',
+        infer=_infer_pool,
+        min_rank=4,
+        max_rank=4,
+        new_input=_image,
+        hint="pooled",
+        weight=1.5,
+    ),
+    _nn(
+        "avg_pool",
+        'lax.reduce_window({0}, 0.0, lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4.0',
+        infer=_infer_pool,
+        min_rank=4,
+        max_rank=4,
+        new_input=_image,
+        hint="pooled",
+    ),
+    _nn(
+        "global_avg_pool",
+        "jnp.mean({0}, axis=(1, 2))",
+        infer=lambda ts, p: ts[0].with_shape((ts[0].shape[0], ts[0].shape[3])),
+        min_rank=4,
+        max_rank=4,
+        new_input=_image,
+        hint="pooled",
+    ),
+    _nn(
+        "embedding",
+        "{0}[{1} % {v}]",
+        infer=_infer_embed,
+        bind=_bind_embed,
+        min_rank=2,
+        max_rank=2,
+        new_input=_embed_table,
+        hint="emb",
+        weight=1.5,
+    ),
     _nn(
         "softmax_cross_entropy",
         "-jnp.mean(jnp.sum(jax.nn.one_hot({1} % {k}, {k}) * jax.nn.log_softmax({0}, axis=-1), axis=-1))",
@@ -214,8 +299,20 @@ NN_OPS: tuple[Op, ...] = (
         weight=1.5,
     ),
     _nn("mse_loss", "jnp.mean(jnp.square({0} - {1}))", infer=_scalar, bind=_bind_same, hint="loss"),
-    _nn("huber_loss", "d_{r} = jnp.abs({0} - {1})\njnp.mean(jnp.where(d_{r} < 1.0, 0.5 * d_{r} ** 2, d_{r} - 0.5))", infer=_scalar, bind=_bind_same, hint="loss"),
-    _nn("sigmoid_bce", "jnp.mean(jnp.maximum({0}, 0) - {0} * jax.nn.sigmoid({1}) + jnp.log1p(jnp.exp(-jnp.abs({0}))))", infer=_scalar, bind=_bind_same, hint="loss"),
+    _nn(
+        "huber_loss",
+        "d_{r} = jnp.abs({0} - {1})\njnp.mean(jnp.where(d_{r} < 1.0, 0.5 * d_{r} ** 2, d_{r} - 0.5))",
+        infer=_scalar,
+        bind=_bind_same,
+        hint="loss",
+    ),
+    _nn(
+        "sigmoid_bce",
+        "jnp.mean(jnp.maximum({0}, 0) - {0} * jax.nn.sigmoid({1}) + jnp.log1p(jnp.exp(-jnp.abs({0}))))",
+        infer=_scalar,
+        bind=_bind_same,
+        hint="loss",
+    ),
     _nn(
         "sgd_momentum",
         "velocity_{r} = {mu} * {2} + {1}\n{0} - {lr} * velocity_{r}",
@@ -245,5 +342,15 @@ NN_OPS: tuple[Op, ...] = (
         transforms=("grad",),
         weight=1.5,
     ),
-    _nn("dot_product_attention", "jax.nn.dot_product_attention({0}, {0}, {0}, is_causal=True)", requires=lambda t: t.rank == 4, min_rank=4, max_rank=4, new_input=lambda r: TensorType((r.choice((1, 2)), r.choice((4, 8)), r.choice((1, 2, 4)), r.choice((8, 16))), "float32"), hint="attn"),
+    _nn(
+        "dot_product_attention",
+        "jax.nn.dot_product_attention({0}, {0}, {0}, is_causal=True)",
+        requires=lambda t: t.rank == 4,
+        min_rank=4,
+        max_rank=4,
+        new_input=lambda r: TensorType(
+            (r.choice((1, 2)), r.choice((4, 8)), r.choice((1, 2, 4)), r.choice((8, 16))), "float32"
+        ),
+        hint="attn",
+    ),
 )

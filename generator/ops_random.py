@@ -62,12 +62,33 @@ def _of(dtype):
 
 
 def _sampler(name, template, out, bind=_bind_shape, hint="sample", weight=1.0, **kw):
-    return Op(name, template, ("random",), KEY_DTYPES, infer=kw.pop("infer", _of(out)), bind=bind, requires=_is_key, new_input=_key_input, hint=hint, weight=weight, min_rank=1, max_rank=1, **kw)
+    return Op(
+        name,
+        template,
+        ("random",),
+        KEY_DTYPES,
+        infer=kw.pop("infer", _of(out)),
+        bind=bind,
+        requires=_is_key,
+        new_input=_key_input,
+        hint=hint,
+        weight=weight,
+        min_rank=1,
+        max_rank=1,
+        **kw,
+    )
 
 
 RANDOM_OPS: tuple[Op, ...] = (
     _sampler("normal", "jax.random.normal({0}, {shape})", "float32", hint="noise", weight=2.0),
-    _sampler("uniform", "jax.random.uniform({0}, {shape}, minval={lo}, maxval={hi})", "float32", bind=_bind_uniform, hint="u", weight=1.5),
+    _sampler(
+        "uniform",
+        "jax.random.uniform({0}, {shape}, minval={lo}, maxval={hi})",
+        "float32",
+        bind=_bind_uniform,
+        hint="u",
+        weight=1.5,
+    ),
     _sampler("bernoulli", "jax.random.bernoulli({0}, 0.3, {shape})", "bool", hint="coin"),
     _sampler("randint", "jax.random.randint({0}, {shape}, 0, {hi})", "int32", bind=_bind_randint, hint="ints"),
     _sampler("truncated_normal", "jax.random.truncated_normal({0}, -2.0, 2.0, {shape})", "float32", hint="noise"),
@@ -75,12 +96,49 @@ RANDOM_OPS: tuple[Op, ...] = (
     _sampler("exponential", "jax.random.exponential({0}, {shape})", "float32", hint="waits", weight=0.5),
     _sampler("laplace", "jax.random.laplace({0}, {shape})", "float32", hint="noise", weight=0.5),
     _sampler("bits", "jax.random.bits({0}, {shape})", "uint32", hint="raw_bits", weight=0.5),
-    _sampler("rng_bit_generator", "lax.rng_bit_generator(jnp.concatenate([{0}, {0}]), {shape})[1]", "uint32", hint="raw_bits", weight=0.5),
-    _sampler("permutation", "jax.random.permutation({0}, {n})", "int32", bind=_bind_permutation, infer=lambda ts, p: TensorType((p["n"],), "int32"), hint="perm"),
-    _sampler("categorical", "jax.random.categorical({0}, {1})", "int32", bind=_bind_categorical, infer=lambda ts, p: TensorType(ts[1].shape[:-1], "int32"), hint="choice"),
-    _sampler("split", "jax.random.split({0})[1]", "uint32", bind=lambda r, k: Binding(), infer=lambda ts, p: KEY, hint="subkey", weight=2.0),
-    _sampler("split_many", "jax.random.split({0}, 4)[{i}]", "uint32", bind=lambda r, k: Binding(params={"i": r.randrange(4)}), infer=lambda ts, p: KEY, hint="subkey"),
-    _sampler("fold_in", "jax.random.fold_in({0}, {data})", "uint32", bind=_bind_fold, infer=lambda ts, p: KEY, hint="subkey"),
+    _sampler(
+        "rng_bit_generator",
+        "lax.rng_bit_generator(jnp.concatenate([{0}, {0}]), {shape})[1]",
+        "uint32",
+        hint="raw_bits",
+        weight=0.5,
+    ),
+    _sampler(
+        "permutation",
+        "jax.random.permutation({0}, {n})",
+        "int32",
+        bind=_bind_permutation,
+        infer=lambda ts, p: TensorType((p["n"],), "int32"),
+        hint="perm",
+    ),
+    _sampler(
+        "categorical",
+        "jax.random.categorical({0}, {1})",
+        "int32",
+        bind=_bind_categorical,
+        infer=lambda ts, p: TensorType(ts[1].shape[:-1], "int32"),
+        hint="choice",
+    ),
+    _sampler(
+        "split",
+        "jax.random.split({0})[1]",
+        "uint32",
+        bind=lambda r, k: Binding(),
+        infer=lambda ts, p: KEY,
+        hint="subkey",
+        weight=2.0,
+    ),
+    _sampler(
+        "split_many",
+        "jax.random.split({0}, 4)[{i}]",
+        "uint32",
+        bind=lambda r, k: Binding(params={"i": r.randrange(4)}),
+        infer=lambda ts, p: KEY,
+        hint="subkey",
+    ),
+    _sampler(
+        "fold_in", "jax.random.fold_in({0}, {data})", "uint32", bind=_bind_fold, infer=lambda ts, p: KEY, hint="subkey"
+    ),
     _sampler(
         "dropout",
         "jnp.where(jax.random.bernoulli({0}, {keep}, {1}.shape), {1} / {keep}, 0.0)",

@@ -93,7 +93,15 @@ class ShardStats:
     failure_examples: list[str] = field(default_factory=list)
 
     def add(self, other: ShardStats) -> None:
-        for name in ("rows", "attempts", "other_bucket", "sampling_rejects", "lowering_failures", "lowering_timeouts", "duplicates"):
+        for name in (
+            "rows",
+            "attempts",
+            "other_bucket",
+            "sampling_rejects",
+            "lowering_failures",
+            "lowering_timeouts",
+            "duplicates",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.failure_examples = (self.failure_examples + other.failure_examples)[:20]
 
@@ -138,7 +146,12 @@ class ShardTask:
     def from_json(cls, text: str) -> ShardTask:
         d = json.loads(text)
         p = d.pop("policy")
-        policy = Policy(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v for k, v in p.items()})
+        policy = Policy(
+            **{
+                k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                for k, v in p.items()
+            }
+        )
         return cls(**{**d, "categories": tuple(d["categories"])}, policy=policy)
 
     def category_of(self, index_in_split: int) -> str:
@@ -174,7 +187,10 @@ def plan_shards(
     with_optimized_hlo: bool = False,
 ) -> dict[str, list[ShardTask]]:
     """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
-    sizes = {"train": check_size("train_size", train_size), "validation": check_size("validation_size", validation_size)}
+    sizes = {
+        "train": check_size("train_size", train_size),
+        "validation": check_size("validation_size", validation_size),
+    }
     check_size("seed", seed)
     if not any(sizes.values()):
         raise ValueError("train_size and validation_size are both 0; at least one split needs rows")
@@ -196,7 +212,11 @@ def plan_shards(
         for i in range(counts[split]):
             start = i * rows_per_shard
             n = min(rows_per_shard, sizes[split] - start)
-            tasks.append(ShardTask(split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy, with_optimized_hlo))
+            tasks.append(
+                ShardTask(
+                    split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy, with_optimized_hlo
+                )
+            )
             bucket += 1
         plan[split] = tasks
     return plan
@@ -295,7 +315,9 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
             except Exception as e:  # a program JAX refuses is resampled, never emitted
                 stats.lowering_failures += 1
                 if len(stats.failure_examples) < 20:
-                    stats.failure_examples.append(f"{category}/{program.function_name}: {type(e).__name__}: {str(e)[:200]}")
+                    stats.failure_examples.append(
+                        f"{category}/{program.function_name}: {type(e).__name__}: {str(e)[:200]}"
+                    )
                 continue
             ir_key = _digest(normalize_ir(pair.stablehlo_ir))
             if ir_key in seen:

@@ -56,7 +56,10 @@ def render_example_args(program: Program) -> str:
     used = sorted({symbols[v.type.shape[0]] for v in program.inputs if v.type.shape and v.type.shape[0] in symbols})
     if used:
         lines.append(f"    {', '.join(used)}, = jax.export.symbolic_shape({', '.join(used)!r})")
-    specs = [f"        jax.ShapeDtypeStruct({_shape_text(v.type.shape, symbols)}, {_DTYPE_EXPR[v.type.dtype]})," for v in program.inputs]
+    specs = [
+        f"        jax.ShapeDtypeStruct({_shape_text(v.type.shape, symbols)}, {_DTYPE_EXPR[v.type.dtype]}),"
+        for v in program.inputs
+    ]
     return "\n".join([*lines, "    return (", *specs, "    )"]) + "\n"
 
 

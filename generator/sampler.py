@@ -56,12 +56,15 @@ class Policy:
 
     def __post_init__(self) -> None:
         if not 1 <= self.min_statements <= self.max_statements:
-            raise ValueError(f"need 1 <= min_statements <= max_statements, got {self.min_statements}, {self.max_statements}")
+            raise ValueError(
+                f"need 1 <= min_statements <= max_statements, got {self.min_statements}, {self.max_statements}"
+            )
         if self.tail_max_statements < self.max_statements or not 0 <= self.tail_probability <= 1:
-            raise ValueError(f"need tail_max_statements >= max_statements and 0 <= tail_probability <= 1, got {self.tail_max_statements}, {self.tail_probability}")
+            raise ValueError(
+                f"need tail_max_statements >= max_statements and 0 <= tail_probability <= 1, got {self.tail_max_statements}, {self.tail_probability}"
+            )
         if not 1 <= self.max_inputs <= len(INPUT_NAMES):
             raise ValueError(f"max_inputs must be in 1..{len(INPUT_NAMES)}, got {self.max_inputs}")
-
 
     def statement_count(self, rng: random.Random) -> int:
         if rng.random() < self.tail_probability:
@@ -83,6 +86,8 @@ def policy_for(program_size: str) -> Policy:
     if program_size not in POLICIES:
         raise ValueError(f"unknown program_size {program_size!r}; valid sizes: {', '.join(POLICIES)}")
     return POLICIES[program_size]
+
+
 # Ops any category may mix in between its own, as real code does.
 GLUE_OPS: tuple[Op, ...] = tuple(dict.fromkeys(ops_for("arithmetic") + ops_for("elementwise")))
 
@@ -264,7 +269,7 @@ def sample_program(
             pool = GLUE_OPS if (i > 0 and rng.random() < policy.glue_probability) else own
             op = _weighted(rng, pool, [o.weight for o in pool])
             try:
-                stmt = b.try_apply(op)
+                b.try_apply(op)
                 break
             except Reject:
                 continue

@@ -41,12 +41,27 @@ COLUMNS: dict[str, tuple[object, str]] = {
     "num_stablehlo_ops": (datasets.Value("int32"), "number of stablehlo.*/chlo.* op occurrences"),
     "python_lines": (datasets.Value("int32"), "lines of the function definition (def to return)"),
     "stablehlo_lines": (datasets.Value("int32"), "lines of stablehlo_ir"),
-    "jax_transforms": ([datasets.Value("string")], "jit, then the transforms the function applies inside it, in order of first use"),
-    "lowering": (datasets.Value("string"), "how to reproduce stablehlo_ir: 'jit', or 'jit:host_devices=N' (run with XLA_FLAGS=--xla_force_host_platform_device_count=N)"),
+    "jax_transforms": (
+        [datasets.Value("string")],
+        "jit, then the transforms the function applies inside it, in order of first use",
+    ),
+    "lowering": (
+        datasets.Value("string"),
+        "how to reproduce stablehlo_ir: 'jit', or 'jit:host_devices=N' (run with XLA_FLAGS=--xla_force_host_platform_device_count=N)",
+    ),
     "mesh": (datasets.Value("string"), "device mesh of multi_device rows, e.g. 'data=4,model=2'; null otherwise"),
-    "optimized_hlo": (datasets.Value("string"), "XLA-optimized HLO after compilation (configs with with_optimized_hlo=True; else null)"),
-    "compiled_flops": (datasets.Value("float64"), "cost analysis of the compiled executable: flops (with_optimized_hlo only)"),
-    "compiled_bytes_accessed": (datasets.Value("float64"), "cost analysis of the compiled executable: bytes accessed (with_optimized_hlo only)"),
+    "optimized_hlo": (
+        datasets.Value("string"),
+        "XLA-optimized HLO after compilation (configs with with_optimized_hlo=True; else null)",
+    ),
+    "compiled_flops": (
+        datasets.Value("float64"),
+        "cost analysis of the compiled executable: flops (with_optimized_hlo only)",
+    ),
+    "compiled_bytes_accessed": (
+        datasets.Value("float64"),
+        "cost analysis of the compiled executable: bytes accessed (with_optimized_hlo only)",
+    ),
     "generator_version": (datasets.Value("string"), "version of the generator package"),
     "jax_version": (datasets.Value("string"), "jax version that lowered the program"),
     "jaxlib_version": (datasets.Value("string"), "jaxlib version that lowered the program"),

@@ -45,7 +45,9 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
     out["reachable_coverage"] = coverage(ops)
     out["op_frequency"] = dict(ops.most_common())
     out["python_lines"] = percentiles(py_lines) | {"median": statistics.median(py_lines) if py_lines else float("nan")}
-    out["stablehlo_lines"] = percentiles(ir_lines) | {"median": statistics.median(ir_lines) if ir_lines else float("nan")}
+    out["stablehlo_lines"] = percentiles(ir_lines) | {
+        "median": statistics.median(ir_lines) if ir_lines else float("nan")
+    }
     out["flops"] = percentiles(flops)
     return out
 
@@ -78,12 +80,16 @@ def format_summary(s: Mapping[str, Any]) -> str:
     lines.append(f"op coverage: {s['op_coverage']} distinct stablehlo/chlo ops")
     if "reachable_coverage" in s:
         rc = s["reachable_coverage"]
-        lines.append(f"reachable coverage: {rc['covered']} of {rc['reachable']} ops JAX can emit; missing: {', '.join(rc['missing']) or 'none'}")
+        lines.append(
+            f"reachable coverage: {rc['covered']} of {rc['reachable']} ops JAX can emit; missing: {', '.join(rc['missing']) or 'none'}"
+        )
     pl, il, fl = s["python_lines"], s["stablehlo_lines"], s["flops"]
     lines.append(f"python lines: median {pl['median']:g}, p5 {pl['p5']:g}, p95 {pl['p95']:g}")
     lines.append(f"stablehlo lines: median {il['median']:g}, p5 {il['p5']:g}, p95 {il['p95']:g}")
     lines.append(f"flops: p5 {fl['p5']:g}, median {fl['p50']:g}, p95 {fl['p95']:g}")
     if "near_duplicates" in s:
         nd = s["near_duplicates"]
-        lines.append(f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)")
+        lines.append(
+            f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)"
+        )
     return "\n".join(lines)

@@ -63,7 +63,9 @@ def test_changed_generator_never_serves_stale_cache(cache_dir, monkeypatch):
 
 
 def test_builder_class_used_directly(builder_module, tmp_path):
-    builder = builder_module.JaxStablehloPairs(config_name="matrix", cache_dir=str(tmp_path), train_size=3, validation_size=1)
+    builder = builder_module.JaxStablehloPairs(
+        config_name="matrix", cache_dir=str(tmp_path), train_size=3, validation_size=1
+    )
     builder.download_and_prepare()
     ds = builder.as_dataset()
     assert ds["train"].num_rows == 3 and set(ds["train"]["category"]) == {"matrix"}
@@ -108,8 +110,22 @@ def test_num_proc_after_lowering_does_not_hang(tmp_path):
 @pytest.mark.slow
 def test_datasets_cli_test_all_configs(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "datasets.commands.datasets_cli", "test", SCRIPT, "--all_configs", "--trust_remote_code",
-         "--num_proc", "2", "--cache_dir", str(tmp_path)],
-        capture_output=True, text=True, cwd=ROOT, timeout=4 * 3600,
+        [
+            sys.executable,
+            "-m",
+            "datasets.commands.datasets_cli",
+            "test",
+            SCRIPT,
+            "--all_configs",
+            "--trust_remote_code",
+            "--num_proc",
+            "2",
+            "--cache_dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=4 * 3600,
     )
     assert done.returncode == 0, done.stderr[-3000:]

@@ -6,7 +6,9 @@ from .conftest import ROOT
 
 
 def run(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "generator", *args], capture_output=True, text=True, cwd=ROOT, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", "generator", *args], capture_output=True, text=True, cwd=ROOT, timeout=600, **kw
+    )
 
 
 def test_generate_validate_stats(tmp_path):

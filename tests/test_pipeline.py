@@ -150,7 +150,13 @@ def test_shard_count_is_bounded_and_narrow_categories_fill_many_shards():
     assert sum(len(t) for t in big.values()) <= MAX_SHARDS
     assert sum(t.num_rows for ts in big.values() for t in ts) == 1_010_000
     # 120 one-row shards: every bucket of the narrowest categories still has programs.
-    plan = plan_shards(train_size=120, validation_size=0, seed=0, categories=("multi_device", "dynamic_shapes", "random"), rows_per_shard=1)
+    plan = plan_shards(
+        train_size=120,
+        validation_size=0,
+        seed=0,
+        categories=("multi_device", "dynamic_shapes", "random"),
+        rows_per_shard=1,
+    )
     for task in plan["train"][::20]:
         assert len(list(generate_shard(task))) == 1
 
