@@ -146,16 +146,20 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optim
     static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))
     lowered = jax.jit(fn, static_argnums=static).lower(*args)
     arrays = [a for a in args if _is_array_like(a)]
+    signature = _signature(arrays)
+    # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
+    # them as 1), so such programs get no cost figures and no optimized HLO.
+    static_shapes = all(d >= 0 for shape, _ in signature for d in shape)
     optimized_hlo = compiled_cost = None
-    if optimize:
+    if optimize and static_shapes:
         compiled = lowered.compile()
         optimized_hlo, compiled_cost = strip_hlo_debug_info(compiled.as_text()), _cost(compiled)
     return IRPair(
         function_name=getattr(fn, "__name__", "<lambda>"),
         python_source=python_source if python_source is not None else _source_of(fn),
         stablehlo_ir=lowered.as_text(),
-        cost_analysis=_cost(lowered),
-        input_signature=_signature(arrays),
+        cost_analysis=_cost(lowered) if static_shapes else {},
+        input_signature=signature,
         output_signature=_signature(jax.tree_util.tree_leaves(lowered.out_info)),
         optimized_hlo=optimized_hlo,
         compiled_cost_analysis=compiled_cost,

@@ -171,3 +171,12 @@ def test_a_sample_of_every_category_runs_with_finite_outputs():
     report = validate_rows({"train": rows}, trust_code=True, sample=None)
     assert report.ok, report.format()
     assert report.checks["execute"].passed == len(rows)
+
+
+def test_dynamic_rows_have_no_costs_and_build_with_optimized_hlo():
+    (task,) = plan_shards(
+        train_size=2, validation_size=0, seed=2, categories=("dynamic_shapes",), with_optimized_hlo=True
+    )["train"]
+    for row in generate_shard(task):
+        assert -1 in row["input_signature"][0]["shape"]
+        assert row["flops"] is None and row["bytes_accessed"] is None and row["optimized_hlo"] is None
