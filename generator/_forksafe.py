@@ -22,7 +22,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -51,17 +50,9 @@ def lowering_unsafe_in_this_process() -> bool:
 
 
 def _start_worker() -> subprocess.Popen:
-    package_parent = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
-    return subprocess.Popen(
-        [sys.executable, "-m", "generator._shard_server"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-        bufsize=1,
-    )
+    from ._child import child_env, start_child
+
+    return start_child("generator._shard_server", child_env())
 
 
 def generate_in_subprocess(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:

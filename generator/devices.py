@@ -12,16 +12,13 @@ JSON line out: ``{"pair": {...}}`` or ``{"error": "..."}``.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import threading
 from dataclasses import asdict
-from pathlib import Path
 
+from ._child import child_env, start_child
 from .ops_devices import HOST_DEVICES
-
-XLA_FLAG = f"--xla_force_host_platform_device_count={HOST_DEVICES}"
 
 _server: subprocess.Popen | None = None
 _lock = threading.Lock()
@@ -32,19 +29,9 @@ class RemoteLoweringError(RuntimeError):
 
 
 def _start_server() -> subprocess.Popen:
-    env = dict(os.environ)
-    env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS"), XLA_FLAG) if f)
+    env = child_env(host_devices=HOST_DEVICES)
     env["JAX_PLATFORMS"] = "cpu"
-    parent = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (parent, env.get("PYTHONPATH")) if p)
-    return subprocess.Popen(
-        [sys.executable, "-m", "generator.devices"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        env=env,
-        text=True,
-        bufsize=1,
-    )
+    return start_child("generator.devices", env)
 
 
 def _pair_from_json(d: dict):

@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 STARTUP_TIMEOUT_S = 120.0
@@ -342,23 +341,12 @@ class RowRunner:
             self._stderr = None
 
     def _start(self) -> None:
-        package_parent = str(Path(__file__).resolve().parent.parent)
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+        from ._child import child_env, start_child
+
+        env = child_env(host_devices=self.host_devices)
         env.setdefault("JAX_PLATFORMS", "cpu")
-        if self.host_devices > 1:
-            flag = f"--xla_force_host_platform_device_count={self.host_devices}"
-            env["XLA_FLAGS"] = " ".join(f for f in (env.get("XLA_FLAGS"), flag) if f)
         self._stderr = tempfile.TemporaryFile(mode="w+")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "generator.execute"],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-            env=env,
-            text=True,
-            bufsize=1,
-        )
+        self._proc = start_child("generator.execute", env, stderr=self._stderr)
         if not isinstance(self._read(STARTUP_TIMEOUT_S), dict):
             raise RuntimeError(f"the row runner did not start: {self._stderr_tail()}")
 
