@@ -61,6 +61,20 @@ def _same(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorTyp
     return types[0]
 
 
+def _scalar_of_first(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+    """A scalar of the first operand's dtype (losses, dot products, determinants...)."""
+    return types[0].with_shape(())
+
+
+def _same_as_second(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+    return types[1]
+
+
+def _bind_same_type(rng: random.Random, first: TensorType) -> Binding:
+    """A second operand of exactly the first operand's type."""
+    return Binding(needs=(first,))
+
+
 @dataclass(frozen=True)
 class Op:
     """One op: constraints, binding of operands/parameters, type rule and rendering.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from .opbase import Binding, Op
+from .opbase import Binding, Op, _bind_same_type, _same_as_second, _scalar_of_first
 from .types import TensorType
 
 # Scalar-valued objectives of an array ``a``.
@@ -49,14 +49,6 @@ def _bind_value_and_grad(rng: random.Random, a: TensorType) -> Binding:
     return Binding(needs=(a.with_shape((a.shape[-1], rng.choice((2, 4, 8)))),))
 
 
-def _infer_second(types, params):
-    return types[1]
-
-
-def _infer_scalar(types, params):
-    return types[0].with_shape(())
-
-
 _AD = ("autodiff",)
 
 AUTODIFF_OPS: tuple[Op, ...] = (
@@ -75,7 +67,7 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         "loss_{r}, grad_{r} = jax.value_and_grad(lambda w: jnp.mean(jnp.tanh({0} @ w) ** 2))({1})\n{1} - 0.1 * loss_{r} * grad_{r}",
         _AD,
         F32,
-        infer=_infer_second,
+        infer=_same_as_second,
         bind=_bind_value_and_grad,
         min_rank=2,
         max_rank=2,
@@ -190,7 +182,7 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         "jax.grad(lambda a: jnp.mean((a - {1}) ** 2))({0})",
         _AD,
         F32,
-        bind=lambda r, a: Binding(needs=(a,)),
+        bind=_bind_same_type,
         hint="g",
         transforms=("grad",),
     ),
@@ -199,7 +191,7 @@ AUTODIFF_OPS: tuple[Op, ...] = (
         "jax.value_and_grad(lambda a: {f})({0})[0]",
         _AD,
         F32,
-        infer=_infer_scalar,
+        infer=_scalar_of_first,
         bind=_bind_objective,
         hint="val",
         transforms=("value_and_grad",),

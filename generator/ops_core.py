@@ -16,9 +16,11 @@ from .opbase import (
     Op,
     _bind_axis,
     _bind_binary,
+    _bind_same_type,
     _broadcast_partner,
     _float_literals,
     _infer_binary,
+    _scalar_of_first,
     along_axis,
     binary,
     reduction,
@@ -333,14 +335,6 @@ def _infer_last_axis_reduced(types, params):
     return types[0].with_shape(types[0].shape[:-1])
 
 
-def _bind_same(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(needs=(a,))
-
-
-def _infer_scalar(types, params):
-    return types[0].with_shape(())
-
-
 F32 = ("float32",)
 C64 = ("complex64",)
 _A = ("arithmetic",)
@@ -465,7 +459,7 @@ CORE_OPS: tuple[Op, ...] = (
         _E,
         F32,
         infer=lambda ts, p: ts[0].with_dtype("complex64"),
-        bind=lambda r, a: Binding(needs=(a,)),
+        bind=_bind_same_type,
         hint="z",
         weight=0.5,
     ),
@@ -560,8 +554,8 @@ CORE_OPS: tuple[Op, ...] = (
         "jnp.vdot({0}, {1})",
         _M,
         F,
-        infer=_infer_scalar,
-        bind=_bind_same,
+        infer=_scalar_of_first,
+        bind=_bind_same_type,
         min_rank=1,
         max_rank=2,
         hint="dp",
@@ -718,14 +712,14 @@ CORE_OPS: tuple[Op, ...] = (
     unary("elu", "jax.nn.elu({0})", _CO, hint="act", weight=0.5),
     unary("log_sigmoid", "jax.nn.log_sigmoid({0})", _CO, hint="logp", weight=0.5),
     Op("polynomial", "(({c3} * {0} + {c2}) * {0} + {c1}) * {0} + {c0}", _CO + _A, F, bind=_bind_poly, hint="poly"),
-    Op("mse", "jnp.mean(({0} - {1}) ** 2)", _CO, F, infer=_infer_scalar, bind=_bind_same, hint="loss"),
+    Op("mse", "jnp.mean(({0} - {1}) ** 2)", _CO, F, infer=_scalar_of_first, bind=_bind_same_type, hint="loss"),
     Op(
         "cosine_similarity",
         "jnp.sum({0} * {1}, axis=-1) / (jnp.linalg.norm({0}, axis=-1) * jnp.linalg.norm({1}, axis=-1) + 1e-8)",
         _CO,
         F,
         infer=_infer_last_axis_reduced,
-        bind=_bind_same,
+        bind=_bind_same_type,
         min_rank=1,
         hint="sim",
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from .errors import Reject
-from .opbase import Binding, Op
+from .opbase import Binding, Op, _bind_same_type, _same_as_second, _scalar_of_first
 from .types import TensorType
 
 F32 = ("float32",)
@@ -120,14 +120,6 @@ def _bind_xent(rng: random.Random, logits: TensorType) -> Binding:
     return Binding(needs=(TensorType(logits.shape[:-1], "int32"),), params={"k": logits.shape[-1]})
 
 
-def _scalar(types, params):
-    return types[0].with_shape(())
-
-
-def _bind_same(rng: random.Random, x: TensorType) -> Binding:
-    return Binding(needs=(x,))
-
-
 def _bind_adam(rng: random.Random, p: TensorType) -> Binding:
     return Binding(needs=(p, p, p), params={"lr": rng.choice(("1e-3", "3e-4")), "step": rng.choice((1, 10, 100))})
 
@@ -142,10 +134,6 @@ def _bind_train_step(rng: random.Random, x: TensorType) -> Binding:
         needs=(x.with_shape((x.shape[-1], h)), x.with_shape(x.shape[:-1] + (h,))),
         params={"lr": rng.choice(("0.1", "0.05"))},
     )
-
-
-def _infer_second(types, params):
-    return types[1]
 
 
 _NN = ("nn",)
@@ -291,26 +279,26 @@ NN_OPS: tuple[Op, ...] = (
     _nn(
         "softmax_cross_entropy",
         "-jnp.mean(jnp.sum(jax.nn.one_hot({1} % {k}, {k}) * jax.nn.log_softmax({0}, axis=-1), axis=-1))",
-        infer=_scalar,
+        infer=_scalar_of_first,
         bind=_bind_xent,
         min_rank=2,
         max_rank=2,
         hint="loss",
         weight=1.5,
     ),
-    _nn("mse_loss", "jnp.mean(jnp.square({0} - {1}))", infer=_scalar, bind=_bind_same, hint="loss"),
+    _nn("mse_loss", "jnp.mean(jnp.square({0} - {1}))", infer=_scalar_of_first, bind=_bind_same_type, hint="loss"),
     _nn(
         "huber_loss",
         "d_{r} = jnp.abs({0} - {1})\njnp.mean(jnp.where(d_{r} < 1.0, 0.5 * d_{r} ** 2, d_{r} - 0.5))",
-        infer=_scalar,
-        bind=_bind_same,
+        infer=_scalar_of_first,
+        bind=_bind_same_type,
         hint="loss",
     ),
     _nn(
         "sigmoid_bce",
         "jnp.mean(jnp.maximum({0}, 0) - {0} * jax.nn.sigmoid({1}) + jnp.log1p(jnp.exp(-jnp.abs({0}))))",
-        infer=_scalar,
-        bind=_bind_same,
+        infer=_scalar_of_first,
+        bind=_bind_same_type,
         hint="loss",
     ),
     _nn(
@@ -333,7 +321,7 @@ NN_OPS: tuple[Op, ...] = (
     _nn(
         "train_step",
         "def loss_{r}(w):\n    return jnp.mean((jnp.tanh({0} @ w) - {2}) ** 2)\n{1} - {lr} * jax.grad(loss_{r})({1})",
-        infer=_infer_second,
+        infer=_same_as_second,
         bind=_bind_train_step,
         min_rank=2,
         max_rank=2,
