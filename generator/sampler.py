@@ -136,20 +136,18 @@ class _ProgramBuilder:
         return TensorType(shape, dtype)
 
     def pick(self, accept: Callable[[TensorType], bool], exclude: tuple[Operand, ...] = ()) -> Value | None:
-        candidates = [v for v in self.values if accept(v.type) and v not in exclude]
-        if not candidates:
-            return None
         n = len(self.values)
-        weights = []
+        candidates, weights = [], []
         for i, v in enumerate(self.values):
-            if v not in candidates:
+            if not accept(v.type) or v in exclude:
                 continue
             # Unused results first, so that few statements are dead; then recent values,
             # because real code flows forward.
             unused = not self.uses.get(v.name)
             w = (6.0 if v not in self.inputs else 3.0) if unused else 1.0
+            candidates.append(v)
             weights.append(w + 2.0 * (i + 1) / n)
-        return _weighted(self.rng, candidates, weights)
+        return _weighted(self.rng, candidates, weights) if candidates else None
 
     def operand_for(self, need: TensorType, taken: tuple[Operand, ...]) -> Value:
         """An existing value of type ``need`` (another one than ``taken`` if possible) or a new input."""
