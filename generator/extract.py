@@ -125,7 +125,10 @@ def _cost(lowered) -> dict[str, float]:
         return {}
     if isinstance(cost, list):  # older jax returned one dict per computation
         cost = cost[0] if cost else {}
-    return {k: float(cost[k]) for k in ("flops", "transcendentals", "bytes accessed") if k in cost}
+    if not cost:
+        return {}
+    # XLA leaves out the properties that are zero (a program of only reshapes has no "flops").
+    return {k: float(cost.get(k, 0.0)) for k in ("flops", "transcendentals", "bytes accessed")}
 
 
 def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optimize: bool = False) -> IRPair:

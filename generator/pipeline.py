@@ -4,12 +4,12 @@ Every shard is a pure function of its ``ShardTask`` (config, seed, split, shard 
 sizes), so shards can run in any process, in any order, and give the same rows.
 
 Uniqueness without coordination: the shards of both splits partition program space. A
-program belongs to the bucket ``hash(its first two statements with their operand types) %
-num_buckets``, and each shard only accepts programs of its own bucket (checked right after
-the second statement is sampled, long before lowering). Identical programs have identical
-first statements, so a program can appear in one shard only; within a shard a set of hashes
-removes repeats (by source and by normalized IR). A build has at most ``MAX_SHARDS``
-shards, so rejection costs stay bounded: larger builds get larger shards.
+program belongs to the bucket given by hashes of its first statements with their operand
+types (``sampler.Partition``), and each shard samples only programs of its own bucket (its
+second and third statements are redrawn until they fit, long before lowering). Identical
+programs have identical first statements, so a program can appear in one shard only; within
+a shard a set of hashes removes repeats (by source and by normalized IR). A build has at
+most ``MAX_SHARDS`` shards: larger builds get larger shards.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from .errors import GeneratorBug, Reject
 from .ops import CATEGORIES
 from .ops_devices import MESH_SHAPE
 from .render import render_function, render_source
-from .sampler import DEFAULT_POLICY, Policy, prefix_key, sample_program
+from .sampler import DEFAULT_POLICY, Partition, Policy, sample_program
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ MIXTURES = ("balanced", "mixed")
 SPLITS = ("train", "validation")
 MAX_ATTEMPTS_PER_ROW = 20_000
 CLEAR_CACHES_EVERY = 100
-MAX_SHARDS = 128  # rejection sampling costs about 0.08 ms per shard per row
+MAX_SHARDS = 128
 # A lowering takes milliseconds; one that runs this long is cut off, counted and resampled.
 # The limit is far above any normal lowering so that machine speed never changes the rows.
 LOWERING_TIME_LIMIT_S = 30.0
@@ -222,10 +222,6 @@ def plan_shards(
     return plan
 
 
-def bucket_of(key: str, num_buckets: int) -> int:
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % num_buckets
-
-
 def _digest(text: str) -> bytes:
     return hashlib.sha256(text.encode()).digest()[:16]
 
@@ -279,8 +275,7 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
     jax.clear_caches()
     seen: set[bytes] = set()
 
-    def in_bucket(prefix) -> bool:
-        return bucket_of(prefix_key(prefix), task.num_buckets) == task.bucket
+    partition = Partition(task.bucket, task.num_buckets)
 
     for i in range(task.num_rows):
         if i and i % CLEAR_CACHES_EVERY == 0:
@@ -291,7 +286,7 @@ def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[st
             stats.attempts += 1
             rng = random.Random(f"{task.seed}:{task.split}:{task.shard_index}:{i}:{attempt}")
             try:
-                program = sample_program(rng, category, task.policy, accept_prefix=in_bucket)
+                program = sample_program(rng, category, task.policy, partition=partition)
             except Reject as e:
                 if "another shard" in str(e):
                     stats.other_bucket += 1

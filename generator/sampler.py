@@ -7,9 +7,11 @@ its seed, category and policy.
 
 from __future__ import annotations
 
+import hashlib
 import keyword
+import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .errors import Reject
@@ -193,31 +195,103 @@ class _ProgramBuilder:
         self.values.append(result)
         return stmt
 
+    def mark(self) -> tuple:
+        """The builder's state, to return to with ``undo``."""
+        return len(self.inputs), len(self.values), len(self.statements), dict(self.uses), dict(self.hint_counts)
+
+    def undo(self, mark: tuple) -> None:
+        n_in, n_val, n_stmt, uses, hints = mark
+        del self.inputs[n_in:]
+        del self.values[n_val:]
+        del self.statements[n_stmt:]
+        self.uses, self.hint_counts = uses, hints
+
     def try_apply(self, op: Op) -> Statement:
         """Apply ``op``, undoing any inputs it created if it is rejected."""
-        snapshot = (len(self.inputs), len(self.values), dict(self.uses), dict(self.hint_counts))
+        mark = self.mark()
         try:
             return self.apply(op)
         except Reject:
-            n_in, n_val, uses, hints = snapshot
-            del self.inputs[n_in:]
-            del self.values[n_val:]
-            self.uses, self.hint_counts = uses, hints
+            self.undo(mark)
             raise
+
+    def draw_statement(self, own: tuple[Op, ...], category: str, index: int, max_tries: int) -> Statement:
+        """Statement ``index``: an op of the category (or, after the first, sometimes glue)."""
+        for _ in range(max_tries):
+            pool = GLUE_OPS if (index > 0 and self.rng.random() < self.policy.glue_probability) else own
+            op = _weighted(self.rng, pool, [o.weight for o in pool])
+            try:
+                return self.try_apply(op)
+            except Reject:
+                continue
+        raise Reject(f"no op of {category!r} fits after {max_tries} tries")
 
     def outputs(self) -> tuple[Value, ...]:
         sinks = [s.result for s in self.statements if not self.uses.get(s.result.name)]
         return tuple(sinks[-self.policy.max_outputs :])
 
 
-# Statements that decide which shard a program belongs to: two give even narrow categories
-# (a few hundred distinct first statements) enough distinct prefixes for hundreds of shards.
-PREFIX_STATEMENTS = 2
+class Partition:
+    """A shard's part of program space: the programs whose first statements hash to ``bucket``.
 
+    Shards never coordinate, yet no program may appear in two of them, so a program's owner is
+    a function of its content: its first three statements (with their operand types). The
+    owner is found in two levels, so that a shard reaches its own part with few draws:
 
-def prefix_key(statements: tuple[Statement, ...]) -> str:
-    """The partition key of a program: its first ``PREFIX_STATEMENTS`` statements."""
-    return "|".join(statement_key(s) for s in statements[:PREFIX_STATEMENTS])
+    - coarse: a hash of the first two statements, modulo ``coarse`` (about the square root
+      of ``num_buckets``);
+    - fine: a hash of the first three statements, modulo ``fine`` (``num_buckets / coarse``
+      rounded up).
+
+    Bucket ``coarse_part * fine + fine_part`` owns the program (parts past ``num_buckets - 1``
+    belong to no shard and are never sampled). The sampler checks the coarse part right after
+    the second statement and redraws that statement until it fits, then the same for the
+    third; a shard thus spends about ``coarse + fine`` statement draws on its partition per
+    row instead of ``num_buckets`` whole programs. The first statement is never constrained,
+    so every shard sees every first statement. Identical programs share their first three
+    statements, hence their bucket: rows are unique across shards and splits by construction.
+    A program with fewer statements is keyed by all of them.
+    """
+
+    COARSE_DEPTH, FINE_DEPTH = 2, 3
+
+    def __init__(self, bucket: int, num_buckets: int):
+        if not 0 <= bucket < num_buckets:
+            raise ValueError(f"bucket must be in 0..{num_buckets - 1}, got {bucket}")
+        self.bucket, self.num_buckets = bucket, num_buckets
+        self.coarse = math.isqrt(num_buckets - 1) + 1 if num_buckets > 1 else 1
+        self.fine = -(-num_buckets // self.coarse)
+        self.coarse_part, self.fine_part = divmod(bucket, self.fine)
+
+    def _part(self, statements: Sequence[Statement], depth: int, modulus: int) -> int:
+        key = f"{depth}|" + "|".join(statement_key(s) for s in statements[:depth])
+        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % modulus
+
+    def bucket_of(self, statements: Sequence[Statement]) -> int | None:
+        """The bucket that owns a program with these statements (None: no shard owns it)."""
+        b = self._part(statements, self.COARSE_DEPTH, self.coarse) * self.fine
+        b += self._part(statements, self.FINE_DEPTH, self.fine)
+        return b if b < self.num_buckets else None
+
+    def checks_after(self, index: int, n_statements: int) -> tuple[tuple[int, int, int], ...]:
+        """``(depth, modulus, part)`` checks due once statement ``index`` of ``n_statements`` is drawn."""
+        last = index == n_statements - 1
+        return tuple(
+            (depth, modulus, part)
+            for depth, modulus, part in (
+                (self.COARSE_DEPTH, self.coarse, self.coarse_part),
+                (self.FINE_DEPTH, self.fine, self.fine_part),
+            )
+            if index == depth - 1 or (last and index < depth - 1)
+        )
+
+    def accepts(self, statements: Sequence[Statement], checks) -> bool:
+        return all(self._part(statements, depth, modulus) == part for depth, modulus, part in checks)
+
+    @staticmethod
+    def redraws(checks) -> int:
+        """How often a statement is redrawn to pass ``checks`` before the program is dropped."""
+        return 8 * math.prod(modulus for _, modulus, _ in checks)
 
 
 def statement_key(stmt: Statement) -> str:
@@ -240,7 +314,7 @@ def sample_program(
     category: str,
     policy: Policy = DEFAULT_POLICY,
     *,
-    accept_prefix: Callable[[tuple[Statement, ...]], bool] | None = None,
+    partition: Partition | None = None,
     max_tries_per_statement: int = 30,
 ) -> Program:
     """Sample one typed program of ``category``.
@@ -249,9 +323,8 @@ def sample_program(
       rng: the only source of randomness.
       category: one of ``CATEGORIES``.
       policy: weights and limits.
-      accept_prefix: if given, the program is rejected early unless its first
-        ``PREFIX_STATEMENTS`` statements pass (the pipeline uses this to give each shard a
-        disjoint part of program space).
+      partition: if given, only programs of this part of program space are drawn (the
+        pipeline gives each shard its own part; see ``Partition``).
 
     Raises:
       ValueError: unknown category.
@@ -263,19 +336,18 @@ def sample_program(
     b = _ProgramBuilder(rng, policy)
     n_statements = policy.statement_count(rng)
     for i in range(n_statements):
-        for _ in range(max_tries_per_statement):
-            pool = GLUE_OPS if (i > 0 and rng.random() < policy.glue_probability) else own
-            op = _weighted(rng, pool, [o.weight for o in pool])
-            try:
-                b.try_apply(op)
+        checks = partition.checks_after(i, n_statements) if partition is not None else ()
+        if not checks:
+            b.draw_statement(own, category, i, max_tries_per_statement)
+            continue
+        for _ in range(partition.redraws(checks)):
+            mark = b.mark()
+            b.draw_statement(own, category, i, max_tries_per_statement)
+            if partition.accepts(b.statements, checks):
                 break
-            except Reject:
-                continue
+            b.undo(mark)
         else:
-            raise Reject(f"no op of {category!r} fits after {max_tries_per_statement} tries")
-        if accept_prefix is not None and i == min(PREFIX_STATEMENTS, n_statements) - 1:
-            if not accept_prefix(tuple(b.statements)):
-                raise Reject("program prefix belongs to another shard")
+            raise Reject("program prefix belongs to another shard")
     return Program(
         category=category,
         function_name=function_name(category, b.statements),

@@ -48,3 +48,47 @@ def test_unknown_category_names_valid_ones():
 def test_policy_checks_itself():
     with pytest.raises(ValueError, match="min_statements"):
         Policy(min_statements=5, max_statements=2)
+
+
+@pytest.mark.parametrize("num_buckets", [1, 2, 7, 22, 128])
+def test_partition_draws_only_programs_of_its_own_bucket(num_buckets):
+    from generator.sampler import Partition
+
+    drops = 0
+    for bucket in sorted({0, num_buckets // 2, num_buckets - 1}):
+        part = Partition(bucket, num_buckets)
+        assert part.coarse * part.fine >= num_buckets
+        for i, category in enumerate(CATEGORIES):
+            for attempt in range(20):
+                try:
+                    program = sample_program(random.Random(f"{bucket}:{i}:{attempt}"), category, partition=part)
+                    break
+                except Exception as e:
+                    assert type(e).__name__ == "Reject", e
+                    drops += 1
+            else:
+                raise AssertionError(f"no program of {category} in bucket {bucket}/{num_buckets}")
+            # The owner is a function of the program alone: any bucket's view agrees.
+            assert part.bucket_of(program.statements) == bucket
+            assert Partition(0, num_buckets).bucket_of(program.statements) == bucket
+    # Statements are redrawn until they fit, so whole programs are seldom dropped.
+    assert drops <= 3 * len(CATEGORIES)
+
+
+def test_partition_leaves_the_first_statement_free():
+    """Every shard sees every first statement: its first draw is the unpartitioned one."""
+    from generator.render import render_function
+    from generator.sampler import Partition
+
+    for seed in range(20):
+        free = sample_program(random.Random(seed), "arithmetic", Policy(min_statements=3))
+        bound = sample_program(random.Random(seed), "arithmetic", Policy(min_statements=3), partition=Partition(5, 9))
+        first = lambda p: render_function(p).splitlines()[1]  # noqa: E731
+        assert first(free) == first(bound)
+
+
+def test_partition_checks_its_bucket():
+    from generator.sampler import Partition
+
+    with pytest.raises(ValueError, match="bucket must be in 0..3, got 4"):
+        Partition(4, 4)
