@@ -13,7 +13,7 @@ import datasets
 
 import generator
 from generator.ops import CATEGORIES
-from generator.pipeline import example_key, generate_shard, plan_shards
+from generator.pipeline import example_key, generate_shard, plan_shards, preload
 from generator.sampler import policy_for
 from generator.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
 
@@ -92,6 +92,7 @@ class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
         )
 
     def _split_generators(self, dl_manager):
+        preload()  # the num_proc workers datasets forks next inherit JAX instead of importing it
         # A split asked to hold no rows is left out (datasets cannot load an empty split).
         return [
             datasets.SplitGenerator(name=split, gen_kwargs={"tasks": tasks})

@@ -1,14 +1,19 @@
-"""Fork safety: run shards in a fresh process when this one was forked after JAX loaded.
+"""Fork safety: run shards in a fresh process when this one was forked after JAX started.
 
-JAX gives its MLIR contexts one global thread pool. Once a process has lowered a module
-big enough to start those threads, a child *forked* from it hangs forever in lowering,
-because ``fork`` copies the pool's state but not its threads. ``datasets`` forks its
+JAX gives its MLIR contexts one global thread pool, and its XLA backend runs thread pools of
+its own. A child *forked* from a process whose pools had started threads hangs forever in
+lowering, because ``fork`` copies a pool's state but not its threads. ``datasets`` forks its
 ``num_proc`` workers, so a user who lowered anything before ``load_dataset(...,
-num_proc=2)`` would hang. We cannot tell from Python whether the pool's threads were
-started, so we treat "JAX was imported before the fork" as unsafe: such a worker streams
-its shards from a fresh interpreter (``python -m generator._shard_server``), started once per
-worker process and reused for all its shards. A fresh fork of a process that never
-imported JAX lowers in-process, at full speed.
+num_proc=2)`` would hang.
+
+Importing JAX starts no threads; initializing a backend (any lowering does) or running MLIR
+passes does. So at each fork we record whether JAX had started: its backends are
+initialized, or (on Linux, from ``/proc/self/task``) an LLVM or XLA worker thread exists.
+Where threads cannot be listed, an imported JAX counts as started. A worker forked after
+JAX started streams its shards from a fresh interpreter (``python -m
+generator._shard_server``), started once per worker process and reused for all its shards.
+A worker forked before that, even one that inherited an imported JAX (``pipeline.preload``),
+lowers in-process, at full speed.
 
 Protocol over the pipe: one ``ShardTask`` JSON per line in; per task, JSON lines
 ``{"row": ...}`` then ``{"done": stats}`` or ``{"error": message}`` out.
@@ -27,11 +32,36 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .pipeline import ShardStats, ShardTask
 
-_state = {"forked": False, "jax_before_fork": False}
+_state = {"forked": False, "jax_started_before_fork": False}
+
+# Thread names of JAX's native pools: MLIR's (LLVM) thread pool and XLA's CPU client.
+_JAX_THREAD_NAMES = ("llvm-worker", "tf_")
+
+
+def jax_started() -> bool:
+    """True if JAX has started native threads in this process (forking it is unsafe)."""
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        if xla_bridge.backends_are_initialized():
+            return True
+        tasks = os.listdir("/proc/self/task")
+    except (ImportError, AttributeError, OSError):  # cannot tell: assume the worst
+        return True
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                if f.read().startswith(_JAX_THREAD_NAMES):
+                    return True
+        except OSError:  # the thread ended meanwhile
+            continue
+    return False
 
 
 def _before_fork() -> None:
-    _state["jax_before_fork"] = _state["jax_before_fork"] or "jax" in sys.modules
+    _state["jax_started_before_fork"] = _state["jax_started_before_fork"] or jax_started()
 
 
 def _after_fork_in_child() -> None:
@@ -45,8 +75,8 @@ _worker_lock = threading.Lock()
 
 
 def lowering_unsafe_in_this_process() -> bool:
-    """True in a child forked (at any depth) from a process that had imported JAX."""
-    return _state["forked"] and _state["jax_before_fork"]
+    """True in a child forked (at any depth) from a process in which JAX had started."""
+    return _state["forked"] and _state["jax_started_before_fork"]
 
 
 def _start_worker() -> subprocess.Popen:

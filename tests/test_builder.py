@@ -89,22 +89,65 @@ def test_bad_config_values_are_refused_before_work(field, value, cache_dir, tmp_
         load(cache_dir=cache_dir, **{field: value})
 
 
-def test_num_proc_after_lowering_does_not_hang(tmp_path):
-    """DESIGN.md: a child forked after the parent lowered a module hangs inside JAX."""
+def _build_with_num_proc_2(tmp_path, before: str) -> tuple[str, bool]:
+    """Run ``before``, then a num_proc=2 build, in a fresh interpreter.
+
+    Returns the rows it printed and whether any worker streamed its shards from a shard
+    server (``_forksafe._start_worker`` is wrapped to leave a marker file; forked workers
+    inherit the wrapper).
+    """
+    marker = tmp_path / "shard-server-started"
     program = textwrap.dedent(
         f"""
-        import jax, jax.numpy as jnp, datasets
-        def loop(x):
-            return jax.lax.fori_loop(0, 10, lambda i, c: jnp.sin(c) @ c, x)
-        jax.jit(loop).lower(jnp.ones((64, 64))).as_text()
+        import pathlib, jax, jax.numpy as jnp, datasets
+        import generator._forksafe as fs
+        _start = fs._start_worker
+        def _marked():
+            pathlib.Path({str(marker)!r}).touch()
+            return _start()
+        fs._start_worker = _marked
+        {before}
         ds = datasets.load_dataset({SCRIPT!r}, "balanced", trust_remote_code=True, num_proc=2,
                                    cache_dir={str(tmp_path)!r}, train_size=8, validation_size=4, rows_per_shard=2)
         print("rows", ds.num_rows["train"], ds.num_rows["validation"])
+        print("ids", *ds["train"]["id"], *ds["validation"]["id"])
         """
     )
     done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "rows 8 4" in done.stdout
+    return done.stdout, marker.exists()
+
+
+def test_num_proc_after_lowering_does_not_hang(tmp_path):
+    """DESIGN.md: a child forked after the parent lowered a module hangs inside JAX."""
+    before = "jax.jit(lambda x: jax.lax.fori_loop(0, 10, lambda i, c: jnp.sin(c) @ c, x)).lower(jnp.ones((64, 64)))"
+    out, used_server = _build_with_num_proc_2(tmp_path, before)
+    assert "rows 8 4" in out
+    assert used_server  # JAX had started threads: workers lowered in fresh interpreters
+
+
+def test_num_proc_workers_lower_in_process_when_jax_was_only_imported(tmp_path):
+    """Importing JAX starts no threads, so forked workers lower in-process: same rows, no server."""
+    out, used_server = _build_with_num_proc_2(tmp_path / "imported", "pass")
+    assert "rows 8 4" in out and not used_server
+    again, used_server = _build_with_num_proc_2(tmp_path / "lowered", "jax.jit(jnp.sin).lower(jnp.ones(3))")
+    assert used_server and again == out
+
+
+def test_jax_counts_as_started_once_it_has_a_backend():
+    program = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp
+        from generator._forksafe import jax_started
+        print(jax_started())
+        jax.make_jaxpr(jnp.sin)(1.0)
+        print(jax_started())
+        jax.jit(jnp.sin).lower(1.0)
+        print(jax_started())
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.stdout.split() == ["False", "False", "True"], done.stderr[-2000:]
 
 
 @pytest.mark.slow
