@@ -76,10 +76,31 @@ def _write_parquet_atomic(rows, path: Path) -> Path:
     return path
 
 
+def _write_json_atomic(data, path: Path) -> Path:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a folder/file, or (``--build``) a config this tool builds right now, which it trusts."""
     from .validate import validate_dataset, validate_rows
 
+    report_json = None
+    if args.report_json:
+        from .api import ensure_writable_dir
+
+        report_json = Path(args.report_json)
+        ensure_writable_dir(report_json.parent)  # fail before any work
     options = dict(
         structure_only=args.structure_only,
         sample=None if args.all else args.sample,
@@ -106,6 +127,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             for config, rows in sorted(read_configs(args.path).items())
         ]
     print("\n\n".join(r.format() for r in reports))
+    if report_json is not None:
+        _write_json_atomic([r.to_json() for r in reports], report_json)
     if any(r.refused for r in reports):
         return 3
     return 0 if all(r.ok for r in reports) else 1
@@ -233,6 +256,11 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--all", action="store_true", help="execute every row")
     v.add_argument("--iree", action="store_true", help="also compile and run each sampled row's IR with IREE")
     v.add_argument("--time-limit", type=float, default=60.0, help="seconds per row before it is cut off (default 60)")
+    v.add_argument(
+        "--report-json",
+        metavar="FILE",
+        help="also write the report as JSON: a list with one object per config, each row's results included",
+    )
     v.add_argument(
         "--build", action="store_true", help="build --config through the builder now and validate it (trusted)"
     )

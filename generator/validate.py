@@ -65,6 +65,8 @@ class Report:
       failures: one line per failure, ``<id>: <check>: <why>``.
       notes: things the reader must know (e.g. a different jax version).
       refused: why code checks did not run, if they were asked for but not allowed.
+      row_results: per row that ran code, ``{"id", "category", "split", "checks": {name:
+        {"status", "detail"?, "note"?}}}``, for ``to_json`` (``--report-json``).
     """
 
     config: str = ""
@@ -80,6 +82,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     refused: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    row_results: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -124,6 +127,28 @@ class Report:
             lines.append(f"REFUSED: {self.refused}")
         lines.append("OK" if self.ok else "FAILED")
         return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as plain data: counts per check, every failure, and each row's results."""
+        return {
+            "config": self.config,
+            "ok": self.ok,
+            "rows": self.rows,
+            "split_rows": self.split_rows,
+            "unique_ids": self.unique_ids,
+            "unique_sources": self.unique_sources,
+            "cross_split_ir": self.cross_split_ir,
+            "missing_columns": self.missing_columns,
+            "extra_columns": self.extra_columns,
+            "checks": {
+                name: {"passed": c.passed, "failed": c.failed, "skipped": c.skipped, "notes": dict(c.notes)}
+                for name, c in self.checks.items()
+            },
+            "failures": self.failures,
+            "notes": self.notes,
+            "refused": self.refused,
+            "row_results": self.row_results,
+        }
 
 
 # --- structure ---------------------------------------------------------------------------
@@ -271,6 +296,7 @@ def validate_rows(
     """
     report = Report(config=config)
     good = check_structure(rows_by_split, report)
+    split_of = {id(r): s for s, rows in rows_by_split.items() for r in rows}
     if structure_only:
         report.summary = _summary(rows_by_split) if good else {}
         return report
@@ -309,6 +335,9 @@ def validate_rows(
                 if devices not in runners:
                     runners[devices] = RowRunner(time_limit=time_limit, host_devices=devices)
                 results = runners[devices].run(r, asked)
+            report.row_results.append(
+                {"id": r["id"], "category": r["category"], "split": split_of.get(id(r), ""), "checks": results}
+            )
             for name, res in results.items():
                 c = report.checks[name]
                 if res["status"] == "pass":
