@@ -134,6 +134,109 @@ def compare(got, want, dtype: str) -> str | None:
     return f"{int(bad.sum())} of {want.size} elements outside tolerance ({dtype}: rtol {rtol}, atol {atol}); max abs error {float(np.nanmax(err[bad])):.3g}"
 
 
+# --- what IREE 3.13 cannot take --------------------------------------------------------
+
+IREE_VERSION_CHECKED = "3.13"
+
+# Constructs that IREE 3.13 (iree-base-compiler/runtime 3.13.0, llvm-cpu) cannot compile, or
+# computes against the StableHLO spec, each found by a failing row and pinned down by a
+# minimal program. The iree check skips rows holding one ("not portable to IREE 3.13") and
+# counts them by name; any other compile error is still a failure.
+IREE_UNPORTABLE: dict[str, str] = {
+    "dynamic_reshape": "stablehlo.dynamic_reshape (IREE 3.13 cannot legalize it)",
+    "dynamic_broadcast_in_dim": "stablehlo.dynamic_broadcast_in_dim of an operand with a dynamic dimension (IREE 3.13 cannot legalize it)",
+    "fft": "stablehlo.fft of a length that is not a power of two (IREE 3.13 cannot legalize it)",
+    "while_int_to_f16": "a loop counter converted to f16/bf16 inside stablehlo.while (IREE 3.13 cannot legalize arith.sitofp to a 16-bit float there)",
+    "top_k_of_top_k": "chlo.top_k of another top_k's values, rank >= 2 (IREE 3.13: 'write affecting operations on global resources')",
+    "gather_of_strided_slice": "stablehlo.gather from a strided slice or from a dynamic_slice that narrows a non-leading dimension (IREE 3.13: unrealized_conversion_cast)",
+    "select_and_scatter": "stablehlo.select_and_scatter (IREE 3.13 resolves ties to the last equal element; the spec's in-order schedule gives the first)",
+    "f16_subnormal": "an f16 constant below f16's smallest normal number (IREE 3.13 flushes f16 subnormals to zero, XLA keeps them)",
+}
+
+_DEF_RE = re.compile(r'^\s*((?:%[\w#]+(?::\d+)?(?:, )?)+) = "?([\w.]+)')
+_SHAPE_RE = re.compile(r"tensor<((?:[0-9?]+x)*)[a-z]")
+_F16_SMALLEST_NORMAL = 2.0**-14
+
+
+def _dims(type_text: str) -> list[str]:
+    m = _SHAPE_RE.search(type_text)
+    return m.group(1).split("x")[:-1] if m else []
+
+
+def _operand_types(line: str) -> list[str]:
+    """The operand types of an op line: ``(t1, t2) -> r`` or a single ``: t``."""
+    sig = line.rsplit(" : ", 1)[-1]
+    if sig.startswith("("):
+        return re.findall(r"tensor<[^>]*>", sig.split("->")[0])
+    return re.findall(r"tensor<[^>]*>", sig)[:1]
+
+
+def iree_unportable(ir: str) -> str | None:
+    """The ``IREE_UNPORTABLE`` key of the first construct in ``ir`` that IREE 3.13 cannot take, or ``None``.
+
+    A static reading of the IR text (as ``jax`` prints it), made before compiling.
+    """
+    if "stablehlo.dynamic_reshape" in ir:
+        return "dynamic_reshape"
+    if "stablehlo.select_and_scatter" in ir:
+        return "select_and_scatter"
+    for v in re.findall(r"dense<([-+0-9.eE]+)> : tensor<(?:[0-9]+x)*f16>", ir):
+        if 0.0 < abs(float(v)) < _F16_SMALLEST_NORMAL:
+            return "f16_subnormal"
+    producer: dict[str, tuple[str, str]] = {}  # SSA name -> (op, its line), per function
+    depth, while_depths = 0, []
+    for line in ir.splitlines():
+        if "func.func" in line:
+            producer = {}
+        in_while = any(d < depth for d in while_depths)
+        m = _DEF_RE.match(line)
+        op = m.group(2) if m else ""
+        if op == "stablehlo.dynamic_broadcast_in_dim" and "?" in _dims(_operand_types(line)[0]):
+            return "dynamic_broadcast_in_dim"
+        if op == "stablehlo.fft":
+            lengths = re.search(r"length = \[([0-9, ]*)\]", line)
+            if lengths and any(int(k) & (int(k) - 1) for k in lengths.group(1).split(",") if k.strip()):
+                return "fft"
+        if (
+            op == "stablehlo.convert"
+            and in_while
+            and re.search(r"\(tensor<(?:i|ui)\d+>\) -> tensor<(?:f16|bf16)>", line)
+        ):
+            return "while_int_to_f16"
+        if op == "chlo.top_k":
+            arg = re.search(r"top_k\((%[\w#]+)", line)
+            src = producer.get(arg.group(1).split("#")[0]) if arg else None
+            if src and src[0] == "chlo.top_k" and len(_dims(_operand_types(line)[0])) >= 2:
+                return "top_k_of_top_k"
+        if op == "stablehlo.gather":
+            arg = re.search(r'gather"\((%[\w#]+)', line)
+            src = producer.get(arg.group(1)) if arg else None
+            if src and _strided_view(*src):
+                return "gather_of_strided_slice"
+        if m:
+            for name in m.group(1).split(", "):
+                producer[name.split(":")[0]] = (op, line)
+        if "stablehlo.while" in line:
+            while_depths.append(depth)
+        depth += line.count("{") - line.count("}")
+        while while_depths and depth <= while_depths[-1] and "}" in line and not line.rstrip().endswith("{"):
+            while_depths.pop()
+    return None
+
+
+def _strided_view(op: str, line: str) -> bool:
+    """A ``slice`` with a stride > 1 that also narrows an inner dimension, or a ``dynamic_slice``
+    that narrows a non-leading dimension: views IREE 3.13 fuses into a gather it cannot lower."""
+    types = re.findall(r"tensor<[^>]*>", line.rsplit(" : ", 1)[-1])
+    if len(types) < 2:
+        return False
+    src, out = _dims(types[0]), _dims(types[-1])
+    narrowed_inner = any(a != b for a, b in zip(src[1:], out[1:]))
+    if op == "stablehlo.slice":
+        return bool(re.search(r"\d+:\d+:(?:[2-9]|\d\d)", line)) and narrowed_inner
+    return op == "stablehlo.dynamic_slice" and narrowed_inner
+
+
 # --- the child -------------------------------------------------------------------------
 
 
@@ -228,6 +331,9 @@ def _check_iree(job, state) -> dict[str, Any]:
         return {"status": "skip", "note": f"XLA-only custom_call ({', '.join(targets)})"}
     if "sdy.mesh" in job["stablehlo_ir"]:
         return {"status": "skip", "note": "Shardy (sdy) multi-device IR, which IREE 3.13 does not parse"}
+    construct = iree_unportable(job["stablehlo_ir"])
+    if construct is not None:
+        return {"status": "skip", "note": f"not portable to IREE {IREE_VERSION_CHECKED} ({construct})"}
     try:
         vmfb = iree.compiler.compile_str(
             job["stablehlo_ir"],
