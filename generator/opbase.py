@@ -32,6 +32,13 @@ GUARDS = {
     "open_unit": {"float": "(0.99 * jnp.tanh({v}))", "int": "{v}"},
     "nonnegative": {"float": "jnp.abs({v})", "int": "jnp.abs({v})"},
     "above_one": {"float": "(jnp.abs({v}) + 1.001)", "int": "(jnp.abs({v}) + 2)"},
+    # Away from a pole at 0 (digamma, polygamma): near it any rounding difference in the
+    # operand is amplified by 1/x^2, so two correct compilers disagree.
+    "at_least_one": {"float": "(jnp.abs({v}) + 1.0)", "int": "(jnp.abs({v}) + 1)"},
+    # Reading a computed float's bits exposes its last place, where correct compilers differ
+    # (erf, tan...); rounded to an integer (of 256ths) first, it differs only when it lies
+    # within rounding error of a half.
+    "exact_bits": {"float": "jnp.round({v} * 256.0)", "int": "{v}"},
 }
 
 

@@ -85,6 +85,7 @@ BITWISE_OPS: tuple[Op, ...] = (
         infer=lambda ts, p: ts[0].with_dtype(p["to"]),
         bind=_bind_bitcast,
         dtypes=BITS_DTYPES + ("float32",),
+        guards=("exact_bits",),  # a float is rounded to a multiple of 1/256 before its bits are read
         hint="raw",
         weight=1.5,
     ),

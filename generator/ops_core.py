@@ -415,7 +415,7 @@ CORE_OPS: tuple[Op, ...] = (
     unary("erfc", "jax.scipy.special.erfc({0})", _E, F32, hint="er", weight=0.3),
     unary("erfinv", "jax.scipy.special.erfinv({0})", _E, F32, guard="open_unit", hint="er", weight=0.3),
     unary("gammaln", "jax.scipy.special.gammaln({0})", _E, F32, guard="positive", hint="lgam", weight=0.3),
-    unary("digamma", "jax.scipy.special.digamma({0})", _E, F32, guard="positive", hint="psi", weight=0.3),
+    unary("digamma", "jax.scipy.special.digamma({0})", _E, F32, guard="at_least_one", hint="psi", weight=0.3),
     unary("i1e", "jax.scipy.special.i1e({0})", _E, F32, hint="bessel", weight=0.3),
     unary("isinf", "jnp.isinf({0})", _E + _C, F32, out="bool", hint="inf_mask", weight=0.3),
     unary("round_half_away", "lax.round({0})", _E, F32, hint="rd", weight=0.3),
@@ -441,7 +441,7 @@ CORE_OPS: tuple[Op, ...] = (
         hint="pw",
         weight=0.3,
     ),
-    Op("polygamma", "jax.scipy.special.polygamma(1, {0})", _E, F32, guards=("positive",), hint="psi1", weight=0.2),
+    Op("polygamma", "jax.scipy.special.polygamma(1, {0})", _E, F32, guards=("at_least_one",), hint="psi1", weight=0.2),
     Op("zeta", "jax.scipy.special.zeta({0}, 2.0)", _E, F32, guards=("above_one",), hint="zeta", weight=0.2),
     Op(
         "lax_clamp",
