@@ -31,6 +31,7 @@ test-ray: install  ## the Ray runner's tests (a local Ray; needs the ray extra)
 	$(PY) -m pytest -q -m ray tests/test_distributed.py
 
 # Sizes: BENCH_PROGRAMS (in-process methods), BENCH_ROWS and BENCH_LARGE_ROWS (load_dataset builds; 0 skips).
+# The default 50,000-row memory build takes about 15 minutes; BENCH_LARGE_ROWS=3000 for a quick run.
 bench: install  ## throughput: original method vs JAX floor vs pipeline vs load_dataset; JSON in benchmarks/results/
 	$(PY) benchmarks/bench_throughput.py
 

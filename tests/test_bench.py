@@ -1,0 +1,52 @@
+"""The throughput benchmark stays runnable, and its checks say what they measure."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_throughput as bench  # noqa: E402
+
+
+def _builder(rows, pps, cpu, wall, rss):
+    return {
+        "rows": rows,
+        "pairs_per_second": pps,
+        "cpu_seconds": cpu,
+        "process_seconds": wall,
+        "worker_peak_rss_mb": rss,
+    }
+
+
+def test_summary_checks_each_target():
+    inproc = {"pairs_per_second": {"original": 10.0, "floor": 40.0, "pipeline": 36.0}, "peak_rss_mb": 300.0}
+    builders = {
+        "np2": _builder(1100, 65.0, 40.0, 20.0, 300.0),
+        "np1": _builder(1100, 35.0, 30.0, 30.0, 320.0),
+        "np2_large": _builder(55000, 66.0, 1600.0, 830.0, 390.0),
+    }
+    summary = bench.summarize(inproc, builders)
+    assert summary["ratios"]["builder_np2_over_original"] == 6.5
+    assert abs(summary["ratios"]["pipeline_cost_over_floor"] - 40 / 36) < 1e-9
+    assert summary["checks"] == {
+        "(d) >= 6x (a)": True,
+        "(c) <= 1.25x (b) per pair": True,
+        "num_proc=2 >= 1.8x num_proc=1": True,  # 65 / 35 = 1.86
+        "peak RSS per worker <= 600 MB": True,
+        "worker RSS flat from 1,100 to 55,000 rows (<= 1.2x)": False,  # 390 / 300 = 1.3
+    }
+
+
+def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
+    out = tmp_path / "result.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_throughput.py"), "--programs", "6", "--chunk", "3"]
+    cmd += ["--rows", "0", "--output", str(out), "--categories", "arithmetic,matrix"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    assert result["in_process"]["programs"] == 6
+    assert set(result["pairs_per_second"]) == {"original", "floor", "pipeline"}
+    assert "(c) pipeline, one process" in done.stdout
