@@ -62,10 +62,44 @@ def jax_started() -> bool:
 
 def _before_fork() -> None:
     _state["jax_started_before_fork"] = _state["jax_started_before_fork"] or jax_started()
+    _state["parent_pid"] = os.getpid()
 
 
 def _after_fork_in_child() -> None:
     _state["forked"] = True
+    _state["dies_with_parent"] = False
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux; elsewhere a no-op).
+
+    A worker whose parent was killed would otherwise go on generating rows that nobody
+    collects. Called once per process by shard workers (``datasets``' forked workers and the
+    shard server); exits at once if the parent is already gone.
+    """
+    if _state.get("dies_with_parent") or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    _state["dies_with_parent"] = True
+    if parent_pid is not None and os.getppid() != parent_pid:  # died before prctl took effect
+        os._exit(1)
+
+
+def die_with_parent_if_forked() -> None:
+    """``die_with_parent`` in a forked worker (never in the process the user started)."""
+    if _state["forked"]:
+        die_with_parent(_state.get("parent_pid"))
 
 
 os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
@@ -82,7 +116,7 @@ def lowering_unsafe_in_this_process() -> bool:
 def _start_worker() -> subprocess.Popen:
     from ._child import child_env, start_child
 
-    return start_child("generator._shard_server", child_env())
+    return start_child("generator._shard_server", {**child_env(), "JSP_PARENT_PID": str(os.getpid())})
 
 
 def generate_in_subprocess(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:

@@ -8,7 +8,12 @@ import sys
 
 def main() -> None:
     """Serve shard tasks from stdin until it closes."""
+    import os
+
+    from ._forksafe import die_with_parent
     from .pipeline import ShardStats, ShardTask, _generate_in_process
+
+    die_with_parent(int(os.environ["JSP_PARENT_PID"]) if "JSP_PARENT_PID" in os.environ else None)
 
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing but protocol lines may reach the pipe

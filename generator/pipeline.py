@@ -349,6 +349,7 @@ def generate_shard(task: ShardTask, stats: ShardStats | None = None) -> Iterator
     from . import _forksafe
 
     stats = stats if stats is not None else ShardStats()
+    _forksafe.die_with_parent_if_forked()  # no orphaned worker if the build is killed
     if _forksafe.lowering_unsafe_in_this_process():
         yield from _forksafe.generate_in_subprocess(task, stats)
     else:

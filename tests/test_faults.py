@@ -93,7 +93,7 @@ def test_shard_that_raises_fails_the_build_naming_shard_and_seed(builder_module,
 
 KILLED_BUILD = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     import generator.pipeline as pipeline
 
@@ -101,6 +101,7 @@ KILLED_BUILD = textwrap.dedent(
 
     def slow(task, stats):  # the second shard crawls, so the kill lands mid-build
         for row in real(task, stats):
+            (marker.parent / f"generating-{os.getpid()}").touch()
             yield row
             if task.shard_index >= 1:
                 marker.touch()
@@ -112,6 +113,45 @@ KILLED_BUILD = textwrap.dedent(
                           train_size=12, validation_size=4, rows_per_shard=4, seed=2, num_proc=eval(sys.argv[4]))
     """
 )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")  # an unreaped zombie is dead
+
+
+def _all_gone(pids, timeout: float = 20.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [p for p in pids if _alive(p)]
+    for pid in left:  # do not leave them running after a failure
+        os.kill(pid, signal.SIGKILL)
+    return not left
+
+
+def test_a_forked_worker_dies_with_its_parent():
+    program = textwrap.dedent(
+        """
+        import os, signal, time
+        import generator._forksafe as fs
+        pid = os.fork()
+        if pid == 0:
+            fs.die_with_parent_if_forked()
+            time.sleep(60)
+            os._exit(0)
+        print(pid, flush=True)
+        time.sleep(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert done.returncode == -signal.SIGKILL
+    child = int(done.stdout.split()[0])
+    assert _all_gone([child], timeout=10)
 
 
 def _descendants(pid: int) -> list[int]:
@@ -135,14 +175,13 @@ def test_sigkill_mid_build_then_rebuild_gives_exactly_the_right_rows(tmp_path, n
     while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert marker.exists(), "the build never reached its second shard"
-    workers = _descendants(proc.pid)
+    others = _descendants(proc.pid)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
-    for pid in workers:  # datasets' pool workers outlive a SIGKILLed parent; end the ones this test started
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    # A worker that was generating rows dies with its parent instead of generating on for nobody.
+    generating = [int(p.name.split("-")[1]) for p in tmp_path.glob("generating-*")]
+    assert _all_gone([p for p in generating if p != proc.pid]), "a generating worker outlived the killed build"
+    _all_gone(others, timeout=0)  # idle ones (datasets' progress manager) wait on a pipe: end them
     assert list(cache.rglob("*.incomplete")), "expected the killed build's partial output"
     assert _completed_builds(cache) == []
 
