@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 200), help="programs for (a), (b), (c)")
     p.add_argument("--chunk", type=int, default=25, help="programs per side-by-side chunk")
     p.add_argument(
-        "--rows", type=int, default=_env_int("BENCH_ROWS", 1000), help="train rows of the (d) builds (0: skip)"
+        "--rows", type=int, default=_env_int("BENCH_ROWS", 3000), help="train rows of the (d) builds (0: skip)"
     )
     p.add_argument(
         "--large-rows",
