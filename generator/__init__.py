@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-__version__ = "1.0.0"
+__version__ = "1.1.0"
 
 from . import _forksafe  # noqa: E402,F401  (registers the fork hooks before any fork)
 from .ops import CATEGORIES  # noqa: E402

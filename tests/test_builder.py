@@ -21,7 +21,7 @@ def load(config="balanced", cache_dir=None, **kwargs):
 def test_load_dataset_builds_versioned_splits(cache_dir):
     ds = load(cache_dir=cache_dir)
     assert ds.num_rows == {"train": 17, "validation": 5}
-    assert str(ds["train"].info.version) == "1.0.0"
+    assert str(ds["train"].info.version) == "1.1.0"
     assert ds["train"].info.config_name == "balanced"
     assert set(ds["train"]["category"]) == set(CATEGORIES)
 

@@ -109,7 +109,7 @@ def test_card_numbers_come_from_the_staged_data(staged):
     used = {t for rs in read_rows(staged.path / "balanced").values() for r in rs for t in r["jax_transforms"]}
     line = next(x for x in text.splitlines() if x.startswith("JAX transforms applied"))
     assert {t.strip("`") for t in re.findall(r"`[a-z_]+`", line)} == used | {"balanced"}
-    assert "Version 1.0.0" in text and "`v1.0.0`" in text
+    assert "Version 1.1.0" in text and "`v1.1.0`" in text
     assert "@misc{jax_stablehlo_pairs" in text
     # resampling was observed (shards ran in this process): every emitted row is counted once
     assert all(c.shard_stats and c.shard_stats["rows"] == 50 for c in staged.configs.values())
@@ -282,9 +282,9 @@ def test_push_never_shows_the_token(monkeypatch, tmp_path, capsys, caplog):
     assert cli.main([*argv, "--train-size", "2", "--validation-size", "1"]) == 0
     assert made == [{"token": secret}]
     api.create_repo.assert_called_once_with("someone/jsp", repo_type="dataset", private=True, exist_ok=True)
-    assert api.create_tag.call_args.kwargs["tag"] == "v1.0.0"
+    assert api.create_tag.call_args.kwargs["tag"] == "v1.1.0"
     captured = capsys.readouterr()
-    assert "tagged v1.0.0" in captured.out
+    assert "tagged v1.1.0" in captured.out
     shown = (
         captured.out
         + captured.err
