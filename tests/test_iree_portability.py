@@ -183,3 +183,81 @@ def test_report_json_to_an_unwritable_place_fails_before_any_work(tmp_path, caps
     )
     err = capsys.readouterr().err
     assert "cannot be created" in err or "is not a writable directory" in err
+
+
+# --- compile failures: the row's fault only if IREE's frontend rejects the IR ------------
+
+CRASHING_IR = """module @jit_f attributes {mhlo.num_partitions = 1 : i32, mhlo.num_replicas = 1 : i32} {
+  func.func public @main(%arg0: tensor<i32> {jax.global_constant = "b"}, %arg1: tensor<?xf32>) -> (tensor<?xf32>) {
+    %0 = stablehlo.reduce_precision %arg1, format = e5m10 : tensor<?xf32>
+    %1 = stablehlo.round_nearest_afz %0 : tensor<?xf32>
+    %2 = stablehlo.cbrt %1 : tensor<?xf32>
+    return %2 : tensor<?xf32>
+  }
+}
+"""
+
+
+def _classify(ir: str):
+    import iree.compiler
+
+    from generator.execute import _iree_compile, iree_compile_failure
+
+    try:
+        _iree_compile(ir)
+    except iree.compiler.CompilerToolError as e:
+        return iree_compile_failure(ir, e)
+    return {"status": "compiles"}
+
+
+def test_ir_that_iree_frontend_rejects_fails_the_row():
+    pytest.importorskip("iree.compiler")
+    bad = "module {\n  func.func @main(%a: tensor<2xf32>) -> tensor<2xf32> {\n    %0 = stablehlo.add %a, %b : tensor<2xf32>\n    return %0 : tensor<2xf32>\n  }\n}\n"
+    result = _classify(bad)
+    assert result["status"] == "fail" and "IREE rejects the IR" in result["detail"]
+    assert "undeclared SSA value" in result["detail"]
+
+
+def test_iree_backend_error_after_import_is_a_skip_naming_the_phase():
+    """IREE 3.13's stream partitioning fails on a loop over a value also used after it."""
+    pytest.importorskip("iree.compiler")
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+
+    def f(x):
+        g = jnp.sin(x)
+        return g * lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 2.0), (0, g))[1]
+
+    ir = jax.jit(f).lower(jax.ShapeDtypeStruct((4,), jnp.float32)).as_text()
+    result = _classify(ir)
+    assert result["status"] == "skip", result
+    assert result["note"] == "IREE 3.13 failed after importing the IR (backend)"
+    assert "circular dependency" in result["detail"]
+
+
+def test_iree_compiler_crash_is_a_skip_with_its_fatal_message():
+    pytest.importorskip("iree.compiler")
+    result = _classify(CRASHING_IR)
+    assert result == {"status": "skip", "note": "IREE 3.13 compiler crashed", "detail": "could not reify"}
+
+
+# --- low-precision mismatches: judged against a float32 evaluation ------------------------
+
+
+def test_ill_conditioned_low_precision_output_is_judged_against_float32():
+    import numpy as np
+
+    from generator.execute import within_rounding_noise
+
+    reference = np.array([0.0, 1.0, -1.0, 0.5])
+    xla = reference + np.array([0.3, 0.0, 0.0, 0.0])  # XLA's own bf16 result is 0.3 off
+    near = reference + np.array([-0.25, 0.0, 0.1, 0.0])  # IREE as far off as XLA: noise
+    far = reference + np.array([0.0, 0.0, 0.0, 0.9])  # IREE three times worse: a real mismatch
+    assert "XLA 0.3, IREE 0.25" in within_rounding_noise(near, xla, reference, "bfloat16")
+    assert within_rounding_noise(far, xla, reference, "bfloat16") is None
+    # XLA within tolerance of float32: the output is well conditioned, so any mismatch stands
+    assert within_rounding_noise(near, reference + 0.01, reference, "bfloat16") is None
+    assert within_rounding_noise(near, xla, None, "bfloat16") is None
+    # a non-finite value where the other is finite is never noise
+    assert within_rounding_noise(np.array([np.nan, 1.0, -1.0, 0.5]), xla, reference, "bfloat16") is None
