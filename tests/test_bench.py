@@ -26,7 +26,7 @@ def test_summary_checks_each_target():
     builders = {
         "np2": _builder(1100, 65.0, 40.0, 20.0, 300.0),
         "np1": _builder(1100, 35.0, 30.0, 30.0, 320.0),
-        "np2_large": _builder(55000, 66.0, 1600.0, 830.0, 390.0),
+        "np2_large": {**_builder(55000, 66.0, 1600.0, 830.0, 390.0), "worker_rss_halves_mb": [300.0, 360.0]},
     }
     summary = bench.summarize(inproc, builders)
     assert summary["ratios"]["builder_np2_over_original"] == 6.5
@@ -36,8 +36,17 @@ def test_summary_checks_each_target():
         "(c) <= 1.25x (b) per pair": True,
         "num_proc=2 >= 1.8x num_proc=1": True,  # 65 / 35 = 1.86
         "peak RSS per worker <= 600 MB": True,
-        "worker RSS flat from 1,100 to 55,000 rows (<= 1.2x)": False,  # 390 / 300 = 1.3
+        "no accumulation: 55,000-row build's 2nd-half worker RSS <= 1.1x its 1st half": False,  # 360 / 300
     }
+    assert summary["ratios"]["worker_rss_large_over_small"] == 1.3
+
+
+def test_halves_tell_a_plateau_from_growth():
+    plateau = [(t, 300.0 if t < 5 else 330.0) for t in range(100)]
+    growth = [(t, 300.0 + t) for t in range(100)]
+    assert bench._halves(plateau) == [330.0, 330.0]
+    assert bench._halves(growth) == [349.0, 399.0]
+    assert bench._halves(plateau[:5]) is None
 
 
 def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
