@@ -228,5 +228,8 @@ def test_iree_skips_xla_only_custom_calls_by_name():
     ir = "module @jit_f {\n  %0:3 = stablehlo.custom_call @lapack_sgetrf_ffi(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>\n}\n"
     assert _check_iree({"stablehlo_ir": ir}, {}) == {
         "status": "skip",
-        "note": "XLA-only custom_call (lapack_sgetrf_ffi)",
+        "note": "XLA-only custom_call (LAPACK)",
+        "detail": "lapack_sgetrf_ffi",
     }
+    other = ir.replace("@lapack_sgetrf_ffi", "@stablehlo.dynamic_reduce_window")
+    assert _check_iree({"stablehlo_ir": other}, {})["note"] == "XLA-only custom_call (stablehlo.dynamic_reduce_window)"
