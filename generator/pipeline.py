@@ -14,6 +14,7 @@ most ``MAX_SHARDS`` shards: larger builds get larger shards.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import logging
@@ -262,7 +263,32 @@ def build_row(program, source: str, pair) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def _older_objects_frozen():
+    """Keep Python's cyclic collector off the objects that exist when a shard starts.
+
+    Tracing and lowering make many short-lived containers, so the collector runs often, and
+    each full collection walks every live object: in a process that imported ``datasets``,
+    13% of a row's CPU (measured). Objects alive when a shard starts (modules, caches, the
+    caller's state) outlive it, so ``gc.freeze`` moves them out of the collector's way until
+    the shard ends. A process that froze objects itself is left alone.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:
+    with _older_objects_frozen():
+        yield from _generate_rows(task, stats)
+
+
+def _generate_rows(task: ShardTask, stats: ShardStats) -> Iterator[dict[str, Any]]:
     import jax
 
     from .devices import lower_on_host_devices

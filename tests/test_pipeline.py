@@ -180,3 +180,24 @@ def test_dynamic_rows_have_no_costs_and_build_with_optimized_hlo():
     for row in generate_shard(task):
         assert -1 in row["input_signature"][0]["shape"]
         assert row["flops"] is None and row["bytes_accessed"] is None and row["optimized_hlo"] is None
+
+
+def test_shard_keeps_the_collector_off_older_objects_and_restores_it():
+    import gc
+
+    from generator import pipeline
+
+    (task,) = plan_shards(train_size=2, validation_size=0, seed=1, categories=("arithmetic",))["train"]
+    assert gc.get_freeze_count() == 0
+    rows = pipeline._generate_in_process(task, ShardStats())
+    next(rows)
+    assert gc.get_freeze_count() > 0  # during the shard
+    list(rows)
+    assert gc.get_freeze_count() == 0  # and never after
+    gc.freeze()  # a caller that froze objects itself keeps its freeze (frozen objects may still die)
+    try:
+        frozen = gc.get_freeze_count()
+        assert len(list(pipeline._generate_in_process(task, ShardStats()))) == 2
+        assert gc.get_freeze_count() > frozen // 2
+    finally:
+        gc.unfreeze()
