@@ -15,6 +15,9 @@ generator._shard_server``), started once per worker process and reused for all i
 A worker forked before that, even one that inherited an imported JAX (``pipeline.preload``),
 lowers in-process, at full speed.
 
+A forked worker or shard server that runs a shard also asks the kernel to kill it when its
+parent dies (``die_with_parent``), so a killed build leaves no worker generating for nobody.
+
 Protocol over the pipe: one ``ShardTask`` JSON per line in; per task, JSON lines
 ``{"row": ...}`` then ``{"done": stats}`` or ``{"error": message}`` out.
 """
