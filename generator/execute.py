@@ -392,14 +392,15 @@ def _iree_compile(ir: str, *extra: str) -> bytes:
     )
 
 
-def _crash(error: Exception) -> str | None:
-    """The fatal message if the IREE compiler aborted (killed by a signal), else ``None``."""
+def _crash(error: Exception) -> dict[str, Any] | None:
+    """The skip of a row whose compile made IREE abort (killed by a signal), else ``None``."""
     text = str(error)
     code = re.search(r"Error code: (-?\d+)", text)
     if not code or int(code.group(1)) >= 0:
         return None
     fatal = re.search(r"LLVM ERROR: ([^\n]+)", text)
-    return fatal.group(1).strip() if fatal else f"signal {-int(code.group(1))}"
+    detail = fatal.group(1).strip() if fatal else f"signal {-int(code.group(1))}"
+    return {"status": "skip", "note": f"IREE {IREE_VERSION_CHECKED} compiler crashed", "detail": detail}
 
 
 def iree_compile_failure(ir: str, error: Exception) -> dict[str, Any]:
@@ -416,14 +417,11 @@ def iree_compile_failure(ir: str, error: Exception) -> dict[str, Any]:
 
     crashed = _crash(error)
     if crashed is not None:
-        return {"status": "skip", "note": f"IREE {IREE_VERSION_CHECKED} compiler crashed", "detail": crashed}
+        return crashed
     try:
         _iree_compile(ir, "--compile-to=input")
     except iree.compiler.CompilerToolError as frontend:
-        crashed = _crash(frontend)
-        if crashed is not None:
-            return {"status": "skip", "note": f"IREE {IREE_VERSION_CHECKED} compiler crashed", "detail": crashed}
-        return {"status": "fail", "detail": f"IREE rejects the IR: {_first_diagnostic(frontend)}"}
+        return _crash(frontend) or {"status": "fail", "detail": f"IREE rejects the IR: {_first_diagnostic(frontend)}"}
     return {
         "status": "skip",
         "note": f"IREE {IREE_VERSION_CHECKED} failed after importing the IR (backend)",
