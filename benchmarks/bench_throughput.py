@@ -20,8 +20,13 @@ calls, so whichever method met a chunk first would pay for everyone: ``jax.clear
 before each method's pass over a chunk gives all three the same (cold) start. Sources are
 executed outside the (a)/(b) timers; (c) pays for sampling, rendering and ``exec``.
 
-Usage: ``python benchmarks/bench_throughput.py [--programs N] [--rows N] [--large-rows N]``
-(or ``make bench``; env ``BENCH_PROGRAMS``, ``BENCH_ROWS``, ``BENCH_LARGE_ROWS``). Writes
+The machine is shared and its speed drifts during a run, so every ratio compares
+measurements taken around the same times: half of the (a)/(b)/(c) chunks run before the (d)
+builds and half after, and the ``num_proc`` builds run in ABBA order (np2, np1, np1, np2 for
+two rounds); each method's rate pools its rounds (total rows over total seconds).
+
+Usage: ``python benchmarks/bench_throughput.py [--programs N] [--rows N] [--rounds N] [--large-rows N]``
+(or ``make bench``; env ``BENCH_PROGRAMS``, ``BENCH_ROWS``, ``BENCH_ROUNDS``, ``BENCH_LARGE_ROWS``). Writes
 ``benchmarks/results/throughput-<time>.json`` unless ``--output`` says otherwise.
 """
 
@@ -146,52 +151,80 @@ def _floor(fn, args) -> str:
     return text
 
 
-def bench_in_process(programs: int, chunk: int, seed: int, categories: tuple[str, ...]) -> dict:
-    """(a), (b), (c) on the same ``programs`` programs, chunk by chunk."""
-    import jax
+class InProcess:
+    """(a), (b), (c) on the same programs, chunk by chunk; ``run`` may be called more than once.
 
-    from generator.extract import load_source
-    from generator.pipeline import ShardStats, _generate_in_process, plan_shards
+    ``make bench`` runs half the chunks before the ``load_dataset`` builds and half after, so
+    a drift of the machine's speed during the run weighs on (a) and on (d) alike.
+    """
 
-    def tasks(n: int, s: int):
-        return plan_shards(train_size=n, validation_size=0, seed=s, rows_per_shard=chunk, categories=categories)[
-            "train"
-        ]
+    def __init__(self, programs: int, chunk: int, seed: int, categories: tuple[str, ...]):
+        from generator.pipeline import plan_shards
 
-    for task in tasks(min(programs, 2 * chunk), seed + 1):  # warm-up on other programs: imports, JAX init
-        for row in _generate_in_process(task, ShardStats()):
-            _original(*load_source(row["python_source"], row["function_name"]))
+        self.chunk, self.seed, self.categories = chunk, seed, categories
+        self.tasks = plan_shards(
+            train_size=programs, validation_size=0, seed=seed, rows_per_shard=chunk, categories=categories
+        )["train"]
+        self.seconds = {"original": 0.0, "floor": 0.0, "pipeline": 0.0}
+        self.cpu = dict.fromkeys(self.seconds, 0.0)
+        self.cpu_total = 0.0
+        self.rows_done = 0
+        self.next_chunk = 0
+        self.warm = False
 
-    seconds = {"original": 0.0, "floor": 0.0, "pipeline": 0.0}
-    cpu = dict.fromkeys(seconds, 0.0)
-    rows_done = 0
-    start = time.process_time()
-    for k, task in enumerate(tasks(programs, seed)):
-        jax.clear_caches()
-        t, c = time.perf_counter(), time.process_time()
-        rows = list(_generate_in_process(task, ShardStats()))
-        seconds["pipeline"] += time.perf_counter() - t
-        cpu["pipeline"] += time.process_time() - c
-        loaded = [load_source(r["python_source"], r["function_name"]) for r in rows]
-        order = [("original", _original), ("floor", _floor)]
-        for name, method in order if k % 2 == 0 else order[::-1]:
+    def _warm_up(self) -> None:
+        """Imports, JAX's backend and first-use costs, on programs that are not measured."""
+        from generator.extract import load_source
+        from generator.pipeline import ShardStats, _generate_in_process, plan_shards
+
+        n = min(len(self.tasks) * self.chunk, 2 * self.chunk)
+        for task in plan_shards(
+            train_size=n, validation_size=0, seed=self.seed + 1, rows_per_shard=self.chunk, categories=self.categories
+        )["train"]:
+            for row in _generate_in_process(task, ShardStats()):
+                _original(*load_source(row["python_source"], row["function_name"]))
+        self.warm = True
+
+    def run(self, chunks: int) -> None:
+        """Measure the next ``chunks`` chunks."""
+        import jax
+
+        from generator.extract import load_source
+        from generator.pipeline import ShardStats, _generate_in_process
+
+        if not self.warm:
+            self._warm_up()
+        start = time.process_time()
+        for k in range(self.next_chunk, min(self.next_chunk + chunks, len(self.tasks))):
             jax.clear_caches()
             t, c = time.perf_counter(), time.process_time()
-            texts = [method(fn, args) for fn, args in loaded]
-            seconds[name] += time.perf_counter() - t
-            cpu[name] += time.process_time() - c
-            for r, text in zip(rows, texts):
-                if text != r["stablehlo_ir"]:
-                    raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
-        rows_done += len(rows)
-    return {
-        "programs": rows_done,
-        "cpu_seconds": time.process_time() - start,
-        "seconds": seconds,
-        "method_cpu_seconds": cpu,
-        "pairs_per_second": {k: rows_done / v for k, v in seconds.items()},
-        "peak_rss_mb": _rss_mb(os.getpid(), "VmHWM"),
-    }
+            rows = list(_generate_in_process(self.tasks[k], ShardStats()))
+            self.seconds["pipeline"] += time.perf_counter() - t
+            self.cpu["pipeline"] += time.process_time() - c
+            loaded = [load_source(r["python_source"], r["function_name"]) for r in rows]
+            order = [("original", _original), ("floor", _floor)]
+            for name, method in order if k % 2 == 0 else order[::-1]:
+                jax.clear_caches()
+                t, c = time.perf_counter(), time.process_time()
+                texts = [method(fn, args) for fn, args in loaded]
+                self.seconds[name] += time.perf_counter() - t
+                self.cpu[name] += time.process_time() - c
+                for r, text in zip(rows, texts):
+                    if text != r["stablehlo_ir"]:
+                        raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
+            self.rows_done += len(rows)
+            self.next_chunk = k + 1
+        self.cpu_total += time.process_time() - start
+
+    def result(self) -> dict:
+        return {
+            "programs": self.rows_done,
+            "cpu_seconds": self.cpu_total,
+            "seconds": self.seconds,
+            "method_cpu_seconds": self.cpu,
+            "pairs_per_second": {k: self.rows_done / v for k, v in self.seconds.items()},
+            "peak_rss_mb": _rss_mb(os.getpid(), "VmHWM"),
+        }
 
 
 # ---------------------------------------------------------------- (d)
@@ -262,6 +295,37 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, categories: tup
     }
 
 
+def scaling_order(rounds: int) -> list[str]:
+    """The ``num_proc`` builds in ABBA order (np2 np1 np1 np2 ...): a drift of the machine's
+    speed that is linear in time weighs on both sides of the ratio alike."""
+    order = []
+    for r in range(rounds):
+        order += ["np2", "np1"] if r % 2 == 0 else ["np1", "np2"]
+    return order
+
+
+def pool_rounds(runs: list[dict]) -> dict:
+    """One entry for several builds of the same kind: totals over rounds, rate = rows / seconds."""
+    if len(runs) == 1:
+        return runs[0]
+    rows = sum(r["rows"] for r in runs)
+    seconds = sum(r["build_seconds"] for r in runs)
+    workers = [p for r in runs for p in r["worker_peaks_mb"]]
+    return {
+        "num_proc": runs[0]["num_proc"],
+        "rows": rows,
+        "build_seconds": seconds,
+        "process_seconds": sum(r["process_seconds"] for r in runs),
+        "cpu_seconds": sum(r["cpu_seconds"] for r in runs),
+        "rows_per_shard": runs[0]["rows_per_shard"],
+        "pairs_per_second": rows / seconds,
+        "main_peak_rss_mb": max(r["main_peak_rss_mb"] or 0.0 for r in runs),
+        "worker_peak_rss_mb": max(r["worker_peak_rss_mb"] or 0.0 for r in runs),
+        "worker_peaks_mb": sorted(workers),
+        "rounds": runs,
+    }
+
+
 def _halves(timeline: list[tuple[float, float]]) -> list[float] | None:
     """Largest worker RSS in the first and in the second half of a build (None if too short)."""
     if len(timeline) < 10:
@@ -287,6 +351,9 @@ def summarize(inproc: dict, builders: dict) -> dict:
     if "np1" in builders:
         pps["builder_np1"] = builders["np1"]["pairs_per_second"]
         ratios["np2_over_np1"] = pps["builder_np2"] / pps["builder_np1"]
+        rounds = zip(builders["np2"].get("rounds", []), builders["np1"].get("rounds", []))
+        for i, (np2, np1) in enumerate(rounds, 1):
+            ratios[f"np2_over_np1_round_{i}"] = np2["pairs_per_second"] / np1["pairs_per_second"]
     if "np1" in builders and "np2" in builders:
         # The machine is shared: a build may get fewer cores than it has workers. Pairs per CPU
         # second show the per-core efficiency; "if 2 cores" projects it onto two free cores.
@@ -388,6 +455,12 @@ def main(argv: list[str] | None = None) -> int:
         default=_env_int("BENCH_LARGE_ROWS", 50_000),
         help="train rows of the larger num_proc=2 build for memory flatness (0: skip; 50,000 take about 15 min)",
     )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=_env_int("BENCH_ROUNDS", 2),
+        help="builds of each num_proc at --rows, in ABBA order (np2 np1 np1 np2); rates pool all rounds",
+    )
     p.add_argument("--rows-per-shard", type=int, default=50, help="shard size of the (d) builds (same for both sizes)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
@@ -402,18 +475,30 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()
     started = time.strftime("%Y%m%dT%H%M%S")
-    print(f"(a)(b)(c): {args.programs} programs ...", flush=True)
     categories = tuple(args.categories.split(","))
-    inproc = bench_in_process(args.programs, args.chunk, args.seed, categories)
+    inproc = InProcess(args.programs, args.chunk, args.seed, categories)
+    # Half of (a)(b)(c) before the builds and half after, the num_proc builds in ABBA order:
+    # the machine's speed drifts during a run, and this way the drift weighs on both sides
+    # of every ratio.
+    first_half = (len(inproc.tasks) + 1) // 2 if args.rows else len(inproc.tasks)
+    print(
+        f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[:first_half])} of {args.programs} programs ...", flush=True
+    )
+    inproc.run(first_half)
     builders = {}
     if args.rows:
-        # back to back at the same size, so the scaling ratio sees the same machine load
-        for key, rows, num_proc in (("np2", args.rows, 2), ("np1", args.rows, 1)):
-            print(f"(d): load_dataset train_size={rows} num_proc={num_proc} ...", flush=True)
-            builders[key] = bench_builder(rows, num_proc, args.rows_per_shard, categories)
+        runs: dict[str, list[dict]] = {"np2": [], "np1": []}
+        for key in scaling_order(args.rounds):
+            num_proc = 2 if key == "np2" else 1
+            print(f"(d): load_dataset train_size={args.rows} num_proc={num_proc} ...", flush=True)
+            runs[key].append(bench_builder(args.rows, num_proc, args.rows_per_shard, categories))
+        builders = {key: pool_rounds(r) for key, r in runs.items()}
+        print(f"(a)(b)(c): the other {args.programs - inproc.rows_done} programs ...", flush=True)
+        inproc.run(len(inproc.tasks))
         if args.large_rows:
             print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
             builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard, categories)
+    inproc = inproc.result()
     summary = summarize(inproc, builders)
     table = render_table(inproc, builders, summary)
     print()

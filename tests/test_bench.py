@@ -59,3 +59,38 @@ def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert result["in_process"]["programs"] == 6
     assert set(result["pairs_per_second"]) == {"original", "floor", "pipeline"}
     assert "(c) pipeline, one process" in done.stdout
+
+
+def test_num_proc_builds_run_in_abba_order_so_linear_drift_cancels():
+    assert bench.scaling_order(1) == ["np2", "np1"]
+    assert bench.scaling_order(2) == ["np2", "np1", "np1", "np2"]
+    assert bench.scaling_order(3).count("np1") == bench.scaling_order(3).count("np2") == 3
+
+
+def test_rounds_pool_to_total_rows_over_total_seconds():
+    def run(rows, seconds, peaks):
+        return {
+            **_builder(rows, rows / seconds, seconds * 2, seconds + 1, max(peaks)),
+            "num_proc": 2,
+            "build_seconds": seconds,
+            "rows_per_shard": 50,
+            "main_peak_rss_mb": 250.0,
+            "worker_peaks_mb": peaks,
+        }
+
+    fast, slow = run(3300, 50.0, [270.0, 280.0]), run(3300, 60.0, [290.0, 260.0])
+    pooled = bench.pool_rounds([fast, slow])
+    assert pooled["rows"] == 6600
+    assert pooled["pairs_per_second"] == 6600 / 110.0  # not the mean of the two rates
+    assert pooled["cpu_seconds"] == 220.0
+    assert pooled["worker_peak_rss_mb"] == 290.0
+    assert pooled["worker_peaks_mb"] == [260.0, 270.0, 280.0, 290.0]
+    assert pooled["rounds"] == [fast, slow]
+    assert bench.pool_rounds([fast]) is fast
+
+    np1 = bench.pool_rounds([run(3300, 100.0, [300.0]), run(3300, 110.0, [300.0])])
+    inproc = {"pairs_per_second": {"original": 10.0, "floor": 40.0, "pipeline": 36.0}, "peak_rss_mb": 300.0}
+    ratios = bench.summarize(inproc, {"np2": pooled, "np1": np1})["ratios"]
+    assert ratios["np2_over_np1"] == (6600 / 110.0) / (6600 / 210.0)
+    assert ratios["np2_over_np1_round_1"] == 2.0  # 100 s / 50 s
+    assert ratios["np2_over_np1_round_2"] == 110.0 / 60.0
