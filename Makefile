@@ -30,8 +30,9 @@ test-ray: install  ## the Ray runner's tests (a local Ray; needs the ray extra)
 	$(PY) -m pip install --quiet -e ".[ray]"
 	$(PY) -m pytest -q -m ray tests/test_distributed.py
 
-# Sizes: BENCH_PROGRAMS (in-process methods), BENCH_ROWS and BENCH_LARGE_ROWS (load_dataset builds; 0 skips).
-# The default 50,000-row memory build takes about 15 minutes; BENCH_LARGE_ROWS=3000 for a quick run.
+# Sizes: BENCH_ROWS (train rows of the program set every method runs on; the (d) builds build it),
+# BENCH_ROUNDS (ABBA rounds of num_proc=2/1 builds), BENCH_PROGRAMS (0: (a)(b)(c) on the whole set),
+# BENCH_LARGE_ROWS (the memory build; 0 skips it). The defaults take about 30 minutes.
 bench: install  ## throughput: original method vs JAX floor vs pipeline vs load_dataset; JSON in benchmarks/results/
 	$(PY) benchmarks/bench_throughput.py
 

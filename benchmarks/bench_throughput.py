@@ -13,19 +13,24 @@ ratios are what matter):
      interpreter with a temporary HF cache; also ``num_proc=1`` for the scaling ratio, and a
      larger ``num_proc=2`` build to check that per-worker memory stays flat.
 
-(a), (b) and (c) run on the same programs: the pipeline makes a chunk of rows, then (a) and
-(b) (in alternating order) lower the same sources, and every IR they produce must equal the
-row's ``stablehlo_ir``. JAX caches the traces of the jitted ``jax.numpy`` functions a program
-calls, so whichever method met a chunk first would pay for everyone: ``jax.clear_caches()``
-before each method's pass over a chunk gives all three the same (cold) start. Sources are
-executed outside the (a)/(b) timers; (c) pays for sampling, rendering and ``exec``.
+All four run on the same programs: the program set is the ``balanced`` config's shard plan at
+``--rows`` train rows (and a tenth of that in validation). The (d) builds build exactly it
+(checked: every build's row ids equal those (c) made), and (a), (b), (c) go through it shard by
+shard: the pipeline makes a shard's rows, then (a) and (b) (in alternating order) lower the
+same sources, and every IR they produce must equal the row's ``stablehlo_ir``. Programs differ
+a lot in cost (a 50-row shard's mean cost per row varies by about 13%), so comparing (d) with
+(a) on different samples of programs would measure the samples. JAX caches the traces of the
+jitted ``jax.numpy`` functions a program calls, so whichever method met a shard first would pay
+for everyone: ``jax.clear_caches()`` before each method's pass over a shard gives all three the
+same (cold) start. Sources are executed outside the (a)/(b) timers; (c) pays for sampling,
+rendering and ``exec``.
 
 The machine is shared and its speed drifts during a run, so every ratio compares
-measurements taken around the same times: half of the (a)/(b)/(c) chunks run before the (d)
+measurements taken around the same times: half of the (a)/(b)/(c) shards run before the (d)
 builds and half after, and the ``num_proc`` builds run in ABBA order (np2, np1, np1, np2 for
 two rounds); each method's rate pools its rounds (total rows over total seconds).
 
-Usage: ``python benchmarks/bench_throughput.py [--programs N] [--rows N] [--rounds N] [--large-rows N]``
+Usage: ``python benchmarks/bench_throughput.py [--rows N] [--programs N] [--rounds N] [--large-rows N]``
 (or ``make bench``; env ``BENCH_PROGRAMS``, ``BENCH_ROWS``, ``BENCH_ROUNDS``, ``BENCH_LARGE_ROWS``). Writes
 ``benchmarks/results/throughput-<time>.json`` unless ``--output`` says otherwise.
 """
@@ -33,6 +38,7 @@ Usage: ``python benchmarks/bench_throughput.py [--programs N] [--rows N] [--roun
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
@@ -151,25 +157,51 @@ def _floor(fn, args) -> str:
     return text
 
 
-class InProcess:
-    """(a), (b), (c) on the same programs, chunk by chunk; ``run`` may be called more than once.
+def program_set(rows: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> list:
+    """The shards of the (d) builds (the ``balanced`` config at ``rows`` train rows and a tenth of
+    that in validation): (a), (b) and (c) run on these same programs."""
+    from generator.pipeline import plan_shards
+    from generator.sampler import policy_for
 
-    ``make bench`` runs half the chunks before the ``load_dataset`` builds and half after, so
+    plan = plan_shards(
+        train_size=rows,
+        validation_size=validation_rows(rows),
+        seed=seed,
+        categories=categories,
+        mixture="balanced",
+        rows_per_shard=rows_per_shard,
+        policy=policy_for("medium"),
+    )
+    return [task for tasks in plan.values() for task in tasks]
+
+
+def validation_rows(rows: int) -> int:
+    return max(2, rows // 10)
+
+
+def spread(tasks: list, programs: int) -> list:
+    """Evenly spaced shards of ``tasks`` holding at least ``programs`` rows (all of them if 0)."""
+    if not programs or programs >= sum(t.num_rows for t in tasks):
+        return tasks
+    k = min(len(tasks), -(-programs // tasks[0].num_rows))
+    return [tasks[i * len(tasks) // k] for i in range(k)]
+
+
+class InProcess:
+    """(a), (b), (c) on the same programs, shard by shard; ``run`` may be called more than once.
+
+    ``make bench`` runs half the shards before the ``load_dataset`` builds and half after, so
     a drift of the machine's speed during the run weighs on (a) and on (d) alike.
     """
 
-    def __init__(self, programs: int, chunk: int, seed: int, categories: tuple[str, ...]):
-        from generator.pipeline import plan_shards
-
-        self.chunk, self.seed, self.categories = chunk, seed, categories
-        self.tasks = plan_shards(
-            train_size=programs, validation_size=0, seed=seed, rows_per_shard=chunk, categories=categories
-        )["train"]
+    def __init__(self, tasks: list, warm_up_seed: int, categories: tuple[str, ...]):
+        self.tasks, self.warm_up_seed, self.categories = tasks, warm_up_seed, categories
         self.seconds = {"original": 0.0, "floor": 0.0, "pipeline": 0.0}
         self.cpu = dict.fromkeys(self.seconds, 0.0)
         self.cpu_total = 0.0
         self.rows_done = 0
         self.next_chunk = 0
+        self.ids: list[str] = []
         self.warm = False
 
     def _warm_up(self) -> None:
@@ -177,16 +209,16 @@ class InProcess:
         from generator.extract import load_source
         from generator.pipeline import ShardStats, _generate_in_process, plan_shards
 
-        n = min(len(self.tasks) * self.chunk, 2 * self.chunk)
+        n = min(sum(t.num_rows for t in self.tasks), 50)
         for task in plan_shards(
-            train_size=n, validation_size=0, seed=self.seed + 1, rows_per_shard=self.chunk, categories=self.categories
+            train_size=n, validation_size=0, seed=self.warm_up_seed, rows_per_shard=25, categories=self.categories
         )["train"]:
             for row in _generate_in_process(task, ShardStats()):
                 _original(*load_source(row["python_source"], row["function_name"]))
         self.warm = True
 
     def run(self, chunks: int) -> None:
-        """Measure the next ``chunks`` chunks."""
+        """Measure the next ``chunks`` shards."""
         import jax
 
         from generator.extract import load_source
@@ -213,12 +245,14 @@ class InProcess:
                     if text != r["stablehlo_ir"]:
                         raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
             self.rows_done += len(rows)
+            self.ids += [r["id"] for r in rows]
             self.next_chunk = k + 1
         self.cpu_total += time.process_time() - start
 
     def result(self) -> dict:
         return {
             "programs": self.rows_done,
+            "shards": self.next_chunk,
             "cpu_seconds": self.cpu_total,
             "seconds": self.seconds,
             "method_cpu_seconds": self.cpu,
@@ -230,11 +264,23 @@ class InProcess:
 # ---------------------------------------------------------------- (d)
 
 
-def _builder_child(rows: int, num_proc: int, rows_per_shard: int, categories: tuple[str, ...]) -> None:
+def ids_digest(ids: list[str]) -> str:
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+def check_same_programs(ids: list[str], runs: dict[str, list[dict]]) -> None:
+    """Raise unless every build made exactly the rows ``ids`` (those (c) made), in order."""
+    expected = ids_digest(ids)
+    for key, builds in runs.items():
+        if any(b["ids_sha256"] != expected for b in builds):
+            raise AssertionError(f"{key}: the build's rows are not the programs (a)(b)(c) ran on")
+
+
+def _builder_child(rows: int, num_proc: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> None:
     """Runs in a fresh interpreter: one ``load_dataset`` build; prints a JSON line."""
     from datasets import load_dataset
 
-    validation = max(2, rows // 10)
+    validation = validation_rows(rows)
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
         ds = load_dataset(
@@ -245,14 +291,16 @@ def _builder_child(rows: int, num_proc: int, rows_per_shard: int, categories: tu
             train_size=rows,
             validation_size=validation,
             rows_per_shard=rows_per_shard,
+            seed=seed,
             categories=categories,
             num_proc=num_proc if num_proc > 1 else None,
         )
-        n = ds["train"].num_rows + ds["validation"].num_rows
-    print(json.dumps({"rows": n, "seconds": time.perf_counter() - t}))
+        seconds = time.perf_counter() - t
+        ids = ds["train"]["id"] + ds["validation"]["id"]
+    print(json.dumps({"rows": len(ids), "seconds": seconds, "ids_sha256": ids_digest(ids)}))
 
 
-def bench_builder(rows: int, num_proc: int, rows_per_shard: int, categories: tuple[str, ...]) -> dict:
+def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> dict:
     """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process.
 
     Also the CPU seconds of the whole process tree: on a shared machine, ``cpu_seconds /
@@ -266,7 +314,7 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, categories: tup
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         }
         cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
-        cmd += [str(rows_per_shard), ",".join(categories)]
+        cmd += [str(rows_per_shard), str(seed), ",".join(categories)]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -281,6 +329,7 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, categories: tup
     return {
         "num_proc": num_proc,
         "rows": result["rows"],
+        "ids_sha256": result["ids_sha256"],
         "build_seconds": result["seconds"],
         "process_seconds": wall,
         "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
@@ -441,13 +490,20 @@ def _env_int(name: str, default: int) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["--builder-child"]:
-        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]), tuple(argv[4].split(",")))
+        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), tuple(argv[5].split(",")))
         return 0
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--programs", type=int, default=_env_int("BENCH_PROGRAMS", 200), help="programs for (a), (b), (c)")
-    p.add_argument("--chunk", type=int, default=25, help="programs per side-by-side chunk")
     p.add_argument(
-        "--rows", type=int, default=_env_int("BENCH_ROWS", 3000), help="train rows of the (d) builds (0: skip)"
+        "--rows",
+        type=int,
+        default=_env_int("BENCH_ROWS", 3000),
+        help="train rows of the program set (validation: a tenth): the (d) builds build it, (a)(b)(c) run on it",
+    )
+    p.add_argument(
+        "--programs",
+        type=int,
+        default=_env_int("BENCH_PROGRAMS", 0),
+        help="run (a)(b)(c) on evenly spaced shards of the set holding this many programs (0: all of them)",
     )
     p.add_argument(
         "--large-rows",
@@ -459,9 +515,11 @@ def main(argv: list[str] | None = None) -> int:
         "--rounds",
         type=int,
         default=_env_int("BENCH_ROUNDS", 2),
-        help="builds of each num_proc at --rows, in ABBA order (np2 np1 np1 np2); rates pool all rounds",
+        help="builds of each num_proc at --rows, in ABBA order (np2 np1 np1 np2; 0: none); rates pool rounds",
     )
-    p.add_argument("--rows-per-shard", type=int, default=50, help="shard size of the (d) builds (same for both sizes)")
+    p.add_argument(
+        "--rows-per-shard", type=int, default=50, help="rows per shard of every build; (a)(b)(c) go shard by shard"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--categories",
@@ -476,28 +534,31 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     started = time.strftime("%Y%m%dT%H%M%S")
     categories = tuple(args.categories.split(","))
-    inproc = InProcess(args.programs, args.chunk, args.seed, categories)
+    program_set_shards = program_set(args.rows, args.rows_per_shard, args.seed, categories)
+    inproc = InProcess(spread(program_set_shards, args.programs), args.seed + 1, categories)
     # Half of (a)(b)(c) before the builds and half after, the num_proc builds in ABBA order:
     # the machine's speed drifts during a run, and this way the drift weighs on both sides
     # of every ratio.
-    first_half = (len(inproc.tasks) + 1) // 2 if args.rows else len(inproc.tasks)
-    print(
-        f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[:first_half])} of {args.programs} programs ...", flush=True
-    )
-    inproc.run(first_half)
+    halves = ((len(inproc.tasks) + 1) // 2, len(inproc.tasks)) if args.rounds else (len(inproc.tasks),)
+    total = sum(t.num_rows for t in inproc.tasks)
+    print(f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[: halves[0]])} of {total} programs ...", flush=True)
+    inproc.run(halves[0])
     builders = {}
-    if args.rows:
+    if args.rounds:
         runs: dict[str, list[dict]] = {"np2": [], "np1": []}
         for key in scaling_order(args.rounds):
             num_proc = 2 if key == "np2" else 1
             print(f"(d): load_dataset train_size={args.rows} num_proc={num_proc} ...", flush=True)
-            runs[key].append(bench_builder(args.rows, num_proc, args.rows_per_shard, categories))
+            runs[key].append(bench_builder(args.rows, num_proc, args.rows_per_shard, args.seed, categories))
         builders = {key: pool_rounds(r) for key, r in runs.items()}
-        print(f"(a)(b)(c): the other {args.programs - inproc.rows_done} programs ...", flush=True)
-        inproc.run(len(inproc.tasks))
-        if args.large_rows:
-            print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
-            builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard, categories)
+        print(f"(a)(b)(c): the other {total - inproc.rows_done} programs ...", flush=True)
+        inproc.run(halves[1])
+        # the same programs: every build made exactly the rows (c) made, in the same order
+        if inproc.next_chunk == len(program_set_shards):
+            check_same_programs(inproc.ids, runs)
+    if args.large_rows:
+        print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
+        builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard, args.seed, categories)
     inproc = inproc.result()
     summary = summarize(inproc, builders)
     table = render_table(inproc, builders, summary)

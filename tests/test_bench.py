@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -51,12 +53,13 @@ def test_halves_tell_a_plateau_from_growth():
 
 def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     out = tmp_path / "result.json"
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_throughput.py"), "--programs", "6", "--chunk", "3"]
-    cmd += ["--rows", "0", "--output", str(out), "--categories", "arithmetic,matrix"]
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_throughput.py"), "--rows", "4", "--rows-per-shard", "2"]
+    cmd += ["--rounds", "0", "--large-rows", "0", "--output", str(out), "--categories", "arithmetic,matrix"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(out.read_text())
-    assert result["in_process"]["programs"] == 6
+    assert result["in_process"]["programs"] == 6  # 4 train + 2 validation rows, 3 shards
+    assert result["in_process"]["shards"] == 3
     assert set(result["pairs_per_second"]) == {"original", "floor", "pipeline"}
     assert "(c) pipeline, one process" in done.stdout
 
@@ -94,3 +97,22 @@ def test_rounds_pool_to_total_rows_over_total_seconds():
     assert ratios["np2_over_np1"] == (6600 / 110.0) / (6600 / 210.0)
     assert ratios["np2_over_np1_round_1"] == 2.0  # 100 s / 50 s
     assert ratios["np2_over_np1_round_2"] == 110.0 / 60.0
+
+
+def test_builds_must_be_the_programs_the_in_process_methods_ran_on():
+    ids = ["a", "b", "c"]
+    same = {"ids_sha256": bench.ids_digest(ids)}
+    bench.check_same_programs(ids, {"np2": [same, same], "np1": [same]})
+    reordered = {"ids_sha256": bench.ids_digest(["b", "a", "c"])}
+    with pytest.raises(AssertionError, match="np1: the build's rows are not the programs"):
+        bench.check_same_programs(ids, {"np2": [same], "np1": [same, reordered]})
+
+
+def test_spread_picks_evenly_spaced_shards():
+    from generator.pipeline import plan_shards
+
+    tasks = plan_shards(train_size=100, validation_size=0, seed=0, rows_per_shard=10)["train"]
+    assert bench.spread(tasks, 0) == tasks
+    assert bench.spread(tasks, 1000) == tasks
+    picked = bench.spread(tasks, 30)
+    assert [t.shard_index for t in picked] == [0, 3, 6]
