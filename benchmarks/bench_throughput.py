@@ -200,7 +200,7 @@ class InProcess:
         self.cpu = dict.fromkeys(self.seconds, 0.0)
         self.cpu_total = 0.0
         self.rows_done = 0
-        self.next_chunk = 0
+        self.next_shard = 0
         self.ids: list[str] = []
         self.warm = False
 
@@ -217,8 +217,8 @@ class InProcess:
                 _original(*load_source(row["python_source"], row["function_name"]))
         self.warm = True
 
-    def run(self, chunks: int) -> None:
-        """Measure the next ``chunks`` shards."""
+    def run(self, shards: int) -> None:
+        """Measure the next ``shards`` shards."""
         import jax
 
         from generator.extract import load_source
@@ -227,7 +227,7 @@ class InProcess:
         if not self.warm:
             self._warm_up()
         start = time.process_time()
-        for k in range(self.next_chunk, min(self.next_chunk + chunks, len(self.tasks))):
+        for k in range(self.next_shard, min(self.next_shard + shards, len(self.tasks))):
             jax.clear_caches()
             t, c = time.perf_counter(), time.process_time()
             rows = list(_generate_in_process(self.tasks[k], ShardStats()))
@@ -246,13 +246,13 @@ class InProcess:
                         raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
             self.rows_done += len(rows)
             self.ids += [r["id"] for r in rows]
-            self.next_chunk = k + 1
+            self.next_shard = k + 1
         self.cpu_total += time.process_time() - start
 
     def result(self) -> dict:
         return {
             "programs": self.rows_done,
-            "shards": self.next_chunk,
+            "shards": self.next_shard,
             "cpu_seconds": self.cpu_total,
             "seconds": self.seconds,
             "method_cpu_seconds": self.cpu,
@@ -414,13 +414,13 @@ def summarize(inproc: dict, builders: dict) -> dict:
         ratios["np2_over_np1_if_2_cores"] = 2 * per_core["np2"] / per_core["np1"]
         # (a) as measured (its compiles already use more than one core) against (d) on 2 free cores
         ratios["np2_over_original_if_2_cores"] = 2 * per_core["np2"] / pps["original"]
-    if "np2_large" in builders:
+    if "np2_large" in builders and "np2" in builders:
         ratios["worker_rss_large_over_small"] = (
             builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]
         )
-        halves = builders["np2_large"].get("worker_rss_halves_mb")
-        if halves:
-            ratios["large_build_rss_second_half_over_first"] = halves[1] / halves[0]
+    halves = builders.get("np2_large", {}).get("worker_rss_halves_mb")
+    if halves:
+        ratios["large_build_rss_second_half_over_first"] = halves[1] / halves[0]
     # (a) keeps XLA executables alive in the benchmark's own process, so only builder workers
     # (or, without builds, the whole in-process run) count as "a worker".
     peak = max([b["worker_peak_rss_mb"] for b in builders.values()] or [inproc["peak_rss_mb"]])
@@ -554,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(a)(b)(c): the other {total - inproc.rows_done} programs ...", flush=True)
         inproc.run(halves[1])
         # the same programs: every build made exactly the rows (c) made, in the same order
-        if inproc.next_chunk == len(program_set_shards):
+        if inproc.next_shard == len(program_set_shards):
             check_same_programs(inproc.ids, runs)
     if args.large_rows:
         print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)

@@ -116,3 +116,12 @@ def test_spread_picks_evenly_spaced_shards():
     assert bench.spread(tasks, 1000) == tasks
     picked = bench.spread(tasks, 30)
     assert [t.shard_index for t in picked] == [0, 3, 6]
+
+
+def test_a_memory_build_alone_is_summarized_without_the_scaling_builds():
+    inproc = {"pairs_per_second": {"original": 10.0, "floor": 40.0, "pipeline": 36.0}, "peak_rss_mb": 300.0}
+    large = {**_builder(55000, 66.0, 1600.0, 830.0, 390.0), "worker_rss_halves_mb": [300.0, 315.0]}
+    summary = bench.summarize(inproc, {"np2_large": large})
+    assert summary["ratios"]["large_build_rss_second_half_over_first"] == 1.05
+    assert "np2_over_np1" not in summary["ratios"]
+    assert summary["checks"]["peak RSS per worker <= 600 MB"] is True
