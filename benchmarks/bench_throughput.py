@@ -199,7 +199,6 @@ class InProcess:
         self.seconds = {"original": 0.0, "floor": 0.0, "pipeline": 0.0}
         self.cpu = dict.fromkeys(self.seconds, 0.0)
         self.cpu_total = 0.0
-        self.rows_done = 0
         self.next_shard = 0
         self.ids: list[str] = []
         self.warm = False
@@ -217,8 +216,8 @@ class InProcess:
                 _original(*load_source(row["python_source"], row["function_name"]))
         self.warm = True
 
-    def run(self, shards: int) -> None:
-        """Measure the next ``shards`` shards."""
+    def run_until(self, end: int) -> None:
+        """Measure the shards not measured yet before index ``end``."""
         import jax
 
         from generator.extract import load_source
@@ -227,7 +226,7 @@ class InProcess:
         if not self.warm:
             self._warm_up()
         start = time.process_time()
-        for k in range(self.next_shard, min(self.next_shard + shards, len(self.tasks))):
+        for k in range(self.next_shard, min(end, len(self.tasks))):
             jax.clear_caches()
             t, c = time.perf_counter(), time.process_time()
             rows = list(_generate_in_process(self.tasks[k], ShardStats()))
@@ -244,19 +243,18 @@ class InProcess:
                 for r, text in zip(rows, texts):
                     if text != r["stablehlo_ir"]:
                         raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
-            self.rows_done += len(rows)
             self.ids += [r["id"] for r in rows]
             self.next_shard = k + 1
         self.cpu_total += time.process_time() - start
 
     def result(self) -> dict:
         return {
-            "programs": self.rows_done,
+            "programs": len(self.ids),
             "shards": self.next_shard,
             "cpu_seconds": self.cpu_total,
             "seconds": self.seconds,
             "method_cpu_seconds": self.cpu,
-            "pairs_per_second": {k: self.rows_done / v for k, v in self.seconds.items()},
+            "pairs_per_second": {k: len(self.ids) / v for k, v in self.seconds.items()},
             "peak_rss_mb": _rss_mb(os.getpid(), "VmHWM"),
         }
 
@@ -539,10 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     # Half of (a)(b)(c) before the builds and half after, the num_proc builds in ABBA order:
     # the machine's speed drifts during a run, and this way the drift weighs on both sides
     # of every ratio.
-    halves = ((len(inproc.tasks) + 1) // 2, len(inproc.tasks)) if args.rounds else (len(inproc.tasks),)
+    middle = (len(inproc.tasks) + 1) // 2 if args.rounds else len(inproc.tasks)
     total = sum(t.num_rows for t in inproc.tasks)
-    print(f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[: halves[0]])} of {total} programs ...", flush=True)
-    inproc.run(halves[0])
+    print(f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[:middle])} of {total} programs ...", flush=True)
+    inproc.run_until(middle)
     builders = {}
     if args.rounds:
         runs: dict[str, list[dict]] = {"np2": [], "np1": []}
@@ -551,8 +549,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"(d): load_dataset train_size={args.rows} num_proc={num_proc} ...", flush=True)
             runs[key].append(bench_builder(args.rows, num_proc, args.rows_per_shard, args.seed, categories))
         builders = {key: pool_rounds(r) for key, r in runs.items()}
-        print(f"(a)(b)(c): the other {total - inproc.rows_done} programs ...", flush=True)
-        inproc.run(halves[1])
+        print(f"(a)(b)(c): the other {total - len(inproc.ids)} programs ...", flush=True)
+        inproc.run_until(len(inproc.tasks))
         # the same programs: every build made exactly the rows (c) made, in the same order
         if inproc.next_shard == len(program_set_shards):
             check_same_programs(inproc.ids, runs)
