@@ -7,7 +7,7 @@ ratios are what matter):
      ``as_text()`` (the design this project replaced);
   b. floor: ``jit(fn).lower(*args)``, ``as_text()``, ``lowered.cost_analysis()``: the least
      JAX work that yields what a row holds;
-  c. pipeline: ``generator.pipeline`` in this process (sample, render, exec, lower, cost
+  c. pipeline: ``generator.runtime.shards.generate_in_process`` in this process (sample, render, exec, lower, cost
      analysis, dedup, row building);
   d. builder: ``load_dataset(jax_stablehlo_pairs.py, num_proc=2)`` end to end, in a fresh
      interpreter with a temporary HF cache; also ``num_proc=1`` for the scaling ratio, and a
@@ -160,8 +160,8 @@ def _floor(fn, args) -> str:
 def program_set(rows: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> list:
     """The shards of the (d) builds (the ``balanced`` config at ``rows`` train rows and a tenth of
     that in validation): (a), (b) and (c) run on these same programs."""
-    from generator.pipeline import plan_shards
-    from generator.sampler import policy_for
+    from generator.core.plan import plan_shards
+    from generator.core.policy import policy_for
 
     plan = plan_shards(
         train_size=rows,
@@ -205,14 +205,16 @@ class InProcess:
 
     def _warm_up(self) -> None:
         """Imports, JAX's backend and first-use costs, on programs that are not measured."""
-        from generator.extract import load_source
-        from generator.pipeline import ShardStats, _generate_in_process, plan_shards
+        from generator.core.lowering import load_source
+        from generator.core.plan import plan_shards
+        from generator.core.rows import ShardStats
+        from generator.runtime.shards import generate_in_process
 
         n = min(sum(t.num_rows for t in self.tasks), 50)
         for task in plan_shards(
             train_size=n, validation_size=0, seed=self.warm_up_seed, rows_per_shard=25, categories=self.categories
         )["train"]:
-            for row in _generate_in_process(task, ShardStats()):
+            for row in generate_in_process(task, ShardStats()):
                 _original(*load_source(row["python_source"], row["function_name"]))
         self.warm = True
 
@@ -220,8 +222,9 @@ class InProcess:
         """Measure the shards not measured yet before index ``end``."""
         import jax
 
-        from generator.extract import load_source
-        from generator.pipeline import ShardStats, _generate_in_process
+        from generator.core.lowering import load_source
+        from generator.core.rows import ShardStats
+        from generator.runtime.shards import generate_in_process
 
         if not self.warm:
             self._warm_up()
@@ -229,7 +232,7 @@ class InProcess:
         for k in range(self.next_shard, min(end, len(self.tasks))):
             jax.clear_caches()
             t, c = time.perf_counter(), time.process_time()
-            rows = list(_generate_in_process(self.tasks[k], ShardStats()))
+            rows = list(generate_in_process(self.tasks[k], ShardStats()))
             self.seconds["pipeline"] += time.perf_counter() - t
             self.cpu["pipeline"] += time.process_time() - c
             loaded = [load_source(r["python_source"], r["function_name"]) for r in rows]

@@ -1,47 +1,45 @@
 """jax-stablehlo-pairs generator: synthesize JAX programs and pair them with their StableHLO.
 
-Stages, each its own module: ``ops`` (the op table), ``sampler`` (typed programs),
-``render`` (Python text), ``extract`` (the only module that lowers with JAX) and
-``pipeline`` (shards -> rows). ``extract_ir``, ``extract_with_grad`` and
-``SynthesisPipeline`` are loaded on first use so that importing the package (as the
-dataset builder does in the parent process) does not import JAX.
+The package has three floors, imports flowing down only:
+
+- ``core`` decides rows: op tables, sampler, renderer, lowering, the shard plan and rows;
+- ``runtime`` runs processes: shards in this process or a shard server, the device server;
+- ``tools`` validate, publish and drive it: validation, Hub, statistics, Ray, API, CLI.
+
+The public names below are loaded on first use, so ``import generator`` (as the dataset
+builder does in the parent process) imports neither JAX nor ``datasets``.
 """
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
+import importlib
 
-__version__ = "1.1.0"
+from .runtime import forksafe as _forksafe  # noqa: F401  (registers the fork hooks before any fork)
+from .version import __version__
 
-from . import _forksafe  # noqa: E402,F401  (registers the fork hooks before any fork)
-from .ops import CATEGORIES  # noqa: E402
-
-_LAZY = {
-    "extract_ir": "extract",
-    "extract_with_grad": "extract",
-    "lower_source": "extract",
-    "IRPair": "extract",
-    "GradPair": "extract",
-    "SynthesisPipeline": "api",
+_PUBLIC = {
+    "CATEGORIES": "core.ops",
+    "extract_ir": "core.lowering",
+    "extract_with_grad": "core.lowering",
+    "lower_source": "core.lowering",
+    "IRPair": "core.lowering",
+    "GradPair": "core.lowering",
+    "reproduce_ir": "runtime.shards",
+    "SynthesisPipeline": "tools.api",
 }
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f".{_PUBLIC[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def code_fingerprint() -> str:
-    """Hash of the generator's source files: part of the builder's cache key."""
-    h = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.rglob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    """Hash of the code that decides rows: part of the builder's cache key (see ``core.fingerprint``)."""
+    from .core import fingerprint
+
+    return fingerprint()
 
 
 __all__ = [
@@ -53,5 +51,6 @@ __all__ = [
     "extract_ir",
     "extract_with_grad",
     "lower_source",
+    "reproduce_ir",
     "__version__",
 ]

@@ -1,4 +1,4 @@
-"""The two ways generation can fail: an expected rejection, or a bug."""
+"""The ways generation can fail: an expected rejection (resampled), or a bug (stops the build)."""
 
 
 class Reject(Exception):
@@ -6,6 +6,13 @@ class Reject(Exception):
 
     Rejections are part of normal sampling (no compatible operand, a shape too large, a
     program that does not lower) and are counted in statistics, never emitted as rows.
+    """
+
+
+class OtherShard(Reject):
+    """A sampled program belongs to another shard's part of program space (``sampler.Partition``).
+
+    Counted apart from other rejections: it measures the partition's cost, not the sampler's.
     """
 
 

@@ -6,8 +6,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from generator.extract import stablehlo_ops
-from generator.pipeline import generate_shard, plan_shards
+from generator.core.irtext import stablehlo_ops
+from generator.core.plan import plan_shards
+from generator.runtime.shards import generate_shard
 
 
 def make_rows(train: int = 7, validation: int = 3, seed: int = 0) -> dict[str, list[dict]]:
@@ -39,7 +40,7 @@ def write_jsonl(rows_by_split: dict[str, list[dict]], folder: Path) -> Path:
 def write_parquet(rows: list[dict], path: Path) -> Path:
     import datasets
 
-    from generator.schema import FEATURES
+    from generator.core.schema import FEATURES
 
     path.parent.mkdir(parents=True, exist_ok=True)
     datasets.Dataset.from_list(rows, features=FEATURES).to_parquet(str(path))

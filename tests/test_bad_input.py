@@ -66,9 +66,9 @@ def test_bad_generate_arguments_write_nothing(tmp_path, capsys):
 
 
 def test_generate_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
-    import generator.pipeline as pipeline
+    import generator.core.rows as rows
 
-    real, calls = pipeline.sample_program, []
+    real, calls = rows.sample_program, []
 
     def fails_on_third(*args, **kwargs):
         calls.append(1)
@@ -76,7 +76,7 @@ def test_generate_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
             raise OSError("disk on fire")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "sample_program", fails_on_third)
+    monkeypatch.setattr(rows, "sample_program", fails_on_third)
     with pytest.raises(RuntimeError, match=r"shard train/0 \(seed 0"):
         cli.main(["generate", "--count", "5", "--output-dir", str(tmp_path / "out"), "--format", "parquet"])
     assert _listing(tmp_path / "out") == []

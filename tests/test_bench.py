@@ -109,7 +109,7 @@ def test_builds_must_be_the_programs_the_in_process_methods_ran_on():
 
 
 def test_spread_picks_evenly_spaced_shards():
-    from generator.pipeline import plan_shards
+    from generator.core.plan import plan_shards
 
     tasks = plan_shards(train_size=100, validation_size=0, seed=0, rows_per_shard=10)["train"]
     assert bench.spread(tasks, 0) == tasks

@@ -7,7 +7,7 @@ import textwrap
 import datasets
 import pytest
 
-from generator.ops import CATEGORIES
+from generator.core.ops import CATEGORIES
 
 from .conftest import ROOT, SCRIPT
 
@@ -47,15 +47,15 @@ def test_seed_changes_rows(cache_dir):
 
 def test_changed_generator_never_serves_stale_cache(cache_dir, monkeypatch):
     import generator
-    import generator.pipeline as pipeline
+    import generator.core.rows as rows
 
     first = load(cache_dir=cache_dir)
-    real_build_row = pipeline.build_row
+    real_build_row = rows.build_row
 
     def changed_build_row(*args):
         return real_build_row(*args) | {"generator_version": "changed"}
 
-    monkeypatch.setattr(pipeline, "build_row", changed_build_row)
+    monkeypatch.setattr(rows, "build_row", changed_build_row)
     monkeypatch.setattr(generator, "code_fingerprint", lambda: "a-changed-generator")
     second = load(cache_dir=cache_dir)
     assert set(second["train"]["generator_version"]) == {"changed"}
@@ -93,14 +93,14 @@ def _build_with_num_proc_2(tmp_path, before: str) -> tuple[str, bool]:
     """Run ``before``, then a num_proc=2 build, in a fresh interpreter.
 
     Returns the rows it printed and whether any worker streamed its shards from a shard
-    server (``_forksafe._start_worker`` is wrapped to leave a marker file; forked workers
+    server (``forksafe._start_worker`` is wrapped to leave a marker file; forked workers
     inherit the wrapper).
     """
     marker = tmp_path / "shard-server-started"
     program = textwrap.dedent(
         f"""
         import pathlib, jax, jax.numpy as jnp, datasets
-        import generator._forksafe as fs
+        import generator.runtime.forksafe as fs
         _start = fs._start_worker
         def _marked():
             pathlib.Path({str(marker)!r}).touch()
@@ -138,7 +138,7 @@ def test_jax_counts_as_started_once_it_has_a_backend():
     program = textwrap.dedent(
         """
         import jax, jax.numpy as jnp
-        from generator._forksafe import jax_started
+        from generator.runtime.forksafe import jax_started
         print(jax_started())
         jax.make_jaxpr(jnp.sin)(1.0)
         print(jax_started())

@@ -11,7 +11,8 @@ import textwrap
 
 import pytest
 
-from generator.pipeline import generate_shard, plan_shards
+from generator.core.plan import plan_shards
+from generator.runtime.shards import generate_shard
 from tests.conftest import ROOT, SCRIPT
 
 SIZES = dict(train_size=6, validation_size=3, rows_per_shard=3, seed=3)
@@ -19,7 +20,8 @@ SIZES = dict(train_size=6, validation_size=3, rows_per_shard=3, seed=3)
 SHARDS = textwrap.dedent(
     """
     import hashlib, json, sys
-    from generator.pipeline import generate_shard, plan_shards
+    from generator.runtime.shards import generate_shard
+    from generator.core.plan import plan_shards
     plan = plan_shards(**json.loads(sys.argv[1]))
     rows = {s: [r for t in tasks for r in generate_shard(t)] for s, tasks in plan.items()}
     print(hashlib.sha256(json.dumps(rows, sort_keys=True).encode()).hexdigest())

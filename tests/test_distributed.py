@@ -14,9 +14,9 @@ import pytest
 ray = pytest.importorskip("ray")
 pq = pytest.importorskip("pyarrow.parquet")
 
-from generator.distributed import builder_config, generate_with_ray, shard_table  # noqa: E402
-from generator.pipeline import generate_shard  # noqa: E402
-from generator.schema import FEATURES  # noqa: E402
+from generator.core.schema import FEATURES  # noqa: E402
+from generator.runtime.shards import generate_shard  # noqa: E402
+from generator.tools.distributed import builder_config, generate_with_ray, shard_table  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

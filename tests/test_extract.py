@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from generator import SynthesisPipeline, extract_ir, extract_with_grad
-from generator.extract import stablehlo_ops
-from generator.ops import CATEGORIES
+from generator.core.irtext import stablehlo_ops
+from generator.core.ops import CATEGORIES
 
 
 def test_extract_ir_on_library_functions():

@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 
-import generator.extract
-import generator.pipeline as pipeline
-from generator.pipeline import ShardStats, generate_shard, plan_shards
+import generator.core.lowering
+import generator.core.rows
+from generator.core.plan import plan_shards
+from generator.core.rows import ShardStats
+from generator.runtime.shards import generate_shard
 from tests.conftest import SCRIPT
 
 ROOT = Path(SCRIPT).parent
@@ -30,7 +32,7 @@ def _completed_builds(cache: Path) -> list[Path]:
 
 
 def test_lowering_that_hangs_is_cut_off_and_counted(monkeypatch):
-    real = generator.extract.lower_source
+    real = generator.core.lowering.lower_source
     calls = []
 
     def sometimes_hangs(source, name, **kwargs):
@@ -39,8 +41,8 @@ def test_lowering_that_hangs_is_cut_off_and_counted(monkeypatch):
             time.sleep(120)  # stands in for a lowering that never returns
         return real(source, name, **kwargs)
 
-    monkeypatch.setattr(generator.extract, "lower_source", sometimes_hangs)
-    monkeypatch.setattr(pipeline, "LOWERING_TIME_LIMIT_S", 0.5)
+    monkeypatch.setattr(generator.core.lowering, "lower_source", sometimes_hangs)
+    monkeypatch.setattr(generator.core.rows, "LOWERING_TIME_LIMIT_S", 0.5)
     signal.setitimer(signal.ITIMER_REAL, 300)  # someone else's timer (as pytest-timeout sets)
     try:
         (task,) = plan_shards(train_size=3, validation_size=0, seed=1)["train"]
@@ -57,7 +59,7 @@ def test_lowering_that_hangs_is_cut_off_and_counted(monkeypatch):
 
 
 def test_lowering_that_explodes_is_counted_and_resampled(monkeypatch):
-    real = generator.extract.lower_source
+    real = generator.core.lowering.lower_source
     calls = []
 
     def explodes_once(source, name, **kwargs):
@@ -66,7 +68,7 @@ def test_lowering_that_explodes_is_counted_and_resampled(monkeypatch):
             raise MemoryError("module too large")
         return real(source, name, **kwargs)
 
-    monkeypatch.setattr(generator.extract, "lower_source", explodes_once)
+    monkeypatch.setattr(generator.core.lowering, "lower_source", explodes_once)
     (task,) = plan_shards(train_size=2, validation_size=0, seed=1)["train"]
     stats = ShardStats()
     assert len(list(generate_shard(task, stats))) == 2
@@ -77,7 +79,7 @@ def test_shard_that_raises_fails_the_build_naming_shard_and_seed(builder_module,
     def broken(*args, **kwargs):
         raise ValueError("sampler bug")
 
-    monkeypatch.setattr(pipeline, "sample_program", broken)
+    monkeypatch.setattr(generator.core.rows, "sample_program", broken)
     builder = builder_module.JaxStablehloPairs(
         config_name="balanced", cache_dir=str(tmp_path), train_size=4, validation_size=2, seed=5
     )
@@ -95,9 +97,9 @@ KILLED_BUILD = textwrap.dedent(
     """
     import os, sys, time
     from pathlib import Path
-    import generator.pipeline as pipeline
+    import generator.runtime.shards as shards
 
-    real, marker = pipeline._generate_in_process, Path(sys.argv[2])
+    real, marker = shards.generate_in_process, Path(sys.argv[2])
 
     def slow(task, stats):  # the second shard crawls, so the kill lands mid-build
         for row in real(task, stats):
@@ -107,7 +109,7 @@ KILLED_BUILD = textwrap.dedent(
                 marker.touch()
                 time.sleep(0.5)
 
-    pipeline._generate_in_process = slow
+    shards.generate_in_process = slow
     import datasets
     datasets.load_dataset(sys.argv[3], "balanced", cache_dir=sys.argv[1], trust_remote_code=True,
                           train_size=12, validation_size=4, rows_per_shard=4, seed=2, num_proc=eval(sys.argv[4]))
@@ -137,7 +139,7 @@ def test_a_forked_worker_dies_with_its_parent():
     program = textwrap.dedent(
         """
         import os, signal, time
-        import generator._forksafe as fs
+        import generator.runtime.forksafe as fs
         pid = os.fork()
         if pid == 0:
             fs.die_with_parent_if_forked()

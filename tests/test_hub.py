@@ -21,9 +21,9 @@ from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub import constants as hf_constants
 
 from generator import cli, hub
-from generator.io import read_rows
-from generator.schema import COLUMNS
-from generator.stats import summarize
+from generator.core.schema import COLUMNS
+from generator.tools.io import read_rows
+from generator.tools.stats import summarize
 
 from .conftest import ROOT
 

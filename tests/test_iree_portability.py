@@ -10,10 +10,10 @@ import re
 import pytest
 
 from generator import cli
+from generator.core.render import render_source, render_statement
+from generator.core.sampler import sample_program
 from generator.errors import Reject
-from generator.execute import IREE_UNPORTABLE, _check_iree, iree_unportable
-from generator.render import render_source, render_statement
-from generator.sampler import sample_program
+from generator.tools.validate.execute import IREE_UNPORTABLE, _check_iree, iree_unportable
 from tests import rowkit
 
 
@@ -201,7 +201,7 @@ CRASHING_IR = """module @jit_f attributes {mhlo.num_partitions = 1 : i32, mhlo.n
 def _classify(ir: str):
     import iree.compiler
 
-    from generator.execute import _iree_compile, iree_compile_failure
+    from generator.tools.validate.execute import _iree_compile, iree_compile_failure
 
     try:
         _iree_compile(ir)
@@ -248,7 +248,7 @@ def test_iree_compiler_crash_is_a_skip_with_its_fatal_message():
 def test_ill_conditioned_low_precision_output_is_judged_against_float32():
     import numpy as np
 
-    from generator.execute import within_rounding_noise
+    from generator.tools.validate.execute import within_rounding_noise
 
     reference = np.array([0.0, 1.0, -1.0, 0.5])
     xla = reference + np.array([0.3, 0.0, 0.0, 0.0])  # XLA's own bf16 result is 0.3 off

@@ -4,19 +4,20 @@ import random
 
 import pytest
 
-from generator.devices import lower_on_host_devices
+from generator.core.lowering import lower_source
+from generator.core.ops import CATEGORIES, OPS, SYMBOLIC_DIMS, ops_for
+from generator.core.policy import DEFAULT_POLICY
+from generator.core.program import Program
+from generator.core.render import render_source
+from generator.core.sampler import ProgramBuilder
 from generator.errors import Reject
-from generator.extract import lower_source
-from generator.ops import CATEGORIES, OPS, SYMBOLIC_DIMS, ops_for
-from generator.program import Program
-from generator.render import render_source
-from generator.sampler import DEFAULT_POLICY, _ProgramBuilder
+from generator.runtime.device_server import lower_on_host_devices
 
 
 def _single_op_program(op, seed):
     """A program whose only statement is ``op`` (rejections resampled with the next seed)."""
     for attempt in range(200):
-        b = _ProgramBuilder(random.Random(f"{op.name}:{seed}:{attempt}"), DEFAULT_POLICY)
+        b = ProgramBuilder(random.Random(f"{op.name}:{seed}:{attempt}"), DEFAULT_POLICY)
         try:
             stmt = b.try_apply(op)
         except Reject:

@@ -2,10 +2,13 @@ import statistics
 
 import pytest
 
-from generator.extract import lower_source, normalize_ir, reproduce_ir
-from generator.ops import CATEGORIES
-from generator.pipeline import ShardStats, ShardTask, generate_shard, plan_shards
-from generator.schema import COLUMNS
+from generator.core.irtext import normalize_ir
+from generator.core.lowering import lower_source
+from generator.core.ops import CATEGORIES
+from generator.core.plan import ShardTask, plan_shards
+from generator.core.rows import ShardStats
+from generator.core.schema import COLUMNS
+from generator.runtime.shards import generate_shard, reproduce_ir
 
 
 @pytest.fixture(scope="module")
@@ -77,9 +80,9 @@ def test_programs_are_multi_statement_with_several_dtypes_and_ranks(rows):
 
 
 def test_lowering_failures_are_resampled_and_counted(monkeypatch, plan):
-    import generator.extract as extract
+    import generator.core.lowering as lowering
 
-    real = extract.lower_source
+    real = lowering.lower_source
     calls = {"n": 0}
 
     def flaky(source, name, **kwargs):
@@ -88,7 +91,7 @@ def test_lowering_failures_are_resampled_and_counted(monkeypatch, plan):
             raise RuntimeError("injected lowering failure")
         return real(source, name, **kwargs)
 
-    monkeypatch.setattr(extract, "lower_source", flaky)
+    monkeypatch.setattr(lowering, "lower_source", flaky)
     stats = ShardStats()
     out = list(generate_shard(plan["validation"][0], stats))
     assert len(out) == 17
@@ -123,7 +126,7 @@ def test_optimized_hlo_is_opt_in_and_free_of_machine_paths():
 
 
 def test_program_size_presets_order_program_lengths():
-    from generator.sampler import policy_for
+    from generator.core.policy import policy_for
 
     medians = {}
     for size in ("small", "medium", "large"):
@@ -135,7 +138,7 @@ def test_program_size_presets_order_program_lengths():
 
 
 def test_near_duplicates_ignore_names_and_constants_but_not_shapes():
-    from generator.stats import near_duplicates
+    from generator.tools.stats import near_duplicates
 
     a = "module @jit_f {\n  %0 = stablehlo.add %arg0, %cst : tensor<3xf32>\n  %cst = stablehlo.constant dense<1.0> : tensor<f32>\n}"
     renamed = a.replace("@jit_f", "@jit_g").replace("%0", "%5").replace("dense<1.0>", "dense<2.5>")
@@ -144,7 +147,7 @@ def test_near_duplicates_ignore_names_and_constants_but_not_shapes():
 
 
 def test_shard_count_is_bounded_and_narrow_categories_fill_many_shards():
-    from generator.pipeline import MAX_SHARDS
+    from generator.core.plan import MAX_SHARDS
 
     big = plan_shards(train_size=1_000_000, validation_size=10_000, seed=0)
     assert sum(len(t) for t in big.values()) <= MAX_SHARDS
@@ -163,7 +166,7 @@ def test_shard_count_is_bounded_and_narrow_categories_fill_many_shards():
 
 def test_a_sample_of_every_category_runs_with_finite_outputs():
     """Issue 3: rows of every category compile with XLA and run on their example inputs."""
-    from generator.validate import validate_rows
+    from generator.tools.validate import validate_rows
 
     (task,) = plan_shards(train_size=2 * len(CATEGORIES), validation_size=0, seed=11, rows_per_shard=64)["train"]
     rows = list(generate_shard(task))
@@ -185,11 +188,11 @@ def test_dynamic_rows_have_no_costs_and_build_with_optimized_hlo():
 def test_shard_keeps_the_collector_off_older_objects_and_restores_it():
     import gc
 
-    from generator import pipeline
+    from generator.runtime import shards
 
     (task,) = plan_shards(train_size=2, validation_size=0, seed=1, categories=("arithmetic",))["train"]
     assert gc.get_freeze_count() == 0
-    rows = pipeline._generate_in_process(task, ShardStats())
+    rows = shards.generate_in_process(task, ShardStats())
     next(rows)
     assert gc.get_freeze_count() > 0  # during the shard
     list(rows)
@@ -197,7 +200,7 @@ def test_shard_keeps_the_collector_off_older_objects_and_restores_it():
     gc.freeze()  # a caller that froze objects itself keeps its freeze (frozen objects may still die)
     try:
         frozen = gc.get_freeze_count()
-        assert len(list(pipeline._generate_in_process(task, ShardStats()))) == 2
+        assert len(list(shards.generate_in_process(task, ShardStats()))) == 2
         assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()

@@ -2,9 +2,10 @@ import random
 
 import pytest
 
-from generator.ops import CATEGORIES
-from generator.render import render_source
-from generator.sampler import Policy, sample_program
+from generator.core.ops import CATEGORIES
+from generator.core.policy import Policy
+from generator.core.render import render_source
+from generator.core.sampler import sample_program
 
 
 def _sample(category, seed):
@@ -52,7 +53,7 @@ def test_policy_checks_itself():
 
 @pytest.mark.parametrize("num_buckets", [1, 2, 7, 22, 128])
 def test_partition_draws_only_programs_of_its_own_bucket(num_buckets):
-    from generator.sampler import Partition
+    from generator.core.sampler import Partition
 
     drops = 0
     for bucket in sorted({0, num_buckets // 2, num_buckets - 1}):
@@ -77,8 +78,8 @@ def test_partition_draws_only_programs_of_its_own_bucket(num_buckets):
 
 def test_partition_leaves_the_first_statement_free():
     """Every shard sees every first statement: its first draw is the unpartitioned one."""
-    from generator.render import render_function
-    from generator.sampler import Partition
+    from generator.core.render import render_function
+    from generator.core.sampler import Partition
 
     for seed in range(20):
         free = sample_program(random.Random(seed), "arithmetic", Policy(min_statements=3))
@@ -88,7 +89,7 @@ def test_partition_leaves_the_first_statement_free():
 
 
 def test_partition_checks_its_bucket():
-    from generator.sampler import Partition
+    from generator.core.sampler import Partition
 
     with pytest.raises(ValueError, match="bucket must be in 0..3, got 4"):
         Partition(4, 4)

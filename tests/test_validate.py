@@ -8,9 +8,9 @@ import json
 import pytest
 
 from generator import cli
-from generator.extract import lower_source
-from generator.io import read_configs
-from generator.validate import validate_dataset, validate_rows
+from generator.core.lowering import lower_source
+from generator.tools.io import read_configs
+from generator.tools.validate import validate_dataset, validate_rows
 from tests import rowkit
 
 # find_spec of a submodule imports its parent, which raises when IREE is not installed at all.
@@ -75,10 +75,10 @@ def test_structure_only_passes_on_a_real_build(rows, tmp_path):
 
 
 def test_untrusted_folder_is_refused_and_nothing_runs(rows, tmp_path, capsys, monkeypatch):
-    import generator.execute
+    import generator.tools.validate.execute
 
     monkeypatch.setattr(
-        generator.execute.RowRunner, "_start", lambda self: pytest.fail("code ran without --trust-code")
+        generator.tools.validate.execute.RowRunner, "_start", lambda self: pytest.fail("code ran without --trust-code")
     )
     rowkit.write_jsonl(rows, tmp_path / "d")
     assert cli.main(["validate", str(tmp_path / "d")]) == 3
@@ -170,7 +170,7 @@ def test_trusted_cli_run_on_staged_hub_folder(rows, tmp_path, capsys):
 def test_validate_dataset_object(rows):
     import datasets
 
-    from generator.schema import FEATURES
+    from generator.core.schema import FEATURES
 
     ds = datasets.DatasetDict({s: datasets.Dataset.from_list(rs, features=FEATURES) for s, rs in rows.items()})
     assert validate_dataset(ds, structure_only=True).ok
@@ -184,7 +184,7 @@ def test_example_inputs_are_deterministic_and_in_range():
     import jax.numpy as jnp
     import numpy as np
 
-    from generator.execute import example_inputs
+    from generator.tools.validate.execute import example_inputs
 
     specs = [jax.ShapeDtypeStruct((64,), d) for d in (jnp.float32, jnp.bfloat16, jnp.int32, jnp.uint8, jnp.bool_)]
     a, b = example_inputs("src", specs), example_inputs("src", specs)
@@ -199,7 +199,7 @@ def test_example_inputs_are_deterministic_and_in_range():
 def test_compare_is_dtype_aware():
     import numpy as np
 
-    from generator.execute import compare
+    from generator.tools.validate.execute import compare
 
     want = np.array([1.0, -2.0, 0.5], np.float16)
     assert compare(want + np.float16(0.004), want, "float16") is None
@@ -213,7 +213,7 @@ def test_compare_is_dtype_aware():
 
 
 def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
-    from generator.execute import tolerance_dtype
+    from generator.tools.validate.execute import tolerance_dtype
 
     ir = "%0 = stablehlo.convert %arg0 : (tensor<5xbf16>) -> tensor<5xf32>\n%1 = stablehlo.tanh %2 : tensor<f16>"
     assert tolerance_dtype("float32", ir) == "bfloat16"
@@ -223,7 +223,7 @@ def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
 
 @pytest.mark.skipif(not HAS_IREE, reason="IREE not installed (pip install .[iree])")
 def test_iree_skips_xla_only_custom_calls_by_name():
-    from generator.execute import _check_iree
+    from generator.tools.validate.execute import _check_iree
 
     ir = "module @jit_f {\n  %0:3 = stablehlo.custom_call @lapack_sgetrf_ffi(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>\n}\n"
     assert _check_iree({"stablehlo_ir": ir}, {}) == {

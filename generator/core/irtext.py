@@ -1,0 +1,46 @@
+"""IR text helpers: op names, normalized and skeleton IR. Plain regular expressions, no JAX.
+
+Text-only paths (``validate --structure-only``, ``stats PATH``) use these without importing JAX.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+_OP_RE = re.compile(r"(?<![\w#!.{])((?:stablehlo|chlo)\.[a-z_0-9]+)")
+_MODULE_RE = re.compile(r"^module @[\w.$-]+", re.MULTILINE)
+# XLA prints the Python call stack of every op (file paths of this machine included) as
+# tables after the module header and as stack_frame_id references: not part of the program.
+_HLO_STACK_TABLES_RE = re.compile(r"\n\nFileNames\n.*?\n\nStackFrames\n(?:\d+ \{[^\n]*\}\n)*", re.DOTALL)
+_HLO_FRAME_REF_RE = re.compile(r" stack_frame_id=\d+")
+
+
+def stablehlo_ops(ir: str) -> Counter:
+    """How often each ``stablehlo.*`` / ``chlo.*`` op name occurs in ``ir``."""
+    return Counter(_OP_RE.findall(ir))
+
+
+_SSA_RE = re.compile(r"%[\w.#-]+")
+_DENSE_RE = re.compile(r"dense<[^>]*>")
+_NUMBER_RE = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e[+-]?\d+)?(?![\w.x])")
+
+
+def skeleton_ir(ir: str) -> str:
+    """IR with SSA names and constants erased: equal skeletons mark near-duplicate programs.
+
+    Shapes stay (``tensor<3x4xf32>`` keeps its digits), so the same computation on other
+    shapes is not a near-duplicate; only names and constant values are ignored.
+    """
+    ir = _DENSE_RE.sub("dense<_>", _SSA_RE.sub("%_", normalize_ir(ir)))
+    return _NUMBER_RE.sub("_", ir)
+
+
+def normalize_ir(ir: str) -> str:
+    """IR with the module name (taken from the Python function name) replaced."""
+    return _MODULE_RE.sub("module @jit_fn", ir, count=1)
+
+
+def strip_hlo_debug_info(hlo: str) -> str:
+    """Optimized HLO without the Python stack tables and frame references XLA adds."""
+    return _HLO_FRAME_REF_RE.sub("", _HLO_STACK_TABLES_RE.sub("\n", hlo, count=1))

@@ -1,0 +1,186 @@
+"""Extraction: Python source -> StableHLO text, cost figures and op histogram.
+
+This is the only module that lowers with JAX. It never compiles on the default path:
+``jax.jit(fn).lower(*specs)`` gives the StableHLO text and ``Lowered.cost_analysis()``
+the cost figures without an XLA compile.
+"""
+
+from __future__ import annotations
+
+import inspect
+import textwrap
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import jaxlib
+import numpy as np
+
+from .irtext import stablehlo_ops, strip_hlo_debug_info
+
+JAX_VERSION = jax.__version__
+JAXLIB_VERSION = jaxlib.__version__
+
+
+@dataclass(frozen=True)
+class IRPair:
+    """A Python function with the StableHLO text JAX lowers it to.
+
+    Attributes:
+      function_name: the function's ``__name__`` (or a placeholder for lambdas).
+      python_source: the function's source, or ``None`` if Python cannot find it.
+      stablehlo_ir: ``Lowered.as_text()`` of ``jax.jit(fn).lower(*args)``.
+      cost_analysis: XLA's cost figures: ``flops``, ``transcendentals``, ``bytes accessed``.
+      input_signature: ``(shape, dtype)`` of each array argument.
+      output_signature: ``(shape, dtype)`` of each output leaf.
+      optimized_hlo: XLA's optimized HLO after compilation (only with ``optimize=True``).
+      compiled_cost_analysis: cost figures of the compiled executable (only with ``optimize=True``).
+    """
+
+    function_name: str
+    python_source: str | None
+    stablehlo_ir: str
+    cost_analysis: dict[str, float] = field(default_factory=dict)
+    input_signature: tuple[tuple[tuple[int, ...], str], ...] = ()
+    output_signature: tuple[tuple[tuple[int, ...], str], ...] = ()
+    optimized_hlo: str | None = None
+    compiled_cost_analysis: dict[str, float] | None = None
+
+    @property
+    def stablehlo_ops(self) -> Counter:
+        return stablehlo_ops(self.stablehlo_ir)
+
+
+@dataclass(frozen=True)
+class GradPair:
+    """Forward and backward (gradient) pairs of one function."""
+
+    forward: IRPair
+    backward: IRPair
+
+
+def _is_array_like(a: Any) -> bool:
+    return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, (np.generic, type))
+
+
+def _dim(d) -> int:
+    """A dimension as an int; -1 for a symbolic one (``jax.export.symbolic_shape``)."""
+    return -1 if jax.export.is_symbolic_dim(d) else int(d)
+
+
+def _signature(leaves) -> tuple[tuple[tuple[int, ...], str], ...]:
+    return tuple((tuple(_dim(d) for d in x.shape), str(np.dtype(x.dtype))) for x in leaves)
+
+
+def _source_of(fn: Callable) -> str | None:
+    try:
+        return textwrap.dedent(inspect.getsource(fn))
+    except (OSError, TypeError):
+        return None
+
+
+def _cost(lowered) -> dict[str, float]:
+    try:
+        cost = lowered.cost_analysis() or {}
+    except jax.errors.JaxRuntimeError:  # XLA cannot analyze dynamic-shape modules: no figures
+        return {}
+    if isinstance(cost, list):  # older jax returned one dict per computation
+        cost = cost[0] if cost else {}
+    if not cost:
+        return {}
+    # XLA leaves out the properties that are zero (a program of only reshapes has no "flops").
+    return {k: float(cost.get(k, 0.0)) for k in ("flops", "transcendentals", "bytes accessed")}
+
+
+def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optimize: bool = False) -> IRPair:
+    """Lower ``fn`` on ``args`` and return the (source, StableHLO) pair.
+
+    Args:
+      fn: any Python callable JAX can trace, e.g. ``jax.nn.softmax``.
+      *args: arrays or ``jax.ShapeDtypeStruct``s; every other argument (Python scalars,
+        strings, ``None``...) is passed as a static argument.
+      python_source: the source text to record; by default ``inspect.getsource(fn)``.
+      optimize: also compile with XLA and record the optimized HLO and its cost analysis
+        (a compile costs several lowerings, so it is off by default).
+
+    Returns:
+      An ``IRPair``; its ``stablehlo_ir`` equals ``jax.jit(fn, static_argnums=...)
+      .lower(*args).as_text()``.
+    """
+    static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))
+    lowered = jax.jit(fn, static_argnums=static).lower(*args)
+    arrays = [a for a in args if _is_array_like(a)]
+    signature = _signature(arrays)
+    # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
+    # them as 1), so such programs get no cost figures and no optimized HLO.
+    static_shapes = all(d >= 0 for shape, _ in signature for d in shape)
+    optimized_hlo = compiled_cost = None
+    if optimize and static_shapes:
+        compiled = lowered.compile()
+        optimized_hlo, compiled_cost = strip_hlo_debug_info(compiled.as_text()), _cost(compiled)
+    return IRPair(
+        function_name=getattr(fn, "__name__", "<lambda>"),
+        python_source=python_source if python_source is not None else _source_of(fn),
+        stablehlo_ir=lowered.as_text(),
+        cost_analysis=_cost(lowered) if static_shapes else {},
+        input_signature=signature,
+        output_signature=_signature(jax.tree_util.tree_leaves(lowered.out_info)),
+        optimized_hlo=optimized_hlo,
+        compiled_cost_analysis=compiled_cost,
+    )
+
+
+def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
+    """Forward pair of ``fn`` and the pair of its gradient.
+
+    The backward function is ``jax.grad`` of the sum of ``fn``'s (real part of its) outputs
+    with respect to every floating-point array argument.
+    """
+    forward = extract_ir(fn, *args)
+    argnums = tuple(i for i, a in enumerate(args) if _is_array_like(a) and jnp.issubdtype(a.dtype, jnp.inexact))
+    if not argnums:
+        raise ValueError("extract_with_grad needs at least one floating-point array argument")
+    static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))
+
+    def objective(*xs):
+        leaves = jax.tree_util.tree_leaves(fn(*xs))
+        return sum(jnp.sum(jnp.real(leaf)).astype(jnp.float32) for leaf in leaves)
+
+    grad_fn = jax.grad(objective, argnums=argnums)
+    grad_fn.__name__ = f"grad_{forward.function_name}"
+    lowered = jax.jit(grad_fn, static_argnums=static).lower(*args)
+    backward = IRPair(
+        function_name=grad_fn.__name__,
+        python_source=(
+            f"{forward.python_source or ''}\n"
+            f"def objective(*xs):\n"
+            f"    return sum(jnp.sum(jnp.real(o)).astype(jnp.float32) for o in jax.tree_util.tree_leaves({forward.function_name}(*xs)))\n\n"
+            f"{grad_fn.__name__} = jax.grad(objective, argnums={argnums!r})\n"
+        ),
+        stablehlo_ir=lowered.as_text(),
+        cost_analysis=_cost(lowered),
+        input_signature=forward.input_signature,
+        output_signature=_signature(jax.tree_util.tree_leaves(lowered.out_info)),
+    )
+    return GradPair(forward, backward)
+
+
+def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
+    """Execute a row's self-contained source; return its function and ``example_args()``."""
+    namespace: dict[str, Any] = {"__name__": "jax_stablehlo_pairs_row"}
+    exec(compile(source, f"<{function_name}>", "exec"), namespace)
+    return namespace[function_name], tuple(namespace["example_args"]())
+
+
+def lower_source(source: str, function_name: str, *, optimize: bool = False) -> IRPair:
+    """Lower a row's source as the dataset documents: ``jax.jit(fn).lower(*example_args())``."""
+    fn, args = load_source(source, function_name)
+    return extract_ir(fn, *args, python_source=source, optimize=optimize)
+
+
+def lowering_method(host_devices: int) -> str:
+    """The ``lowering`` column: how a row's IR is reproduced from its source."""
+    return "jit" if host_devices <= 1 else f"jit:host_devices={host_devices}"

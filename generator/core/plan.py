@@ -1,0 +1,146 @@
+"""The shard plan: a build split into shards, each a pure function of its ``ShardTask``.
+
+Every shard is a pure function of its ``ShardTask`` (config, seed, split, shard index and
+sizes), so shards can run in any process, in any order, and give the same rows. The shards
+of both splits partition program space (``sampler.Partition``): a build has at most
+``MAX_SHARDS`` shards, and larger builds get larger shards.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from .ops import CATEGORIES
+from .policy import DEFAULT_POLICY, Policy
+
+MIXTURES = ("balanced", "mixed")
+SPLITS = ("train", "validation")
+MAX_SHARDS = 128
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """Everything one shard's rows depend on.
+
+    Attributes:
+      split: ``"train"`` or ``"validation"``.
+      shard_index: index of the shard within its split.
+      bucket: this shard's part of program space, in ``range(num_buckets)``.
+      num_buckets: number of shards of all splits together.
+      row_offset: index in the split of this shard's first row.
+      num_rows: rows this shard yields.
+      seed: the build's seed.
+      categories: categories the build draws from.
+      mixture: ``"balanced"`` (round-robin over categories) or ``"mixed"`` (drawn at random).
+      policy: the sampler's weights and limits.
+      with_optimized_hlo: also compile each program and record XLA's optimized HLO.
+    """
+
+    split: str
+    shard_index: int
+    bucket: int
+    num_buckets: int
+    row_offset: int
+    num_rows: int
+    seed: int
+    categories: tuple[str, ...]
+    mixture: str = "balanced"
+    policy: Policy = DEFAULT_POLICY
+    with_optimized_hlo: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardTask:
+        return cls.from_dict(json.loads(text))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ShardTask:
+        d = dict(d)
+        p = d.pop("policy")
+        policy = Policy(
+            **{
+                k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
+                for k, v in p.items()
+            }
+        )
+        return cls(**{**d, "categories": tuple(d["categories"])}, policy=policy)
+
+    def category_of(self, index_in_split: int) -> str:
+        if self.mixture == "balanced":
+            return self.categories[index_in_split % len(self.categories)]
+        return random.Random(f"{self.seed}:{self.split}:mix:{index_in_split}").choice(self.categories)
+
+
+def check_size(name: str, value: Any) -> int:
+    """``value`` as a non-negative int, or a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return value
+
+
+def check_categories(categories) -> tuple[str, ...]:
+    categories = tuple(categories)
+    bad = [c for c in categories if c not in CATEGORIES]
+    if bad or not categories:
+        raise ValueError(f"unknown categories {bad or categories!r}; valid categories: {', '.join(CATEGORIES)}")
+    return categories
+
+
+def plan_shards(
+    *,
+    train_size: int,
+    validation_size: int,
+    seed: int,
+    categories: tuple[str, ...] = CATEGORIES,
+    mixture: str = "balanced",
+    rows_per_shard: int = 500,
+    policy: Policy = DEFAULT_POLICY,
+    with_optimized_hlo: bool = False,
+) -> dict[str, list[ShardTask]]:
+    """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
+    sizes = {
+        "train": check_size("train_size", train_size),
+        "validation": check_size("validation_size", validation_size),
+    }
+    check_size("seed", seed)
+    if not any(sizes.values()):
+        raise ValueError("train_size and validation_size are both 0; at least one split needs rows")
+    if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
+        raise ValueError(f"rows_per_shard must be a positive integer, got {rows_per_shard!r}")
+    if mixture not in MIXTURES:
+        raise ValueError(f"unknown mixture {mixture!r}; valid mixtures: {', '.join(MIXTURES)}")
+    categories = check_categories(categories)
+    if not isinstance(with_optimized_hlo, bool):
+        raise ValueError(f"with_optimized_hlo must be True or False, got {with_optimized_hlo!r}")
+    # Each split rounds its shard count up, so leave one shard of slack per split.
+    rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / (MAX_SHARDS - len(SPLITS))))
+    counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
+    num_buckets = max(1, sum(counts.values()))
+    plan: dict[str, list[ShardTask]] = {}
+    bucket = 0
+    for split in SPLITS:
+        tasks = []
+        for i in range(counts[split]):
+            start = i * rows_per_shard
+            n = min(rows_per_shard, sizes[split] - start)
+            tasks.append(
+                ShardTask(
+                    split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy, with_optimized_hlo
+                )
+            )
+            bucket += 1
+        plan[split] = tasks
+    return plan
+
+
+def example_key(task: ShardTask, index_in_shard: int) -> str:
+    return f"{task.split}-{task.shard_index:05d}-{index_in_shard:06d}"

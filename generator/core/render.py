@@ -1,0 +1,72 @@
+"""Rendering a typed program as self-contained Python source. Draws no random numbers."""
+
+from __future__ import annotations
+
+from .ops import GUARDS
+from .ops.multi_device import MESH_HEADER
+from .program import Literal, Operand, Program, Statement
+
+HEADER = "import jax\nimport jax.numpy as jnp\nfrom jax import lax\n"
+
+_DTYPE_EXPR = {
+    "float32": "jnp.float32",
+    "float16": "jnp.float16",
+    "bfloat16": "jnp.bfloat16",
+    "int32": "jnp.int32",
+    "uint32": "jnp.uint32",
+    "int8": "jnp.int8",
+    "bool": "jnp.bool_",
+    "complex64": "jnp.complex64",
+}
+
+
+def _operand_text(operand: Operand, guard: str | None) -> str:
+    if isinstance(operand, Literal):
+        return operand.text
+    if guard is None:
+        return operand.name
+    kind = "float" if operand.type.is_float else "int"
+    return GUARDS[guard][kind].format(v=operand.name)
+
+
+def render_statement(stmt: Statement) -> list[str]:
+    """The lines of one statement: any helper lines of a multi-line template, then the assignment."""
+    guards = stmt.op.guards + (None,) * (len(stmt.operands) - len(stmt.op.guards))
+    args = [_operand_text(o, g) for o, g in zip(stmt.operands, guards)]
+    *prelude, expr = stmt.op.template.format(*args, r=stmt.result.name, **stmt.param_dict).split("\n")
+    return [*prelude, f"{stmt.result.name} = {expr}"]
+
+
+def render_function(program: Program) -> str:
+    """The ``def`` of the program's function alone."""
+    params = ", ".join(v.name for v in program.inputs)
+    body = [f"    {line}" for s in program.statements for line in render_statement(s)]
+    body.append(f"    return {', '.join(v.name for v in program.outputs)}")
+    return "\n".join([f"def {program.function_name}({params}):", *body]) + "\n"
+
+
+def _shape_text(shape: tuple[int, ...], symbols: dict[int, str]) -> str:
+    dims = [symbols.get(d, str(d)) if i == 0 else str(d) for i, d in enumerate(shape)]
+    return f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+
+
+def render_example_args(program: Program) -> str:
+    symbols = dict(program.symbolic_dims)
+    lines = ["def example_args():"]
+    used = sorted({symbols[v.type.shape[0]] for v in program.inputs if v.type.shape and v.type.shape[0] in symbols})
+    if used:
+        lines.append(f"    {', '.join(used)}, = jax.export.symbolic_shape({', '.join(used)!r})")
+    specs = [
+        f"        jax.ShapeDtypeStruct({_shape_text(v.type.shape, symbols)}, {_DTYPE_EXPR[v.type.dtype]}),"
+        for v in program.inputs
+    ]
+    return "\n".join([*lines, "    return (", *specs, "    )"]) + "\n"
+
+
+def render_source(program: Program) -> str:
+    """Self-contained module text: imports, the function, and ``example_args()``.
+
+    ``jax.jit(<function>).lower(*example_args())`` lowers exactly as the dataset row says.
+    """
+    header = HEADER + MESH_HEADER if program.host_devices > 1 else HEADER
+    return "\n\n".join([header, render_function(program), render_example_args(program)])

@@ -1,0 +1,224 @@
+"""Shard -> rows: sample, render, lower, deduplicate and emit the rows of one shard.
+
+Uniqueness without coordination: the shards of both splits partition program space. A
+program belongs to the bucket given by hashes of its first statements with their operand
+types (``sampler.Partition``), and each shard samples only programs of its own bucket (its
+second and third statements are redrawn until they fit, long before lowering). Identical
+programs have identical first statements, so a program can appear in one shard only; within
+a shard a set of hashes removes repeats (by source and by normalized IR).
+
+This module decides rows and runs in whatever process calls it; which process that is
+(this one, a shard server, a lowering server for multi-device programs) is ``runtime``'s
+concern, passed in as ``lower_multi_device``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import GeneratorBug, OtherShard, Reject
+from ..version import __version__
+from .irtext import normalize_ir, stablehlo_ops
+from .ops.multi_device import MESH_SHAPE
+from .plan import ShardTask
+from .render import render_function, render_source
+from .sampler import Partition, sample_program
+
+logger = logging.getLogger(__name__)
+
+MAX_ATTEMPTS_PER_ROW = 20_000
+CLEAR_CACHES_EVERY = 100
+# A lowering takes milliseconds; one that runs this long is cut off, counted and resampled.
+# The limit is far above any normal lowering so that machine speed never changes the rows.
+LOWERING_TIME_LIMIT_S = 30.0
+
+
+class LoweringTimeout(Exception):
+    """A program's lowering ran past ``LOWERING_TIME_LIMIT_S``."""
+
+
+@contextmanager
+def time_limit(seconds: float):
+    """Interrupt the body with ``LoweringTimeout`` after ``seconds`` (main thread only).
+
+    Lowering runs Python between its C++ calls, so a SIGALRM handler gets control back
+    from a runaway lowering; off the main thread the limit is checked when the body
+    returns. A timer set by someone else (e.g. pytest-timeout) is restored afterwards.
+    """
+    start = time.monotonic()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+    else:
+
+        def on_alarm(signum, frame):
+            raise LoweringTimeout(f"lowering took longer than {seconds:g} s")
+
+        old_handler = signal.signal(signal.SIGALRM, on_alarm)
+        old_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, old_handler)
+            if old_delay:
+                signal.setitimer(signal.ITIMER_REAL, max(old_delay - (time.monotonic() - start), 1e-3))
+    if time.monotonic() - start > seconds:
+        raise LoweringTimeout(f"lowering took longer than {seconds:g} s")
+
+
+@dataclass
+class ShardStats:
+    """Counters of one shard (or, summed, of a build)."""
+
+    rows: int = 0
+    attempts: int = 0
+    other_bucket: int = 0
+    sampling_rejects: int = 0
+    lowering_failures: int = 0
+    lowering_timeouts: int = 0
+    duplicates: int = 0
+    failure_examples: list[str] = field(default_factory=list)
+
+    def add(self, other: ShardStats) -> None:
+        for name in (
+            "rows",
+            "attempts",
+            "other_bucket",
+            "sampling_rejects",
+            "lowering_failures",
+            "lowering_timeouts",
+            "duplicates",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.failure_examples = (self.failure_examples + other.failure_examples)[:20]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()[:16]
+
+
+MESH_TEXT = ",".join(f"{axis}={size}" for axis, size in MESH_SHAPE.items())
+
+
+def build_row(program, source: str, pair) -> dict[str, Any]:
+    """The dataset row of a lowered program (column names are documented in README.md)."""
+    from .lowering import JAX_VERSION, JAXLIB_VERSION, lowering_method
+
+    ops = stablehlo_ops(pair.stablehlo_ir)
+    cost = pair.cost_analysis
+    return {
+        "id": hashlib.sha256(source.encode()).hexdigest()[:16],
+        "category": program.category,
+        "function_name": program.function_name,
+        "python_source": source,
+        "stablehlo_ir": pair.stablehlo_ir,
+        "input_signature": [{"shape": list(s), "dtype": d} for s, d in pair.input_signature],
+        "output_signature": [{"shape": list(s), "dtype": d} for s, d in pair.output_signature],
+        "flops": cost.get("flops"),
+        "transcendentals": cost.get("transcendentals"),
+        "bytes_accessed": cost.get("bytes accessed"),
+        "stablehlo_ops": sorted(ops),
+        "num_stablehlo_ops": sum(ops.values()),
+        "python_lines": render_function(program).count("\n"),
+        "stablehlo_lines": pair.stablehlo_ir.count("\n"),
+        "jax_transforms": ["jit", *dict.fromkeys(t for s in program.statements for t in s.op.transforms)],
+        "lowering": lowering_method(program.host_devices),
+        "mesh": MESH_TEXT if program.host_devices > 1 else None,
+        "optimized_hlo": pair.optimized_hlo,
+        "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),
+        "compiled_bytes_accessed": (pair.compiled_cost_analysis or {}).get("bytes accessed"),
+        "generator_version": __version__,
+        "jax_version": JAX_VERSION,
+        "jaxlib_version": JAXLIB_VERSION,
+    }
+
+
+def generate_rows(
+    task: ShardTask, stats: ShardStats, *, lower_multi_device: Callable[..., Any] | None = None
+) -> Iterator[dict[str, Any]]:
+    """The rows of one shard, in order, lowered in this process.
+
+    Args:
+      task: the shard.
+      stats: counters updated as rows are made and programs resampled.
+      lower_multi_device: lowers a program that needs a mesh of host devices (same signature
+        as ``lowering.lower_source``); ``runtime`` passes one that uses a lowering server.
+        Without it, such programs are lowered here, which needs the devices in this process.
+    """
+    import jax
+
+    from .lowering import lower_source
+
+    lower_multi_device = lower_multi_device or lower_source
+
+    # JAX caches traces and lowerings per (function, argument types); our programs never repeat,
+    # so the caches only grow (about 150 KB a row, measured) and a worker would reach gigabytes on
+    # a large build. Dropped at the start of a shard and every CLEAR_CACHES_EVERY rows, a
+    # worker's memory stays flat whatever the shard size.
+    jax.clear_caches()
+    seen: set[bytes] = set()
+
+    partition = Partition(task.bucket, task.num_buckets)
+
+    for i in range(task.num_rows):
+        if i and i % CLEAR_CACHES_EVERY == 0:
+            jax.clear_caches()
+        index = task.row_offset + i
+        category = task.category_of(index)
+        for attempt in range(MAX_ATTEMPTS_PER_ROW):
+            stats.attempts += 1
+            rng = random.Random(f"{task.seed}:{task.split}:{task.shard_index}:{i}:{attempt}")
+            try:
+                program = sample_program(rng, category, task.policy, partition=partition)
+            except OtherShard:
+                stats.other_bucket += 1
+                continue
+            except Reject:
+                stats.sampling_rejects += 1
+                continue
+            source = render_source(program)
+            key = _digest(render_function(program).split("\n", 1)[1])
+            if key in seen:
+                stats.duplicates += 1
+                continue
+            try:
+                with time_limit(LOWERING_TIME_LIMIT_S):
+                    lower = lower_multi_device if program.host_devices > 1 else lower_source
+                    pair = lower(source, program.function_name, optimize=task.with_optimized_hlo)
+            except LoweringTimeout as e:
+                stats.lowering_timeouts += 1
+                if len(stats.failure_examples) < 20:
+                    stats.failure_examples.append(f"{category}/{program.function_name}: {e}")
+                continue
+            except Exception as e:  # a program JAX refuses is resampled, never emitted
+                stats.lowering_failures += 1
+                if len(stats.failure_examples) < 20:
+                    stats.failure_examples.append(
+                        f"{category}/{program.function_name}: {type(e).__name__}: {str(e)[:200]}"
+                    )
+                continue
+            ir_key = _digest(normalize_ir(pair.stablehlo_ir))
+            if ir_key in seen:
+                stats.duplicates += 1
+                continue
+            seen.update((key, ir_key))
+            stats.rows += 1
+            yield build_row(program, source, pair)
+            break
+        else:
+            raise GeneratorBug(
+                f"shard {task.split}/{task.shard_index} (seed {task.seed}) found no program for row {index} "
+                f"of category {category!r} in {MAX_ATTEMPTS_PER_ROW} attempts"
+            )

@@ -1,0 +1,79 @@
+"""Lowering programs that need a mesh of host CPU devices (the multi_device category).
+
+XLA fixes the number of host CPU devices when JAX first starts its backend
+(``XLA_FLAGS=--xla_force_host_platform_device_count=N``), so a process with one device
+cannot lower a program over an 8-device mesh. Such programs go to a lowering server
+(``python -m generator.runtime.device_server``): one fresh interpreter per process, started
+with the flag, reused for every program.
+
+Requests are ``{"source", "function_name", "optimize"}``; the answer is ``{"pair": {...}}``
+or ``{"error": "..."}``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Any
+
+from ..core.ops.multi_device import HOST_DEVICES
+from .child import Child, child_env, serve
+
+if TYPE_CHECKING:
+    from ..core.lowering import IRPair
+
+_server: Child | None = None
+_lock = threading.Lock()
+
+
+class RemoteLoweringError(RuntimeError):
+    """The lowering server could not lower a program (its message says why)."""
+
+
+def _start_server() -> Child:
+    env = child_env(host_devices=HOST_DEVICES)
+    env["JAX_PLATFORMS"] = "cpu"
+    return Child("generator.runtime.device_server", env)
+
+
+def _pair_from_json(d: dict[str, Any]) -> IRPair:
+    from ..core.lowering import IRPair
+
+    sig = lambda s: tuple((tuple(shape), dtype) for shape, dtype in s)  # noqa: E731
+    return IRPair(**{**d, "input_signature": sig(d["input_signature"]), "output_signature": sig(d["output_signature"])})
+
+
+def lower_on_host_devices(source: str, function_name: str, *, optimize: bool = False) -> IRPair:
+    """``lower_source`` in a process with ``HOST_DEVICES`` CPU devices (this one, if it has them)."""
+    import jax
+
+    from ..core.lowering import lower_source
+
+    if jax.device_count() >= HOST_DEVICES:
+        return lower_source(source, function_name, optimize=optimize)
+    global _server
+    with _lock:
+        if _server is None or not _server.alive:
+            _server = _start_server()
+        _server.send({"source": source, "function_name": function_name, "optimize": optimize})
+        msg = _server.receive()
+    if msg is None:
+        raise RemoteLoweringError("the multi-device lowering server exited")
+    if "error" in msg:
+        raise RemoteLoweringError(msg["error"])
+    return _pair_from_json(msg["pair"])
+
+
+def answer(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    from ..core.lowering import lower_source
+
+    try:
+        pair = lower_source(request["source"], request["function_name"], optimize=request["optimize"])
+        yield {"pair": asdict(pair)}
+    except Exception as e:  # reported to the client, which counts the program as a failure
+        yield {"error": f"{type(e).__name__}: {str(e)[:2000]}"}
+
+
+if __name__ == "__main__":
+    serve(answer)

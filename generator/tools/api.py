@@ -1,0 +1,111 @@
+"""``SynthesisPipeline``: the original design's library entry point, on top of the shard pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ..core.ops import CATEGORIES
+from ..core.plan import ShardTask, check_size, plan_shards
+from ..core.rows import ShardStats
+from ..runtime.shards import generate_shard
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check it is a writable directory (``ValueError`` otherwise)."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"output directory {str(p)!r} cannot be created: {e.strerror}") from None
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise ValueError(f"output directory {str(p)!r} is not a writable directory")
+    return p
+
+
+def write_jsonl_atomic(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Write rows to ``path`` through a temporary file, so no half-written file is left behind."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            for row in rows:
+                f.write(json.dumps(row) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+class SynthesisPipeline:
+    """Generate (Python, StableHLO) pairs outside ``datasets``.
+
+    Example:
+      >>> pipe = SynthesisPipeline("out", seed=0)
+      >>> row = pipe.generate_single("matrix")
+      >>> rows = pipe.generate_batch(100, save=True)   # writes out/batch-00000.jsonl
+      >>> pipe.get_statistics()["rows"]
+      101
+    """
+
+    def __init__(self, output_dir: str | os.PathLike | None = None, seed: int = 0):
+        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.seed = check_size("seed", seed)
+        self._stats = ShardStats()
+        self._by_category: dict[str, int] = {}
+        self._calls = 0
+
+    def _rows(self, count: int, categories: tuple[str, ...], mixture: str) -> Iterator[dict[str, Any]]:
+        # Each call is its own shard stream (seeded by the call number), so calls never
+        # repeat each other's programs and a rerun with the same seed repeats all of them.
+        (task,) = plan_shards(
+            train_size=count,
+            validation_size=0,
+            seed=self.seed,
+            categories=categories,
+            mixture=mixture,
+            rows_per_shard=max(count, 1),
+        )["train"]
+        task = ShardTask(**{**task.__dict__, "split": f"call{self._calls}"})
+        self._calls += 1
+        for row in generate_shard(task, self._stats):
+            self._by_category[row["category"]] = self._by_category.get(row["category"], 0) + 1
+            yield row
+
+    def _save(self, rows: list[dict[str, Any]], stem: str) -> Path:
+        if self.output_dir is None:
+            raise ValueError("save=True needs an output_dir")
+        out = ensure_writable_dir(self.output_dir)
+        return write_jsonl_atomic(rows, out / f"{stem}-{self._calls - 1:05d}.jsonl")
+
+    def generate_single(self, category: str, save: bool = False) -> dict[str, Any]:
+        """One row of ``category``."""
+        (row,) = self._rows(1, (category,), "balanced")
+        if save:
+            self._save([row], "single")
+        return row
+
+    def generate_batch(
+        self, count: int, save: bool = False, verbose: bool = False, *, categories=CATEGORIES, balanced: bool = True
+    ) -> list[dict[str, Any]]:
+        """``count`` rows, an equal share per category (``balanced``) or drawn at random."""
+        check_size("count", count)
+        rows_iter = self._rows(count, tuple(categories), "balanced" if balanced else "mixed")
+        if verbose:
+            from tqdm.auto import tqdm
+
+            rows_iter = tqdm(rows_iter, total=count, unit="pair", desc="generating")
+        rows = list(rows_iter)
+        if save:
+            self._save(rows, "batch")
+        return rows
+
+    def get_statistics(self) -> dict[str, Any]:
+        """Rows made, resamples by cause, and rows per category, over this pipeline's life."""
+        stats = self._stats.as_dict()
+        stats["by_category"] = dict(sorted(self._by_category.items()))
+        return stats

@@ -1,0 +1,316 @@
+"""Command line: ``python -m generator {generate,build,validate,stats,stage,push}``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..core.ops import CATEGORIES
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _category(text: str) -> str:
+    if text not in CATEGORIES:
+        raise argparse.ArgumentTypeError(f"unknown category {text!r}; valid categories: {', '.join(CATEGORIES)}")
+    return text
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from tqdm.auto import tqdm
+
+    from ..core.plan import plan_shards
+    from ..core.rows import ShardStats
+    from ..runtime.shards import generate_shard
+    from .api import ensure_writable_dir, write_jsonl_atomic
+
+    out_dir = ensure_writable_dir(args.output_dir)  # fail before any work
+    categories = (args.category,) if args.category else CATEGORIES
+    plan = plan_shards(
+        train_size=args.count,
+        validation_size=0,
+        seed=args.seed,
+        categories=categories,
+        mixture="balanced" if (args.balanced or args.category) else "mixed",
+    )
+    stats = ShardStats()
+    rows = []
+    with tqdm(total=args.count, unit="pair", desc="generating") as bar:
+        for task in plan["train"]:
+            for row in generate_shard(task, stats):
+                rows.append(row)
+                bar.update()
+    if args.format == "jsonl":
+        path = write_jsonl_atomic(rows, out_dir / "train.jsonl")
+    else:
+        path = _write_parquet_atomic(rows, out_dir / "train.parquet")
+    print(f"wrote {len(rows)} rows to {path}")
+    print(json.dumps({k: v for k, v in stats.as_dict().items() if k != "failure_examples"}))
+    return 0
+
+
+def _write_parquet_atomic(rows, path: Path) -> Path:
+    import os
+    import tempfile
+
+    import datasets
+
+    from ..core.schema import FEATURES
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        datasets.Dataset.from_list(rows, features=FEATURES).to_parquet(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _write_json_atomic(data, path: Path) -> Path:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Validate a folder/file, or (``--build``) a config this tool builds right now, which it trusts."""
+    from .validate import validate_dataset, validate_rows
+
+    report_json = None
+    if args.report_json:
+        from .api import ensure_writable_dir
+
+        report_json = Path(args.report_json)
+        ensure_writable_dir(report_json.parent)  # fail before any work
+    options = dict(
+        structure_only=args.structure_only,
+        sample=None if args.all else args.sample,
+        iree=args.iree,
+        time_limit=args.time_limit,
+    )
+    if args.build:
+        if args.path is not None:
+            raise ValueError("give either a PATH or --build, not both")
+        import datasets
+
+        kwargs = {
+            k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None
+        }
+        ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
+        reports = [validate_dataset(ds, trust_code=True, config=args.config, progress=_progress(), **options)]
+    else:
+        if args.path is None:
+            raise ValueError("validate needs a PATH (a file or folder of rows) or --build")
+        from .io import read_configs
+
+        reports = [
+            validate_rows(rows, trust_code=args.trust_code, config=config, progress=_progress(), **options)
+            for config, rows in sorted(read_configs(args.path).items())
+        ]
+    print("\n\n".join(r.format() for r in reports))
+    if report_json is not None:
+        _write_json_atomic([r.to_json() for r in reports], report_json)
+    if any(r.refused for r in reports):
+        return 3
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _progress():
+    """A progress callback that draws a bar on a terminal and stays silent otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="row", desc="validating")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    from .stats import format_summary, generator_summary, summarize
+
+    if args.path is None:
+        print(json.dumps(generator_summary(), indent=2))
+        return 0
+    from .io import read_rows
+
+    print(format_summary(summarize(read_rows(args.path))))
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build a config through the dataset builder (as ``load_dataset`` users do) and summarize it."""
+    import time
+
+    import datasets
+
+    from .stats import format_summary, summarize
+
+    kwargs = {k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None}
+    start = time.perf_counter()
+    ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
+    elapsed = time.perf_counter() - start
+    summary = summarize({split: ds[split] for split in ds})
+    print(format_summary(summary))
+    print(
+        f"rate: {summary['rows'] / elapsed:.1f} pairs/s ({summary['rows']} rows in {elapsed:.1f} s, num_proc={args.num_proc})"
+    )
+    return 0
+
+
+def _stage(args: argparse.Namespace, repo_id: str | None = None):
+    from ..tools import hub
+
+    result = hub.stage(
+        args.output_dir,
+        args.configs,
+        train_size=args.train_size,
+        validation_size=args.validation_size,
+        seed=args.seed,
+        num_proc=args.num_proc,
+        script=args.script,
+        repo_id=repo_id,
+    )
+    for name, config in result.configs.items():
+        print(f"staged {name}: " + ", ".join(f"{split} {len(d)} rows" for split, d in config.row_digests.items()))
+    print(f"staged version {result.version} in {result.path}")
+    if args.check_with:
+        problems = hub.check_viewer(result, args.check_with)
+        for problem in problems:
+            print(f"viewer check: {problem}", file=sys.stderr)
+        if problems:
+            raise ValueError(f"the staged folder does not load as the builder's rows under {args.check_with}")
+        print(f"viewer check: every config loads from {result.path} with plain datasets and equals the builder's rows")
+    return result
+
+
+def cmd_stage(args: argparse.Namespace) -> int:
+    """Build configs through the builder into a Hub-ready folder (Parquet, card, plots)."""
+    _stage(args)
+    return 0
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """Stage, then upload to the Hub and tag the commit with the dataset version."""
+    from ..tools import hub
+
+    hub.check_repo_id(args.repo)  # before any work
+    token = hub.resolve_token()  # never printed
+    result = _stage(args, repo_id=args.repo)
+    commit = hub.upload(result.path, args.repo, version=result.version, token=token, private=args.private)
+    tag = hub.version_tag(result.version)
+    print(f"pushed {', '.join(result.configs)} to {args.repo}, tagged {tag}: {commit.commit_url}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="generate pairs into a folder (JSONL or Parquet)")
+    g.add_argument("--count", type=_positive_int, required=True)
+    mix = g.add_mutually_exclusive_group()
+    mix.add_argument("--balanced", action="store_true", help="equal share per category (default: drawn at random)")
+    mix.add_argument("--category", type=_category, help=f"one of: {', '.join(CATEGORIES)}")
+    g.add_argument("--seed", type=_positive_int, default=0)
+    g.add_argument("--output-dir", required=True)
+    g.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    g.set_defaults(func=cmd_generate)
+
+    v = sub.add_parser(
+        "validate",
+        help="check a built dataset: structure, reproduction, execution (XLA, optionally IREE)",
+        description="Exit status: 0 all checks pass, 1 a check failed, 2 bad input, 3 refused to run untrusted code.",
+    )
+    v.add_argument("path", nargs="?", help="a .jsonl/.parquet file, a folder of them, or a staged Hub folder")
+    v.add_argument("--trust-code", action="store_true", help="allow running the rows' python_source (needed for PATH)")
+    v.add_argument("--structure-only", action="store_true", help="check structure only; run no code")
+    v.add_argument("--sample", type=_positive_int, default=50, help="rows to execute with XLA/IREE (default 50)")
+    v.add_argument("--all", action="store_true", help="execute every row")
+    v.add_argument("--iree", action="store_true", help="also compile and run each sampled row's IR with IREE")
+    v.add_argument("--time-limit", type=float, default=60.0, help="seconds per row before it is cut off (default 60)")
+    v.add_argument(
+        "--report-json",
+        metavar="FILE",
+        help="also write the report as JSON: a list with one object per config, each row's results included",
+    )
+    v.add_argument(
+        "--build", action="store_true", help="build --config through the builder now and validate it (trusted)"
+    )
+    v.add_argument("--script", default="jax_stablehlo_pairs.py", help="builder script for --build")
+    v.add_argument("--config", default="balanced", help="config for --build")
+    v.add_argument("--train-size", type=_positive_int)
+    v.add_argument("--validation-size", type=_positive_int)
+    v.add_argument("--seed", type=_positive_int)
+    v.add_argument("--num-proc", type=_positive_int, default=None)
+    v.set_defaults(func=cmd_validate)
+
+    b = sub.add_parser("build", help="build a config through the dataset builder and print a summary")
+    b.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
+    b.add_argument("--config", default="balanced")
+    b.add_argument("--train-size", type=_positive_int)
+    b.add_argument("--validation-size", type=_positive_int)
+    b.add_argument("--seed", type=_positive_int)
+    b.add_argument("--num-proc", type=_positive_int, default=None)
+    b.set_defaults(func=cmd_build)
+
+    s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
+    s.add_argument("path", nargs="?")
+    s.set_defaults(func=cmd_stats)
+
+    for name, func, help_text in (
+        ("stage", cmd_stage, "build configs through the builder into a Hub-ready folder (Parquet, card, plots)"),
+        ("push", cmd_push, "stage, upload to a Hub dataset repo and tag the dataset version"),
+    ):
+        h = sub.add_parser(name, help=help_text)
+        if name == "push":
+            h.add_argument("--repo", required=True, help="Hub dataset repo, <user>/<name>")
+            h.add_argument("--private", action="store_true", help="create the repo private")
+        h.add_argument("--configs", nargs="+", help="configs to stage (default: all)")
+        h.add_argument("--output-dir", default="staged")
+        h.add_argument("--train-size", type=_positive_int)
+        h.add_argument("--validation-size", type=_positive_int)
+        h.add_argument("--seed", type=_positive_int)
+        h.add_argument("--num-proc", type=_positive_int, default=None)
+        h.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
+        h.add_argument("--check-with", metavar="PYTHON", help="a python with the newest datasets; load as the viewer")
+        h.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

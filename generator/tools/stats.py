@@ -1,0 +1,95 @@
+"""Statistics of a set of rows: counts, op coverage, line and FLOP distributions."""
+
+from __future__ import annotations
+
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..core.ops import CATEGORIES, OPS
+from .reachable import coverage
+
+
+def percentiles(values: list[float], qs=(5, 50, 95)) -> dict[str, float]:
+    if not values:
+        return {f"p{q}": float("nan") for q in qs}
+    values = sorted(values)
+    return {f"p{q}": float(values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]) for q in qs}
+
+
+def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, Any]:
+    """Counts per split and category, op coverage, and line/FLOP percentiles."""
+    out: dict[str, Any] = {"splits": {}, "by_category": Counter()}
+    ops: Counter = Counter()
+    py_lines: list[int] = []
+    ir_lines: list[int] = []
+    flops: list[float] = []
+    ir_texts: list[str] = []
+    for split, rows in rows_by_split.items():
+        n = 0
+        for row in rows:
+            n += 1
+            out["by_category"][row["category"]] += 1
+            ops.update(row["stablehlo_ops"])
+            py_lines.append(row["python_lines"])
+            ir_lines.append(row["stablehlo_lines"])
+            ir_texts.append(row["stablehlo_ir"])
+            if row.get("flops") is not None:
+                flops.append(row["flops"])
+        out["splits"][split] = n
+    out["rows"] = sum(out["splits"].values())
+    out["by_category"] = dict(sorted(out["by_category"].items()))
+    out["near_duplicates"] = near_duplicates(ir_texts)
+    out["op_coverage"] = len(ops)
+    out["reachable_coverage"] = coverage(ops)
+    out["op_frequency"] = dict(ops.most_common())
+    out["python_lines"] = percentiles(py_lines) | {"median": statistics.median(py_lines) if py_lines else float("nan")}
+    out["stablehlo_lines"] = percentiles(ir_lines) | {
+        "median": statistics.median(ir_lines) if ir_lines else float("nan")
+    }
+    out["flops"] = percentiles(flops)
+    return out
+
+
+def near_duplicates(irs: Iterable[str]) -> dict[str, float]:
+    """Rows whose IR equals an earlier row's after renaming SSA values and constants."""
+    from ..core.irtext import skeleton_ir
+
+    seen: set[str] = set()
+    n = dups = 0
+    for ir in irs:
+        n += 1
+        key = skeleton_ir(ir)
+        dups += key in seen
+        seen.add(key)
+    return {"rows": dups, "rate": dups / n if n else 0.0}
+
+
+def generator_summary() -> dict[str, Any]:
+    """The op table: how many ops each category draws from."""
+    return {
+        "ops": len(OPS),
+        "ops_per_category": {c: sum(c in op.categories for op in OPS) for c in CATEGORIES},
+    }
+
+
+def format_summary(s: Mapping[str, Any]) -> str:
+    lines = [f"rows: {s['rows']}  (" + ", ".join(f"{k}: {v}" for k, v in s["splits"].items()) + ")"]
+    lines.append("by category: " + ", ".join(f"{k} {v}" for k, v in s["by_category"].items()))
+    lines.append(f"op coverage: {s['op_coverage']} distinct stablehlo/chlo ops")
+    if "reachable_coverage" in s:
+        rc = s["reachable_coverage"]
+        lines.append(
+            f"reachable coverage: {rc['covered']} of {rc['reachable']} ops JAX can emit; missing: {', '.join(rc['missing']) or 'none'}"
+        )
+    pl, il, fl = s["python_lines"], s["stablehlo_lines"], s["flops"]
+    lines.append(f"python lines: median {pl['median']:g}, p5 {pl['p5']:g}, p95 {pl['p95']:g}")
+    lines.append(f"stablehlo lines: median {il['median']:g}, p5 {il['p5']:g}, p95 {il['p95']:g}")
+    lines.append(f"flops: p5 {fl['p5']:g}, median {fl['p50']:g}, p95 {fl['p95']:g}")
+    if "near_duplicates" in s:
+        nd = s["near_duplicates"]
+        lines.append(
+            f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)"
+        )
+    return "\n".join(lines)

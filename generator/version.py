@@ -1,0 +1,3 @@
+"""The generator's version: recorded in every row, and the package version (pyproject reads it)."""
+
+__version__ = "1.1.0"
