@@ -421,7 +421,7 @@ def write_card(result: StageResult, *, module, repo_id: str | None = None, num_p
 
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    from ... import code_fingerprint
+    from ...core import fingerprint
     from ...core.schema import CITATION, COLUMNS, DESCRIPTION, LICENSE
 
     stats = measure(result)
@@ -470,7 +470,7 @@ def write_card(result: StageResult, *, module, repo_id: str | None = None, num_p
             "jax_versions": sorted({v[1] for v in versions}),
             "jaxlib_versions": sorted({v[2] for v in versions}),
             "datasets_version": version("datasets"),
-            "code_fingerprint": code_fingerprint(),
+            "code_fingerprint": fingerprint(),
             "seeds": sorted({sc.seed for sc in result.configs.values()}),
             "command": build_command(result, num_proc),
         },
