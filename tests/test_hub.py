@@ -20,8 +20,8 @@ pytest.importorskip("matplotlib", reason="needs the hub extra: pip install -e '.
 from huggingface_hub import DatasetCard, HfApi
 from huggingface_hub import constants as hf_constants
 
-from generator import cli, hub
 from generator.core.schema import COLUMNS
+from generator.tools import cli, hub
 from generator.tools.io import read_rows
 from generator.tools.stats import summarize
 
@@ -117,7 +117,7 @@ def test_card_numbers_come_from_the_staged_data(staged):
 
 
 def test_staged_folder_loads_without_script(staged):
-    """datasets 3.6 in-process; tests/viewer_check.py does the same with the newest datasets (slow test)."""
+    """datasets 3.6 in-process; generator/tools/hub/viewer_check.py does the same with the newest datasets (slow test)."""
     ds = datasets.load_dataset(str(staged.path), "matrix", cache_dir=str(staged.path.parent / "cache"))
     assert ds.num_rows == {"train": 40, "validation": 10}
     assert [hub.row_digest(r) for r in ds["validation"]] == staged.configs["matrix"].row_digests["validation"]
@@ -157,7 +157,7 @@ def test_a_failure_leaves_nothing_half_written(tmp_path, monkeypatch):
     def broken_card(*args, **kwargs):
         raise RuntimeError("card failed")
 
-    monkeypatch.setattr(hub, "write_card", broken_card)
+    monkeypatch.setattr(hub.staging, "write_card", broken_card)  # the name stage() calls
     with pytest.raises(RuntimeError, match="card failed"):
         hub.stage(tmp_path / "out", ["matrix"], train_size=2, validation_size=1)
     assert list(tmp_path.iterdir()) == []

@@ -3,12 +3,12 @@
 Run with an interpreter that has only the newest ``datasets`` (not this project), in isolated
 mode, from an empty directory::
 
-    <viewer-venv>/bin/python -I tests/viewer_check.py <staged folder>
+    <viewer-venv>/bin/python -I generator/tools/hub/viewer_check.py <staged folder>
 
 Prints one JSON report: the ``datasets`` version, whether the project was importable (it must
 not be), the default config, and per config and split the columns and a digest of every row
-(the same digest as ``generator.hub.row_digest``). Uses the standard library and ``datasets``
-only, so it runs where the project is not installed. Not collected by pytest.
+(the same digest as ``generator.tools.hub.row_digest``). Uses the standard library and
+``datasets`` only, so it runs where the project is not installed. Not collected by pytest.
 """
 
 from __future__ import annotations

@@ -1,0 +1,214 @@
+"""The dataset card: ``README.md`` rendered from dataset_card/template.md with a YAML header
+(``configs``, ``dataset_info``) as ``push_to_hub`` writes it, statistics measured from the staged
+Parquet, and the plots it shows."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from .build import ROOT
+from .staged import DEFAULT_CONFIG, StageResult
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+CARD_TEMPLATE = ROOT / "dataset_card" / "template.md"
+PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png"}
+PRETTY_NAME = "JAX StableHLO Pairs"
+TAGS = ["jax", "stablehlo", "mlir", "xla", "compilers", "code", "synthetic"]
+TASK_CATEGORIES = ["text-generation"]
+# Marks a folder as ours, so re-staging may replace it and nothing else is ever removed.
+STAGED_MARKER = f"pretty_name: {PRETTY_NAME}"
+
+
+def size_category(n: int) -> str:
+    """The Hub's ``size_categories`` bucket of ``n`` rows (``1K<n<10K`` ...)."""
+    if n < 1000:
+        return "n<1K"
+    names = ["1K", "10K", "100K", "1M", "10M", "100M", "1B", "10B", "100B", "1T"]
+    for i in range(len(names) - 1):
+        if n < 10 ** (i + 4):
+            return f"{names[i]}<n<{names[i + 1]}"
+    return "n>1T"
+
+
+def feature_type(feature: Any) -> str:
+    """A column's type in words: ``string``, ``list of string``, ``list of {shape: list of int32, dtype: string}``."""
+    if isinstance(feature, dict):
+        return "{" + ", ".join(f"{k}: {feature_type(v)}" for k, v in feature.items()) + "}"
+    if isinstance(feature, list):
+        return f"list of {feature_type(feature[0])}"
+    inner = getattr(feature, "feature", None)
+    if inner is not None:  # datasets.Sequence / List
+        return f"list of {feature_type(inner)}"
+    return str(getattr(feature, "dtype", feature))
+
+
+def _yaml_metadata(result: StageResult, card_data: DatasetCardData) -> None:
+    """``configs`` and ``dataset_info`` as ``push_to_hub`` writes them, from the staged files."""
+    import pyarrow.parquet as pq
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+
+    from ...core.schema import FEATURES
+
+    metadata_configs, infos = MetadataConfigs(), DatasetInfosDict()
+    for name, sc in result.configs.items():
+        entry: dict[str, Any] = {"data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in sc.files]}
+        if name == DEFAULT_CONFIG:
+            entry["default"] = True
+        metadata_configs[name] = entry
+        splits, download, total = SplitDict(), 0, 0
+        for split, files in sc.files.items():
+            tables = [pq.read_table(result.path / f) for f in files]
+            nbytes = sum(t.nbytes for t in tables)
+            splits.add(SplitInfo(name=split, num_bytes=nbytes, num_examples=sum(t.num_rows for t in tables)))
+            download += sum((result.path / f).stat().st_size for f in files)
+            total += nbytes
+        infos[name] = DatasetInfo(
+            features=sc.features or FEATURES, splits=splits, download_size=download, dataset_size=total
+        )
+    metadata_configs.to_dataset_card_data(card_data)
+    infos.to_dataset_card_data(card_data)
+
+
+def measure(result: StageResult) -> dict[str, Any]:
+    """Statistics of the staged Parquet, per config and over all configs (``generator.tools.stats.summarize``)."""
+    from ..io import read_rows
+    from ..stats import summarize
+
+    per_config = {}
+    for name in result.configs:
+        rows = read_rows(result.path / name)
+        flat = [r for rs in rows.values() for r in rs]
+        per_config[name] = summarize(rows) | {
+            "transforms": dict(Counter(t for r in flat for t in r["jax_transforms"]).most_common()),
+            "lowerings": dict(Counter(r["lowering"] for r in flat).most_common()),
+            "parquet_bytes": sum(p.stat().st_size for p in (result.path / name).glob("*.parquet")),
+            "versions": sorted(
+                {(r["generator_version"], r["jax_version"], r["jaxlib_version"]) for rs in rows.values() for r in rs}
+            ),
+        }
+    return per_config
+
+
+def _plot(result: StageResult, focus: str, summary: Mapping[str, Any]) -> None:
+    """PNG plots of the ``focus`` config's staged rows: op frequency and size histograms."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..io import read_rows
+
+    rows = [r for rs in read_rows(result.path / focus).values() for r in rs]
+    (result.path / "plots").mkdir(exist_ok=True)
+    png = {"Software": None}  # no version string in the file: same rows, same bytes
+
+    top = list(summary["op_frequency"].items())[:40][::-1]
+    fig, ax = plt.subplots(figsize=(8, max(3.0, 0.22 * len(top) + 1)))
+    ax.barh([k for k, _ in top], [v for _, v in top], color="#4c72b0")
+    ax.set_xlabel(f"rows using the op ({len(rows)} rows of '{focus}')")
+    ax.set_title(f"StableHLO/CHLO op frequency, top {len(top)} of {summary['op_coverage']}")
+    ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    fig.savefig(result.path / PLOTS["op_frequency"], dpi=100, metadata=png)
+    plt.close(fig)
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.2))
+    flops = [math.log10(r["flops"]) for r in rows if r.get("flops") and r["flops"] > 0]
+    for ax, values, label in (
+        (axes[0], [r["python_lines"] for r in rows], "python_lines"),
+        (axes[1], [r["stablehlo_lines"] for r in rows], "stablehlo_lines"),
+        (axes[2], flops, "log10(flops)"),
+    ):
+        ax.hist(values, bins=30, color="#55a868")
+        ax.set_xlabel(label)
+        ax.set_ylabel("rows")
+    fig.suptitle(f"Program sizes ('{focus}', {len(rows)} rows)")
+    fig.tight_layout()
+    fig.savefig(result.path / PLOTS["sizes"], dpi=100, metadata=png)
+    plt.close(fig)
+
+
+def build_command(result: StageResult, num_proc: int | None) -> str:
+    """The command that stages the same data again."""
+    any_cfg = next(iter(result.configs.values()))
+    parts = ["python -m generator stage", "--configs", *result.configs, "--train-size", str(any_cfg.sizes["train"])]
+    parts += ["--validation-size", str(any_cfg.sizes["validation"]), "--seed", str(any_cfg.seed)]
+    if num_proc:
+        parts += ["--num-proc", str(num_proc)]
+    return " ".join(parts + ["--output-dir", "staged"])
+
+
+def write_card(
+    result: StageResult, *, module: ModuleType, repo_id: str | None = None, num_proc: int | None = None
+) -> DatasetCard:
+    """Render ``README.md`` (and its plots) into the staged folder from measured statistics."""
+    from importlib.metadata import version
+
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    from ...core import fingerprint
+    from ...core.schema import CITATION, COLUMNS, DESCRIPTION, LICENSE
+
+    stats = measure(result)
+    focus = DEFAULT_CONFIG if DEFAULT_CONFIG in stats else next(iter(stats))
+    _plot(result, focus, stats[focus])
+    total_rows = sum(s["rows"] for s in stats.values())
+    card_data = DatasetCardData(
+        pretty_name=PRETTY_NAME,
+        license=LICENSE,
+        language=["code"],
+        annotations_creators=["machine-generated"],
+        language_creators=["machine-generated"],
+        source_datasets=["original"],
+        size_categories=[size_category(total_rows)],
+        task_categories=TASK_CATEGORIES,
+        tags=TAGS,
+    )
+    _yaml_metadata(result, card_data)
+    versions = sorted({v for s in stats.values() for v in s["versions"]})
+    resample = {}
+    for name, sc in result.configs.items():
+        st = sc.shard_stats
+        if st and st["rows"]:
+            resample[name] = st | {
+                "per_row": (st["attempts"] - st["rows"]) / st["rows"],
+                "failures": st["sampling_rejects"] + st["lowering_failures"] + st["duplicates"],
+            }
+    all_ops = sorted({op for s in stats.values() for op in s["op_frequency"]})
+    card = DatasetCard.from_template(
+        card_data,
+        template_path=str(CARD_TEMPLATE),
+        description=DESCRIPTION,
+        version=result.version,
+        release_notes=getattr(module, "RELEASE_NOTES", {}),
+        repo_id=repo_id or "<user>/jax-stablehlo-pairs",
+        columns=[(name, feature_type(feat), meaning) for name, (feat, meaning) in COLUMNS.items()],
+        configs=result.configs,
+        stats=stats,
+        focus=focus,
+        plots=PLOTS,
+        resample=resample,
+        total_rows=total_rows,
+        all_ops=all_ops,
+        provenance={
+            "generator_versions": sorted({v[0] for v in versions}),
+            "jax_versions": sorted({v[1] for v in versions}),
+            "jaxlib_versions": sorted({v[2] for v in versions}),
+            "datasets_version": version("datasets"),
+            "code_fingerprint": fingerprint(),
+            "seeds": sorted({sc.seed for sc in result.configs.values()}),
+            "command": build_command(result, num_proc),
+        },
+        citation=CITATION,
+    )
+    card.save(result.path / "README.md")
+    return card
