@@ -9,11 +9,13 @@ import re
 
 import pytest
 
-from generator import cli
 from generator.core.render import render_source, render_statement
 from generator.core.sampler import sample_program
 from generator.errors import Reject
-from generator.tools.validate.execute import IREE_UNPORTABLE, _check_iree, iree_unportable
+from generator.tools import cli
+from generator.tools.validate import IREE_UNPORTABLE, CheckOutcome
+from generator.tools.validate.iree import check_iree, iree_unportable
+from generator.tools.validate.numerics import XlaRun
 from tests import rowkit
 
 
@@ -124,7 +126,9 @@ def test_classifier_names_exactly_the_constructs_iree_cannot_take(expected, ir):
 def test_every_listed_construct_is_documented_and_reported_as_a_skip():
     assert {key for key, _ in CASES if key} == set(IREE_UNPORTABLE)
     ir = dict((k, ir) for k, ir in CASES if k)["fft"]
-    assert _check_iree({"stablehlo_ir": ir}, {}) == {"status": "skip", "note": "not portable to IREE 3.13 (fft)"}
+    pytest.importorskip("iree.compiler")
+    no_run = XlaRun(fn=lambda x: x, inputs=[], outputs=[])  # the static rules skip before anything runs
+    assert check_iree(ir, no_run) == CheckOutcome.skipped("not portable to IREE 3.13 (fft)")
 
 
 def _programs(category: str, n: int):
@@ -201,21 +205,21 @@ CRASHING_IR = """module @jit_f attributes {mhlo.num_partitions = 1 : i32, mhlo.n
 def _classify(ir: str):
     import iree.compiler
 
-    from generator.tools.validate.execute import _iree_compile, iree_compile_failure
+    from generator.tools.validate.iree import iree_compile, iree_compile_failure
 
     try:
-        _iree_compile(ir)
+        iree_compile(ir)
     except iree.compiler.CompilerToolError as e:
         return iree_compile_failure(ir, e)
-    return {"status": "compiles"}
+    return None  # it compiles
 
 
 def test_ir_that_iree_frontend_rejects_fails_the_row():
     pytest.importorskip("iree.compiler")
     bad = "module {\n  func.func @main(%a: tensor<2xf32>) -> tensor<2xf32> {\n    %0 = stablehlo.add %a, %b : tensor<2xf32>\n    return %0 : tensor<2xf32>\n  }\n}\n"
     result = _classify(bad)
-    assert result["status"] == "fail" and "IREE rejects the IR" in result["detail"]
-    assert "undeclared SSA value" in result["detail"]
+    assert result.status == "fail" and "IREE rejects the IR" in result.detail
+    assert "undeclared SSA value" in result.detail
 
 
 def test_iree_backend_error_after_import_is_a_skip_naming_the_phase():
@@ -231,15 +235,15 @@ def test_iree_backend_error_after_import_is_a_skip_naming_the_phase():
 
     ir = jax.jit(f).lower(jax.ShapeDtypeStruct((4,), jnp.float32)).as_text()
     result = _classify(ir)
-    assert result["status"] == "skip", result
-    assert result["note"] == "IREE 3.13 failed after importing the IR (backend)"
-    assert "circular dependency" in result["detail"]
+    assert result is not None and result.status == "skip", result
+    assert result.note == "IREE 3.13 failed after importing the IR (backend)"
+    assert "circular dependency" in result.detail
 
 
 def test_iree_compiler_crash_is_a_skip_with_its_fatal_message():
     pytest.importorskip("iree.compiler")
     result = _classify(CRASHING_IR)
-    assert result == {"status": "skip", "note": "IREE 3.13 compiler crashed", "detail": "could not reify"}
+    assert result == CheckOutcome.skipped("IREE 3.13 compiler crashed", detail="could not reify")
 
 
 # --- low-precision mismatches: judged against a float32 evaluation ------------------------
@@ -248,7 +252,7 @@ def test_iree_compiler_crash_is_a_skip_with_its_fatal_message():
 def test_ill_conditioned_low_precision_output_is_judged_against_float32():
     import numpy as np
 
-    from generator.tools.validate.execute import within_rounding_noise
+    from generator.tools.validate.numerics import within_rounding_noise
 
     reference = np.array([0.0, 1.0, -1.0, 0.5])
     xla = reference + np.array([0.3, 0.0, 0.0, 0.0])  # XLA's own bf16 result is 0.3 off

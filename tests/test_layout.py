@@ -100,7 +100,11 @@ def test_nothing_reads_from_tests_at_run_time():
 def _fingerprint_of(root: Path) -> str:
     code = "import generator; print(generator.code_fingerprint())"
     done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, env={"PYTHONPATH": str(root), "PATH": ""}, capture_output=True, text=True
+        [sys.executable, "-c", code],
+        cwd=root,
+        env={"PYTHONPATH": str(root), "PATH": ""},
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()

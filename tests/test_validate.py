@@ -7,10 +7,10 @@ import json
 
 import pytest
 
-from generator import cli
 from generator.core.lowering import lower_source
+from generator.tools import cli
 from generator.tools.io import read_configs
-from generator.tools.validate import validate_dataset, validate_rows
+from generator.tools.validate import CheckOutcome, validate_dataset, validate_rows
 from tests import rowkit
 
 # find_spec of a submodule imports its parent, which raises when IREE is not installed at all.
@@ -75,10 +75,10 @@ def test_structure_only_passes_on_a_real_build(rows, tmp_path):
 
 
 def test_untrusted_folder_is_refused_and_nothing_runs(rows, tmp_path, capsys, monkeypatch):
-    import generator.tools.validate.execute
+    import generator.tools.validate.runner
 
     monkeypatch.setattr(
-        generator.tools.validate.execute.RowRunner, "_start", lambda self: pytest.fail("code ran without --trust-code")
+        generator.tools.validate.runner.RowRunner, "_start", lambda self: pytest.fail("code ran without --trust-code")
     )
     rowkit.write_jsonl(rows, tmp_path / "d")
     assert cli.main(["validate", str(tmp_path / "d")]) == 3
@@ -184,7 +184,7 @@ def test_example_inputs_are_deterministic_and_in_range():
     import jax.numpy as jnp
     import numpy as np
 
-    from generator.tools.validate.execute import example_inputs
+    from generator.tools.validate.numerics import example_inputs
 
     specs = [jax.ShapeDtypeStruct((64,), d) for d in (jnp.float32, jnp.bfloat16, jnp.int32, jnp.uint8, jnp.bool_)]
     a, b = example_inputs("src", specs), example_inputs("src", specs)
@@ -199,7 +199,7 @@ def test_example_inputs_are_deterministic_and_in_range():
 def test_compare_is_dtype_aware():
     import numpy as np
 
-    from generator.tools.validate.execute import compare
+    from generator.tools.validate.numerics import compare
 
     want = np.array([1.0, -2.0, 0.5], np.float16)
     assert compare(want + np.float16(0.004), want, "float16") is None
@@ -213,7 +213,7 @@ def test_compare_is_dtype_aware():
 
 
 def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
-    from generator.tools.validate.execute import tolerance_dtype
+    from generator.tools.validate.numerics import tolerance_dtype
 
     ir = "%0 = stablehlo.convert %arg0 : (tensor<5xbf16>) -> tensor<5xf32>\n%1 = stablehlo.tanh %2 : tensor<f16>"
     assert tolerance_dtype("float32", ir) == "bfloat16"
@@ -221,15 +221,36 @@ def test_tolerance_follows_the_loosest_float_the_ir_computes_in():
     assert tolerance_dtype("int32", ir) == "int32"  # integers and bools are always exact
 
 
-@pytest.mark.skipif(not HAS_IREE, reason="IREE not installed (pip install .[iree])")
 def test_iree_skips_xla_only_custom_calls_by_name():
-    from generator.tools.validate.execute import _check_iree
+    from generator.tools.validate.iree import iree_static_skip
 
     ir = "module @jit_f {\n  %0:3 = stablehlo.custom_call @lapack_sgetrf_ffi(%arg0) : (tensor<2x2xf32>) -> tensor<2x2xf32>\n}\n"
-    assert _check_iree({"stablehlo_ir": ir}, {}) == {
-        "status": "skip",
-        "note": "XLA-only custom_call (LAPACK)",
-        "detail": "lapack_sgetrf_ffi",
-    }
+    assert iree_static_skip(ir) == CheckOutcome.skipped("XLA-only custom_call (LAPACK)", detail="lapack_sgetrf_ffi")
     other = ir.replace("@lapack_sgetrf_ffi", "@stablehlo.dynamic_reduce_window")
-    assert _check_iree({"stablehlo_ir": other}, {})["note"] == "XLA-only custom_call (stablehlo.dynamic_reduce_window)"
+    assert iree_static_skip(other).note == "XLA-only custom_call (stablehlo.dynamic_reduce_window)"
+    assert iree_static_skip("module @jit_f {\n}\n") is None
+
+
+def test_check_outcome_round_trips_through_its_json_form():
+    outcomes = [
+        CheckOutcome.passed(),
+        CheckOutcome.passed(note="op histogram"),
+        CheckOutcome.failed("re-lowered IR differs"),
+        CheckOutcome.skipped("XLA-only custom_call (LAPACK)", detail="lapack_sgetrf_ffi"),
+        CheckOutcome.skipped(detail="needs a successful execute check"),
+    ]
+    for outcome in outcomes:
+        assert CheckOutcome.from_dict(json.loads(json.dumps(outcome.to_dict()))) == outcome
+    # the report's JSON form: unset fields are left out
+    assert CheckOutcome.passed().to_dict() == {"status": "pass"}
+    assert CheckOutcome.failed("why").to_dict() == {"status": "fail", "detail": "why"}
+    assert CheckOutcome.failed("why").with_note("n") == CheckOutcome("fail", detail="why", note="n")
+
+
+def test_check_outcome_rejects_an_unknown_status():
+    with pytest.raises(ValueError, match=r"'passed'.*'pass', 'fail', 'skip'"):
+        CheckOutcome("passed")
+    with pytest.raises(ValueError, match="'ok'"):
+        CheckOutcome.from_dict({"status": "ok"})
+    with pytest.raises(ValueError, match="not a check outcome"):
+        CheckOutcome.from_dict({"status": "pass", "reason": "x"})

@@ -13,7 +13,11 @@ Four checks, from cheap to thorough:
    the same inputs; its outputs match JAX's within dtype-aware tolerances.
 
 Checks 2-4 run the rows' code, in a child process with a time limit per row
-(``generator.execute``); they need ``trust_code=True`` for rows this tool did not build.
+(``runner``); they need ``trust_code=True`` for rows this tool did not build. Each check's
+result on a row is a ``CheckOutcome`` (``outcome``); example inputs and tolerances are in
+``numerics``, the iree check and the constructs IREE cannot take (``IREE_UNPORTABLE``) in
+``iree``. The package imports no JAX (``--structure-only`` needs none): JAX, numpy and IREE
+are imported inside the functions that run code.
 """
 
 from __future__ import annotations
@@ -26,6 +30,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...core.schema import COLUMNS
+from .iree import IREE_UNPORTABLE
+from .outcome import CheckOutcome
+
+__all__ = [
+    "CODE_CHECKS",
+    "IREE_UNPORTABLE",
+    "REFUSAL",
+    "CheckOutcome",
+    "CheckResult",
+    "Report",
+    "check_structure",
+    "validate_dataset",
+    "validate_rows",
+]
 
 CODE_CHECKS = ("reproduce", "execute", "iree")
 
@@ -50,6 +68,18 @@ class CheckResult:
     def ran(self) -> int:
         return self.passed + self.failed
 
+    def count(self, outcome: CheckOutcome) -> None:
+        """Count one row's outcome; a pass's or skip's note is counted by its text."""
+        if outcome.status == "pass":
+            self.passed += 1
+        elif outcome.status == "skip":
+            self.skipped += 1
+        else:
+            self.failed += 1
+            return
+        if outcome.note:
+            self.notes[outcome.note] += 1
+
 
 @dataclass
 class Report:
@@ -66,7 +96,8 @@ class Report:
       notes: things the reader must know (e.g. a different jax version).
       refused: why code checks did not run, if they were asked for but not allowed.
       row_results: per row that ran code, ``{"id", "category", "split", "checks": {name:
-        {"status", "detail"?, "note"?}}}``, for ``to_json`` (``--report-json``).
+        {"status", "detail"?, "note"?}}}`` (``CheckOutcome.to_dict``), for ``to_json``
+        (``--report-json``).
     """
 
     config: str = ""
@@ -321,7 +352,7 @@ def validate_rows(
             f"{sum(other_jax.values())} rows were lowered by another jax ({', '.join(sorted(other_jax))}; this is "
             f"{JAX_VERSION}): their IR is compared by op histogram, not byte for byte"
         )
-    from .execute import RowRunner, host_devices
+    from .runner import RowRunner, host_devices
 
     runners: dict[int, RowRunner] = {}  # one child per device count: XLA fixes it at start-up
     try:
@@ -330,27 +361,23 @@ def validate_rows(
             try:
                 devices = host_devices(r["lowering"])
             except ValueError as e:
-                results = {name: {"status": "fail", "detail": str(e)} for name in asked}
+                results = {name: CheckOutcome.failed(str(e)) for name in asked}
             else:
                 if devices not in runners:
                     runners[devices] = RowRunner(time_limit=time_limit, host_devices=devices)
                 results = runners[devices].run(r, asked)
             report.row_results.append(
-                {"id": r["id"], "category": r["category"], "split": split_of.get(id(r), ""), "checks": results}
+                {
+                    "id": r["id"],
+                    "category": r["category"],
+                    "split": split_of.get(id(r), ""),
+                    "checks": {name: outcome.to_dict() for name, outcome in results.items()},
+                }
             )
-            for name, res in results.items():
-                c = report.checks[name]
-                if res["status"] == "pass":
-                    c.passed += 1
-                    if res.get("note"):
-                        c.notes[res["note"]] += 1
-                elif res["status"] == "skip":
-                    c.skipped += 1
-                    if res.get("note"):
-                        c.notes[res["note"]] += 1
-                else:
-                    c.failed += 1
-                    report.failures.append(f"{r['id']}: {name}: {res.get('detail', '')}")
+            for name, outcome in results.items():
+                report.checks[name].count(outcome)
+                if outcome.status == "fail":
+                    report.failures.append(f"{r['id']}: {name}: {outcome.detail or ''}")
             if progress:
                 progress(i + 1, len(good))
     finally:

@@ -1,0 +1,199 @@
+"""Example inputs for a row, and judging one compiler's outputs against another's.
+
+numpy and JAX are imported inside the functions that need them: ``validate --structure-only``
+imports this package without either.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+SYMBOLIC_DIM_SIZE = 4  # the concrete size every symbolic dimension takes for execution
+
+# |got - want| <= atol * max(1, max|want|) + rtol * |want|, per dtype of the output.
+# float16/bfloat16 carry 11/8 significant bits, and two compilers may order a reduction
+# differently, so their tolerances are a few units in the last place of a chained program.
+TOLERANCES: dict[str, tuple[float, float]] = {
+    "float32": (1e-4, 1e-5),
+    "float16": (2e-2, 1e-2),
+    "bfloat16": (6e-2, 4e-2),
+    "float64": (1e-9, 1e-12),
+    "complex64": (1e-4, 1e-5),
+    "complex128": (1e-9, 1e-12),
+}
+
+# Dtypes whose mismatches may be rounding noise of an ill-conditioned output (``within_rounding_noise``).
+LOW_PRECISION = ("float16", "bfloat16")
+
+
+# --- inputs --------------------------------------------------------------------------
+
+
+def concrete_dim(d: Any, env: dict[str, int]) -> int:
+    """A dimension's size for execution: its own, or (symbolic, ``jax.export``) an expression
+    whose every symbol is ``SYMBOLIC_DIM_SIZE`` (recorded in ``env``)."""
+    try:
+        return int(d)
+    except Exception:
+        text = str(d)
+        for name in re.findall(r"[A-Za-z_]\w*", text):
+            env.setdefault(name, SYMBOLIC_DIM_SIZE)
+        return int(eval(text, {"__builtins__": {}}, env))
+
+
+def example_inputs(source: str, specs) -> list:
+    """Concrete arrays for ``specs`` (``jax.ShapeDtypeStruct``s), a pure function of ``source``.
+
+    Floats are uniform in [-1, 1), integers in [-4, 4] ([0, 4] unsigned), booleans fair coins: every op in the
+    generator guards its own domain (``log(|x| + 1e-3)``...), and small magnitudes keep
+    chained programs inside float16's range.
+    """
+    import numpy as np
+
+    out = []
+    env: dict[str, int] = {}
+    for i, spec in enumerate(specs):
+        seed = int.from_bytes(hashlib.sha256(f"{i}:{source}".encode()).digest()[:8], "big")
+        rng = np.random.default_rng(seed)
+        dtype = np.dtype(spec.dtype)
+        shape = tuple(concrete_dim(d, env) for d in spec.shape)
+        if dtype == np.bool_:
+            x = rng.random(shape) < 0.5
+        elif np.issubdtype(dtype, np.unsignedinteger):
+            x = rng.integers(0, 5, size=shape)
+        elif np.issubdtype(dtype, np.integer):
+            x = rng.integers(-4, 5, size=shape)
+        elif np.issubdtype(dtype, np.complexfloating):
+            x = rng.uniform(-1, 1, size=shape) + 1j * rng.uniform(-1, 1, size=shape)
+        else:
+            x = rng.uniform(-1, 1, size=shape)
+        out.append(np.asarray(x).astype(dtype))
+    return out
+
+
+# --- what XLA computed -----------------------------------------------------------------
+
+
+@dataclass
+class XlaRun:
+    """The execute check's run of a row, which the iree check compares against.
+
+    Attributes:
+      fn: the row's function.
+      inputs: its example inputs (``example_inputs``), one per argument.
+      outputs: XLA's outputs on them, as numpy arrays (the result's leaves).
+      kept: indices of the arguments the lowered ``main`` takes (jit drops unused ones from
+        the IR); ``None`` if unknown, then all are assumed kept.
+    """
+
+    fn: Callable[..., Any]
+    inputs: list
+    outputs: list
+    kept: list[int] | None = None
+
+    @property
+    def kept_inputs(self) -> list:
+        """The inputs ``main`` takes."""
+        return self.inputs if self.kept is None else [self.inputs[i] for i in self.kept]
+
+    @property
+    def dropped_arguments(self) -> bool:
+        return self.kept is not None and len(self.kept) < len(self.inputs)
+
+    @cached_property
+    def wider_outputs(self) -> list | None:
+        """The function's outputs from XLA on its inputs widened to float32, or ``None``.
+
+        float16/bfloat16 inputs become float32, so every op the program does not pin to a dtype
+        computes in float32: an evaluation more precise than the row's own.
+        """
+        import jax
+        import numpy as np
+
+        try:
+            widened = [
+                np.asarray(x, np.float32) if str(np.asarray(x).dtype) in LOW_PRECISION else x for x in self.inputs
+            ]
+            return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(self.fn)(*widened))]
+        except Exception:  # a program whose ops need the narrow dtype (bitcasts...) has no wider twin
+            return None
+
+    def wider_reference(self, k: int):
+        """Output ``k`` of ``wider_outputs``, or ``None`` if there is none of output ``k``'s shape."""
+        import numpy as np
+
+        outputs = self.wider_outputs
+        if outputs is None or k >= len(outputs) or outputs[k].shape != np.asarray(self.outputs[k]).shape:
+            return None
+        return outputs[k]
+
+
+# --- comparing -------------------------------------------------------------------------
+
+_IR_FLOAT = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
+_IR_FLOAT_RE = re.compile(r"tensor<(?:[0-9?]+x)*(bf16|f16|f32)>")
+
+
+def tolerance_dtype(out_dtype: str, ir: str) -> str:
+    """The dtype whose tolerance applies to an output: its own, or the loosest float the IR
+    computes in, since a float32 result of bfloat16 intermediates carries bfloat16 error."""
+    if out_dtype not in TOLERANCES:
+        return out_dtype
+    used = {_IR_FLOAT[m] for m in _IR_FLOAT_RE.findall(ir)} | {out_dtype}
+    return max(used, key=lambda d: TOLERANCES[d][0])
+
+
+def compare(got, want, dtype: str) -> str | None:
+    """``None`` if ``got`` matches ``want`` within the tolerance of ``dtype``, else why not."""
+    import numpy as np
+
+    got = np.asarray(got)
+    want = np.asarray(want)
+    if got.shape != want.shape:
+        return f"shape {list(got.shape)} != {list(want.shape)}"
+    if dtype not in TOLERANCES:
+        if np.array_equal(got, want):
+            return None
+        return f"{int(np.sum(got != want))} of {want.size} elements differ ({dtype}, compared exactly)"
+    rtol, atol = TOLERANCES[dtype]
+    wide = np.complex128 if np.iscomplexobj(want) else np.float64
+    g = got.astype(wide)
+    w = want.astype(wide)
+    same_nonfinite = (np.isnan(g) & np.isnan(w)) | (g == w)
+    scale = max(1.0, float(np.max(np.abs(w[np.isfinite(w)]), initial=0.0)))
+    err = np.abs(g - w)
+    bad = ~same_nonfinite & ~(err <= atol * scale + rtol * np.abs(w))
+    if not bad.any():
+        return None
+    return f"{int(bad.sum())} of {want.size} elements outside tolerance ({dtype}: rtol {rtol}, atol {atol}); max abs error {float(np.nanmax(err[bad])):.3g}"
+
+
+def within_rounding_noise(got, want, reference, dtype: str) -> str | None:
+    """Why IREE's ``got`` is as good as XLA's ``want`` for an ill-conditioned output, or ``None``.
+
+    Both are low-precision evaluations of one function; ``reference`` is a more precise one.
+    When XLA's own result is outside ``dtype``'s tolerance of the reference, the output is
+    ill-conditioned at that precision (rounding noise decides it), and IREE is as good as
+    XLA if its distance to the reference is at most twice XLA's. Otherwise ``None``: the
+    mismatch stands.
+    """
+    import numpy as np
+
+    if reference is None:
+        return None
+    g, w, r = (np.asarray(a).astype(np.float64) for a in (got, want, reference))
+    finite = np.isfinite(g) & np.isfinite(w) & np.isfinite(r)
+    if not finite.any() or (np.isfinite(g) != np.isfinite(w)).any():
+        return None
+    rtol, atol = TOLERANCES[dtype]
+    scale = max(1.0, float(np.max(np.abs(r[finite]))))
+    xla_error = float(np.max(np.abs(w - r)[finite]))
+    iree_error = float(np.max(np.abs(g - r)[finite]))
+    if xla_error <= atol * scale or iree_error > 2 * xla_error:
+        return None
+    return f"max error against float32: XLA {xla_error:.3g}, IREE {iree_error:.3g} ({dtype})"

@@ -1,0 +1,234 @@
+"""Running rows' code in a child process, one row at a time, under a time limit.
+
+A row's ``python_source`` is code: re-lowering it, running it with XLA, and running its
+``stablehlo_ir`` with IREE all execute it or what it produced. ``RowRunner`` does that in a
+separate interpreter (``python -m generator.tools.validate.runner``), so a row that crashes,
+hangs or explodes costs its own result and a restart of the child, never the validation run.
+The child is not a sandbox: it runs with the caller's user, files and network, which is why
+``validate`` asks for ``--trust-code`` before it runs code it did not generate itself.
+
+Protocol over the pipes (``generator.runtime.child``): the child prints ``{"ready": ...}``
+once it has imported JAX, then answers each request line (a JSON job) with one result line,
+``{check: CheckOutcome.to_dict()}``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ...runtime.child import Child, child_env, serve
+from .iree import check_iree
+from .numerics import XlaRun, example_inputs
+from .outcome import CheckOutcome
+
+RUNNER_MODULE = "generator.tools.validate.runner"
+STARTUP_TIMEOUT_S = 120.0
+
+
+def host_devices(lowering: str) -> int:
+    """Host CPU devices a row's ``lowering`` needs: ``jit`` 1, ``jit:host_devices=N`` N."""
+    if lowering == "jit":
+        return 1
+    prefix = "jit:host_devices="
+    if isinstance(lowering, str) and lowering.startswith(prefix) and lowering[len(prefix) :].isdigit():
+        return int(lowering[len(prefix) :])
+    raise ValueError(f"unknown lowering {lowering!r}; valid: 'jit', 'jit:host_devices=N'")
+
+
+# --- the child -------------------------------------------------------------------------
+
+
+def _signature_dim(d) -> int:
+    try:
+        return int(d)
+    except Exception:
+        return -1
+
+
+@dataclass
+class _Done:
+    """What one job's earlier checks left for the later ones."""
+
+    lowered: Any = None  # the reproduce check's lowering, reused by the execute check
+    run: XlaRun | None = None  # the execute check's run, as soon as XLA ran the function: the iree check's reference
+
+
+def _check_reproduce(job: Mapping[str, Any], fn: Callable, args, done: _Done) -> CheckOutcome:
+    """The row's own recipe, ``jax.jit(fn).lower(*example_args()).as_text()``, gives its IR."""
+    import jax
+
+    from ...core.irtext import stablehlo_ops
+    from ...core.lowering import JAX_VERSION
+
+    signature = [{"shape": [_signature_dim(d) for d in a.shape], "dtype": str(a.dtype)} for a in args]
+    if job.get("input_signature") is not None and signature != job["input_signature"]:
+        return CheckOutcome.failed(f"example_args() gives {signature}, input_signature says {job['input_signature']}")
+    done.lowered = jax.jit(fn).lower(*args)
+    ir = done.lowered.as_text()
+    if job.get("jax_version") == JAX_VERSION:
+        if ir == job["stablehlo_ir"]:
+            return CheckOutcome.passed()
+        return CheckOutcome.failed("re-lowered IR differs from stablehlo_ir (same jax version)")
+    if stablehlo_ops(ir) == stablehlo_ops(job["stablehlo_ir"]):
+        return CheckOutcome.passed(note="op histogram")
+    return CheckOutcome.failed(
+        f"op histogram differs (row lowered by jax {job.get('jax_version')}, here {JAX_VERSION})"
+    )
+
+
+def _check_execute(job: Mapping[str, Any], fn: Callable, args, done: _Done) -> CheckOutcome:
+    """XLA runs the function on example inputs; its outputs match ``output_signature`` and are finite."""
+    import jax
+    import numpy as np
+
+    inputs = example_inputs(job["python_source"], args)
+    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))]
+    kept = _kept_arguments(done.lowered or jax.jit(fn).lower(*args))
+    done.run = XlaRun(fn=fn, inputs=inputs, outputs=leaves, kept=kept)
+    want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
+    got = [(list(x.shape), str(x.dtype)) for x in leaves]
+    # a symbolic (-1) dimension matches any size
+    got = [
+        ([-1 if w == -1 else g for g, w in zip(gs, ws)] if len(gs) == len(ws) else gs, gd)
+        for (gs, gd), (ws, _) in zip(got, want)
+    ] + got[len(want) :]
+    if want and got != want:
+        return CheckOutcome.failed(f"outputs {got} do not match output_signature {want}")
+    for k, x in enumerate(leaves):
+        if np.issubdtype(x.dtype, np.inexact) or x.dtype.name == "bfloat16":
+            if not np.all(np.isfinite(x.astype(np.float64))):
+                return CheckOutcome.failed(f"output {k} ({x.dtype}) has non-finite values on the example inputs")
+    return CheckOutcome.passed()
+
+
+def _kept_arguments(lowered) -> list[int] | None:
+    """Indices of the arguments the lowered ``main`` takes: jit drops unused ones from the IR."""
+    try:
+        return sorted(lowered._lowering.compile_args["kept_var_idx"])
+    except (AttributeError, KeyError, TypeError):  # a private field; without it, assume all are kept
+        return None
+
+
+def run_job(job: Mapping[str, Any]) -> dict[str, CheckOutcome]:
+    """The outcome of each of ``job["checks"]`` on the row in ``job`` (run in this process)."""
+    from ...core.lowering import load_source
+
+    try:
+        fn, args = load_source(job["python_source"], job["function_name"])
+    except Exception as e:
+        why = CheckOutcome.failed(f"source does not run: {type(e).__name__}: {str(e)[:300]}")
+        return {check: why for check in job["checks"]}
+    result: dict[str, CheckOutcome] = {}
+    done = _Done()
+    for check in job["checks"]:
+        try:
+            if check == "reproduce":
+                result[check] = _check_reproduce(job, fn, args, done)
+            elif check == "execute":
+                result[check] = _check_execute(job, fn, args, done)
+            elif check == "iree":
+                if done.run is None:
+                    result[check] = CheckOutcome.skipped(detail="needs a successful execute check")
+                else:
+                    outcome = check_iree(job["stablehlo_ir"], done.run)
+                    if done.run.dropped_arguments and outcome.note is None:  # a skip keeps its reason
+                        outcome = outcome.with_note("unused arguments dropped from main")
+                    result[check] = outcome
+        except Exception as e:
+            result[check] = CheckOutcome.failed(f"{type(e).__name__}: {str(e)[:300]}")
+    return result
+
+
+def _answer(job: dict[str, Any]) -> list[dict[str, dict[str, str]]]:
+    return [{check: outcome.to_dict() for check, outcome in run_job(job).items()}]
+
+
+def _setup() -> None:
+    import jax  # noqa: F401  (import before "ready", so the time limit covers rows only)
+
+    from ...core import lowering  # noqa: F401
+
+
+# --- the parent ------------------------------------------------------------------------
+
+
+class RowRunner:
+    """Runs jobs in a child interpreter, restarting it after a crash or a time-out.
+
+    Example:
+      >>> with RowRunner(time_limit=60) as runner:
+      ...     runner.run(row, ["reproduce", "execute"])
+      {'reproduce': CheckOutcome(status='pass', ...), 'execute': CheckOutcome(status='pass', ...)}
+    """
+
+    def __init__(self, *, time_limit: float = 60.0, host_devices: int = 1):
+        if not time_limit > 0:
+            raise ValueError(f"time_limit must be positive, got {time_limit!r}")
+        self.time_limit = time_limit
+        self.host_devices = host_devices
+        self._child: Child | None = None
+        self._stderr = None
+
+    def __enter__(self) -> RowRunner:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.close()
+            self._child = None
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
+
+    def _start(self) -> None:
+        env = child_env(host_devices=self.host_devices)
+        env.setdefault("JAX_PLATFORMS", "cpu")
+        self._stderr = tempfile.TemporaryFile(mode="w+")
+        self._child = Child(RUNNER_MODULE, env, stderr=self._stderr)
+        if not isinstance(self._read(STARTUP_TIMEOUT_S), dict):
+            raise RuntimeError(f"the row runner did not start: {self._stderr_tail()}")
+
+    def _stderr_tail(self) -> str:
+        if self._stderr is None:
+            return ""
+        self._stderr.seek(0)
+        return " | ".join(self._stderr.read().strip().splitlines()[-3:])
+
+    def _read(self, timeout: float) -> dict[str, Any] | str:
+        """The child's next message, or ``"timeout"`` after ``timeout`` seconds, or ``"died"``."""
+        try:
+            answer = self._child.receive(timeout)
+        except TimeoutError:
+            return "timeout"
+        return "died" if answer is None else answer
+
+    def run(self, row: Mapping[str, Any], checks: list[str]) -> dict[str, CheckOutcome]:
+        """Outcomes of ``checks`` (``reproduce``, ``execute``, ``iree``) on one row."""
+        if self._child is None or not self._child.alive:
+            self.close()
+            self._start()
+        keys = ("python_source", "function_name", "stablehlo_ir", "jax_version", "input_signature", "output_signature")
+        job = {k: row.get(k) for k in keys} | {"checks": checks}
+        start = time.monotonic()
+        self._child.send(job)
+        answer = self._read(self.time_limit)
+        if isinstance(answer, dict):
+            return {check: CheckOutcome.from_dict(outcome) for check, outcome in answer.items()}
+        why = (
+            f"cut off after the {self.time_limit:g} s time limit"
+            if answer == "timeout"
+            else f"the runner died (exit {self._child.returncode}) after {time.monotonic() - start:.1f} s: {self._stderr_tail()}"
+        )
+        self.close()
+        return {check: CheckOutcome.failed(why) for check in checks}
+
+
+if __name__ == "__main__":
+    serve(_answer, setup=_setup, ready=True)
