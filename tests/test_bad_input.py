@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import cli
+from generator.tools import cli
 from tests import rowkit
 
 
@@ -56,12 +56,19 @@ def test_bad_generate_arguments_write_nothing(tmp_path, capsys):
         (["--count", "2", "--category", "bogus", "--output-dir", str(tmp_path / "a")], "unknown category 'bogus'"),
         (["--count", "-3", "--output-dir", str(tmp_path / "b")], "expected a non-negative integer, got '-3'"),
         (["--count", "2", "--seed", "x", "--output-dir", str(tmp_path / "c")], "got 'x'"),
+        (
+            ["--count", "2", "--batch-size", "0", "--output-dir", str(tmp_path / "d")],
+            "argument --batch-size: expected a positive integer, got '0'",
+        ),
+        (["--count", "2", "--batch-size", "ten", "--output-dir", str(tmp_path / "e")], "got 'ten'"),
     ]:
         with pytest.raises(SystemExit) as info:
             cli.main(["generate", *argv])
         assert info.value.code == 2 and message in capsys.readouterr().err
     assert cli.main(["generate", "--count", "2", "--output-dir", str(blocker / "sub")]) == 2
     assert "output directory" in capsys.readouterr().err
+    assert cli.main(["generate", "--count", "0", "--output-dir", str(tmp_path / "f")]) == 2
+    assert "--count must be at least 1, got 0" in capsys.readouterr().err
     assert _listing(tmp_path) == ["file"]
 
 
@@ -80,6 +87,50 @@ def test_generate_that_fails_midway_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match=r"shard train/0 \(seed 0"):
         cli.main(["generate", "--count", "5", "--output-dir", str(tmp_path / "out"), "--format", "parquet"])
     assert _listing(tmp_path / "out") == []
+
+
+def test_generate_that_fails_midway_keeps_only_its_complete_batches(tmp_path, monkeypatch):
+    import generator.runtime.shards as shards
+
+    real = shards.generate_shard
+
+    def fails_after_three_rows(task, stats=None):
+        for i, row in enumerate(real(task, stats)):
+            if i == 3:
+                raise RuntimeError("killed midway")
+            yield row
+
+    monkeypatch.setattr(shards, "generate_shard", fails_after_three_rows)
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError, match="killed midway"):
+        cli.main(["generate", "--count", "5", "--batch-size", "2", "--output-dir", str(out)])
+    # batch 0 (rows 0-1) was written when it filled; batch 1 had one row and never got a file
+    assert _listing(out) == ["train-00000-of-00003.jsonl"]
+    assert len((out / "train-00000-of-00003.jsonl").read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("writer", ["jsonl", "parquet", "json"])
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(tmp_path, monkeypatch, good_rows, writer):
+    from generator.tools import io
+
+    path = tmp_path / f"train.{writer}"
+    path.write_text("old")
+    rows = good_rows["train"]
+    if writer == "parquet":
+        import pyarrow.parquet as pq
+
+        def half_then_fail(table, where):
+            Path(where).write_bytes(b"PAR1 half a file")
+            raise OSError("disk full")
+
+        monkeypatch.setattr(pq, "write_table", half_then_fail)
+        call = lambda: io.write_parquet(rows, path)  # noqa: E731
+    else:
+        rows = [*rows, {"not json": object()}]  # the write fails after the good rows are out
+        call = (lambda: io.write_jsonl(rows, path)) if writer == "jsonl" else (lambda: io.write_json(rows, path))
+    with pytest.raises((OSError, TypeError)):
+        call()
+    assert _listing(tmp_path) == [path.name] and path.read_text() == "old"
 
 
 # --- validate inputs --------------------------------------------------------------------------

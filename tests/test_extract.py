@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -6,6 +8,7 @@ import pytest
 from generator import SynthesisPipeline, extract_ir, extract_with_grad
 from generator.core.irtext import stablehlo_ops
 from generator.core.ops import CATEGORIES
+from generator.tools.io import read_rows
 
 
 def test_extract_ir_on_library_functions():
@@ -37,12 +40,17 @@ def test_extract_with_grad_returns_forward_and_backward():
     assert pairs.forward.output_signature == (((), "float32"),)
     assert pairs.backward.output_signature == (((3,), "float32"), ((3,), "float32"))
     assert "grad_f" in pairs.backward.python_source
+    fwd_pair, bwd_pair = pairs  # the original design's usage
+    assert (fwd_pair, bwd_pair) == (pairs.forward, pairs.backward) and len(list(pairs)) == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        pairs.forward = bwd_pair
     with pytest.raises(ValueError, match="floating-point"):
         extract_with_grad(lambda i: i * 2, jnp.arange(3))
 
 
 def test_synthesis_pipeline(tmp_path):
-    pipe = SynthesisPipeline(tmp_path / "out", seed=5)
+    pipe = SynthesisPipeline(output_dir=tmp_path / "out", seed=5)
+    assert pipe.get_statistics()["total_pairs"] == 0
     row = pipe.generate_single("matrix", save=True)
     assert row["category"] == "matrix"
     rows = pipe.generate_batch(len(CATEGORIES), save=True)
@@ -50,7 +58,11 @@ def test_synthesis_pipeline(tmp_path):
     assert row["id"] not in {r["id"] for r in rows}
     stats = pipe.get_statistics()
     assert stats["rows"] == 1 + len(CATEGORIES) and stats["by_category"]["matrix"] == 2
+    assert stats["total_pairs"] == 1 + len(CATEGORIES)  # the original design's name, beside today's keys
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["batch-00001.jsonl", "single-00000.jsonl"]
+    assert sum(len(v) for v in read_rows(tmp_path / "out").values()) == 1 + len(CATEGORIES)
     again = SynthesisPipeline(None, seed=5)
     again.generate_single("matrix")
     assert [r["id"] for r in again.generate_batch(len(CATEGORIES))] == [r["id"] for r in rows]
+    again.generate_batch(3, balanced=False)
+    assert again.get_statistics()["total_pairs"] == 1 + len(CATEGORIES) + 3

@@ -10,7 +10,7 @@ from __future__ import annotations
 import inspect
 import textwrap
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,10 +56,17 @@ class IRPair:
 
 @dataclass(frozen=True)
 class GradPair:
-    """Forward and backward (gradient) pairs of one function."""
+    """Forward and backward (gradient) pairs of one function.
+
+    It unpacks as the original design's ``fwd_pair, bwd_pair = extract_with_grad(fn, x)``.
+    """
 
     forward: IRPair
     backward: IRPair
+
+    def __iter__(self) -> Iterator[IRPair]:
+        yield self.forward
+        yield self.backward
 
 
 def _is_array_like(a: Any) -> bool:

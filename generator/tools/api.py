@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,42 +11,19 @@ from ..core.ops import CATEGORIES
 from ..core.plan import ShardTask, check_size, plan_shards
 from ..core.rows import ShardStats
 from ..runtime.shards import generate_shard
+from .io import ensure_writable_dir, write_jsonl
 
-
-def ensure_writable_dir(path: str | os.PathLike) -> Path:
-    """Create ``path`` if needed and check it is a writable directory (``ValueError`` otherwise)."""
-    p = Path(path)
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"output directory {str(p)!r} cannot be created: {e.strerror}") from None
-    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
-        raise ValueError(f"output directory {str(p)!r} is not a writable directory")
-    return p
-
-
-def write_jsonl_atomic(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Write rows to ``path`` through a temporary file, so no half-written file is left behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            for row in rows:
-                f.write(json.dumps(row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+__all__ = ["SynthesisPipeline", "ensure_writable_dir"]
 
 
 class SynthesisPipeline:
     """Generate (Python, StableHLO) pairs outside ``datasets``.
 
     Example:
-      >>> pipe = SynthesisPipeline("out", seed=0)
+      >>> pipe = SynthesisPipeline(output_dir="data/samples", seed=0)
       >>> row = pipe.generate_single("matrix")
-      >>> rows = pipe.generate_batch(100, save=True)   # writes out/batch-00000.jsonl
-      >>> pipe.get_statistics()["rows"]
+      >>> rows = pipe.generate_batch(100, save=True)   # writes data/samples/batch-00001.jsonl
+      >>> pipe.get_statistics()["total_pairs"]
       101
     """
 
@@ -80,7 +55,7 @@ class SynthesisPipeline:
         if self.output_dir is None:
             raise ValueError("save=True needs an output_dir")
         out = ensure_writable_dir(self.output_dir)
-        return write_jsonl_atomic(rows, out / f"{stem}-{self._calls - 1:05d}.jsonl")
+        return write_jsonl(rows, out / f"{stem}-{self._calls - 1:05d}.jsonl")
 
     def generate_single(self, category: str, save: bool = False) -> dict[str, Any]:
         """One row of ``category``."""
@@ -105,7 +80,10 @@ class SynthesisPipeline:
         return rows
 
     def get_statistics(self) -> dict[str, Any]:
-        """Rows made, resamples by cause, and rows per category, over this pipeline's life."""
+        """Over this pipeline's life: ``total_pairs`` (the rows it returned, as the original
+        design named them), the shard counters (``rows``, ``attempts``, resamples by cause,
+        ``failure_examples``) and ``by_category``, rows per category."""
         stats = self._stats.as_dict()
         stats["by_category"] = dict(sorted(self._by_category.items()))
+        stats["total_pairs"] = sum(self._by_category.values())
         return stats

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
 from ..core.ops import CATEGORIES
+from .io import DEFAULT_OUTPUT_DIR
+
+DEFAULT_BATCH_SIZE = 1000
 
 
 def _positive_int(text: str) -> int:
@@ -26,15 +30,40 @@ def _category(text: str) -> str:
     return text
 
 
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+# What an earlier ``generate`` wrote in a folder: its batch files (and this tool's older single
+# ``train.jsonl``/``train.parquet``), and the hidden temporaries of a run killed mid-write.
+_EARLIER_RUN = re.compile(r"train(-\d{5,}-of-\d{5,})?\.(jsonl|parquet)|\.train.*\.(jsonl|parquet)\..+\.tmp")
+
+
 def cmd_generate(args: argparse.Namespace) -> int:
+    """Generate ``--count`` rows into ``--output-dir``, one file per ``--batch-size`` rows as each fills.
+
+    Each batch file is written atomically as soon as its rows exist, so memory holds one batch
+    and an interrupted run leaves its complete batches (``train-00000-of-0000N.jsonl`` ...) and
+    no partial file. The rows are the same whatever the batch size. Files an earlier run wrote
+    there are removed when this run's first batch is ready, so runs never mix.
+    """
+    import math
+
     from tqdm.auto import tqdm
 
     from ..core.plan import plan_shards
     from ..core.rows import ShardStats
     from ..runtime.shards import generate_shard
-    from .api import ensure_writable_dir, write_jsonl_atomic
+    from .io import batch_file_name, ensure_writable_dir, write_jsonl, write_parquet
 
-    out_dir = ensure_writable_dir(args.output_dir)  # fail before any work
+    if args.count == 0:
+        raise ValueError("--count must be at least 1, got 0")
     categories = (args.category,) if args.category else CATEGORIES
     plan = plan_shards(
         train_size=args.count,
@@ -43,64 +72,48 @@ def cmd_generate(args: argparse.Namespace) -> int:
         categories=categories,
         mixture="balanced" if (args.balanced or args.category) else "mixed",
     )
+    out_dir = ensure_writable_dir(args.output_dir)  # fail before any work
+    write = write_jsonl if args.format == "jsonl" else write_parquet
+    num_files = math.ceil(args.count / args.batch_size)
+    written: list[Path] = []
+    batch: list[dict] = []
+    rows_written = 0
+
+    def flush() -> None:
+        nonlocal rows_written
+        if not written:
+            earlier = sorted(f for f in out_dir.iterdir() if _EARLIER_RUN.fullmatch(f.name) and f.is_file())
+            for f in earlier:
+                f.unlink()
+            if earlier:
+                print(f"removed {len(earlier)} files of an earlier run from {out_dir}", file=sys.stderr)
+        written.append(write(batch, out_dir / batch_file_name("train", len(written), num_files, args.format)))
+        rows_written += len(batch)
+        batch.clear()
+
     stats = ShardStats()
-    rows = []
     with tqdm(total=args.count, unit="pair", desc="generating") as bar:
         for task in plan["train"]:
             for row in generate_shard(task, stats):
-                rows.append(row)
+                batch.append(row)
                 bar.update()
-    if args.format == "jsonl":
-        path = write_jsonl_atomic(rows, out_dir / "train.jsonl")
-    else:
-        path = _write_parquet_atomic(rows, out_dir / "train.parquet")
-    print(f"wrote {len(rows)} rows to {path}")
+                if len(batch) == args.batch_size:
+                    flush()
+        if batch:
+            flush()
+    names = written[0].name if len(written) == 1 else f"{written[0].name} .. {written[-1].name}"
+    print(f"wrote {rows_written} rows in {len(written)} files to {out_dir}: {names}")
     print(json.dumps({k: v for k, v in stats.as_dict().items() if k != "failure_examples"}))
     return 0
 
 
-def _write_parquet_atomic(rows, path: Path) -> Path:
-    import os
-    import tempfile
-
-    import datasets
-
-    from ..core.schema import FEATURES
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        datasets.Dataset.from_list(rows, features=FEATURES).to_parquet(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def _write_json_atomic(data, path: Path) -> Path:
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a folder/file, or (``--build``) a config this tool builds right now, which it trusts."""
+    from .io import ensure_writable_dir, read_configs, write_json
     from .validate import validate_dataset, validate_rows
 
     report_json = None
     if args.report_json:
-        from .api import ensure_writable_dir
-
         report_json = Path(args.report_json)
         ensure_writable_dir(report_json.parent)  # fail before any work
     options = dict(
@@ -120,17 +133,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
         ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
         reports = [validate_dataset(ds, trust_code=True, config=args.config, progress=_progress(), **options)]
     else:
-        if args.path is None:
-            raise ValueError("validate needs a PATH (a file or folder of rows) or --build")
-        from .io import read_configs
-
+        path = args.path
+        if path is None:  # the folder ``generate`` writes by default
+            path = DEFAULT_OUTPUT_DIR
+            if not Path(path).exists():
+                raise ValueError(
+                    f"no PATH given and the default folder {path!r} does not exist (in {Path.cwd()}): "
+                    "make it with `python -m generator generate --count N`, or pass a PATH or --build"
+                )
         reports = [
             validate_rows(rows, trust_code=args.trust_code, config=config, progress=_progress(), **options)
-            for config, rows in sorted(read_configs(args.path).items())
+            for config, rows in sorted(read_configs(path).items())
         ]
     print("\n\n".join(r.format() for r in reports))
     if report_json is not None:
-        _write_json_atomic([r.to_json() for r in reports], report_json)
+        write_json([r.to_json() for r in reports], report_json)
     if any(r.refused for r in reports):
         return 3
     return 0 if all(r.ok for r in reports) else 1
@@ -236,13 +253,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="generate pairs into a folder (JSONL or Parquet)")
-    g.add_argument("--count", type=_positive_int, required=True)
+    g = sub.add_parser(
+        "generate",
+        help="generate pairs into a folder (JSONL or Parquet), one file per batch",
+        description="Writes train-00000-of-0000N.<format>, ... into --output-dir, each file atomically as its "
+        "batch fills; an earlier run's files there are replaced.",
+    )
+    g.add_argument("--count", type=_positive_int, required=True, help="rows to generate")
+    g.add_argument(
+        "--batch-size",
+        type=_at_least_one,
+        default=DEFAULT_BATCH_SIZE,
+        help=f"rows per file, written as each batch completes (default {DEFAULT_BATCH_SIZE})",
+    )
     mix = g.add_mutually_exclusive_group()
     mix.add_argument("--balanced", action="store_true", help="equal share per category (default: drawn at random)")
     mix.add_argument("--category", type=_category, help=f"one of: {', '.join(CATEGORIES)}")
     g.add_argument("--seed", type=_positive_int, default=0)
-    g.add_argument("--output-dir", required=True)
+    g.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: {DEFAULT_OUTPUT_DIR}")
     g.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
     g.set_defaults(func=cmd_generate)
 
@@ -251,7 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="check a built dataset: structure, reproduction, execution (XLA, optionally IREE)",
         description="Exit status: 0 all checks pass, 1 a check failed, 2 bad input, 3 refused to run untrusted code.",
     )
-    v.add_argument("path", nargs="?", help="a .jsonl/.parquet file, a folder of them, or a staged Hub folder")
+    v.add_argument(
+        "path",
+        nargs="?",
+        help=f"a .jsonl/.parquet file, a folder of them, or a staged Hub folder (default: {DEFAULT_OUTPUT_DIR})",
+    )
     v.add_argument("--trust-code", action="store_true", help="allow running the rows' python_source (needed for PATH)")
     v.add_argument("--structure-only", action="store_true", help="check structure only; run no code")
     v.add_argument("--sample", type=_positive_int, default=50, help="rows to execute with XLA/IREE (default 50)")

@@ -12,7 +12,7 @@ folder in. Nothing needs a shared filesystem: rows travel through Ray's object s
 ``ray://`` URL) joins a running cluster, whose nodes need this package installed (e.g.
 ``pip install jax-stablehlo-pairs[ray]``, or a ``runtime_env``).
 
-Usage: ``python -m generator.distributed --config balanced --output-dir staged``.
+Usage: ``python -m generator.tools.distributed --config balanced --output-dir staged``.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 from ..core.plan import ShardTask
 from ..core.rows import ShardStats
 from ..runtime.shards import generate_shard
+from .io import atomic_write
 
 DEFAULT_MAX_RETRIES = 3
 
@@ -156,8 +157,8 @@ def generate_with_ray(
                     f"shard {task.split}/{task.shard_index} gave {table.num_rows} rows, expected {task.num_rows}"
                 )
             path = tmp / shard_file_name(task, len(plan[task.split]))
-            pq.write_table(table, path.with_suffix(".part"))
-            os.replace(path.with_suffix(".part"), path)
+            with atomic_write(path) as part:
+                pq.write_table(table, part)
             result.stats.add(ShardStats(**stats))
         for split, tasks in plan.items():
             files = [tmp / shard_file_name(t, len(tasks)) for t in tasks]
@@ -181,7 +182,7 @@ def generate_with_ray(
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m generator.distributed", description="Build a config on Ray into Parquet shards."
+        prog="python -m generator.tools.distributed", description="Build a config on Ray into Parquet shards."
     )
     p.add_argument("--config", default="balanced")
     p.add_argument("--output-dir", required=True)

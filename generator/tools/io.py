@@ -1,16 +1,29 @@
-"""Reading built rows back: JSONL or Parquet files, folders of them, or ``datasets`` objects.
+"""Reading built rows back, and writing them: JSONL, Parquet and JSON files, always atomically.
 
-Layouts understood:
+Layouts understood by the readers:
   - one ``.jsonl``/``.parquet`` file (its split is read from its name, else ``train``);
-  - a folder of such files, e.g. ``train.jsonl`` and ``validation.jsonl``;
+  - a folder of such files, e.g. ``train.jsonl`` and ``validation.jsonl``, or the batch files
+    ``python -m generator generate`` writes, ``train-00000-of-00003.jsonl``, ... (``batch_file_name``);
   - a staged Hub folder, ``<config>/<split>-00000-of-00001.parquet``: one dataset per config.
+
+Every writer goes through ``atomic_write``: a file appears under its name complete or not at
+all, so a reader never sees a half-written one. Hidden files (``.<name>.<random>.tmp``) are the
+temporaries of a write in progress, or of a process killed mid-write; readers skip them.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import secrets
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+# Where ``generate`` writes, and ``validate`` looks, when given no folder (relative to the
+# working directory), as in the original design.
+DEFAULT_OUTPUT_DIR = "data/samples"
 
 SUFFIXES = (".jsonl", ".parquet")
 SPLIT_NAMES = ("train", "validation", "test")
@@ -95,3 +108,104 @@ def _read_file(f: Path) -> list[dict[str, Any]]:
         return pq.read_table(f).to_pylist()
     except Exception as e:
         raise ValueError(f"cannot read {str(f)!r}: {type(e).__name__}: {e}") from None
+
+
+# --- writing --------------------------------------------------------------------------------
+
+
+def ensure_writable_dir(path: str | os.PathLike) -> Path:
+    """Create ``path`` if needed and check it is a writable directory (``ValueError`` otherwise)."""
+    p = Path(path)
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"output directory {str(p)!r} cannot be created: {e.strerror}") from None
+    if not p.is_dir() or not os.access(p, os.W_OK | os.X_OK):
+        raise ValueError(f"output directory {str(p)!r} is not a writable directory")
+    return p
+
+
+def _claim_temporary(path: Path) -> Path:
+    """A new, empty hidden file beside ``path``; created with the umask's permissions, not 0600."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+
+
+def _fsync(path: Path) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk; best effort where a platform cannot."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # e.g. a folder on Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Write ``path`` all at once: yields a temporary path in the same folder to write to.
+
+    When the ``with`` block ends normally the temporary file is synced and renamed onto
+    ``path`` (replacing any file there); if anything raises, it is removed and ``path`` is left
+    as it was. The folder must exist.
+
+    Example:
+      >>> with atomic_write(out / "train.parquet") as tmp:
+      ...     pq.write_table(table, tmp)
+    """
+    path = Path(path)
+    tmp = _claim_temporary(path)
+    try:
+        yield tmp
+        _fsync(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync(path.parent)  # the rename itself survives a power cut
+
+
+def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Rows as JSON Lines, atomically; returns ``path``."""
+    with atomic_write(path) as tmp, tmp.open("w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return Path(path)
+
+
+def write_parquet(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Rows as Parquet with the dataset's schema (``datasets`` reads its features back), atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..core.schema import FEATURES
+
+    table = pa.Table.from_pylist([FEATURES.encode_example(r) for r in rows], schema=FEATURES.arrow_schema)
+    with atomic_write(path) as tmp:
+        pq.write_table(table, tmp)
+    return Path(path)
+
+
+def write_json(data: Any, path: str | os.PathLike) -> Path:
+    """``data`` as indented JSON, atomically; returns ``path``."""
+    with atomic_write(path) as tmp, tmp.open("w") as f:
+        json.dump(data, f, indent=1)
+    return Path(path)
+
+
+def batch_file_name(split: str, index: int, num_files: int, fmt: str) -> str:
+    """``<split>-<index>-of-<num_files>.<fmt>``, five digits each, as ``generate`` names its batches.
+
+    The readers take the split from the name; ``-of-N`` tells a complete set from one cut
+    short (an interrupted run leaves files 0..k-1 of N).
+    """
+    return f"{split}-{index:05d}-of-{num_files:05d}.{fmt}"
