@@ -18,11 +18,12 @@ from generator.core.policy import policy_for
 from generator.core.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
 from generator.runtime.shards import generate_shard, preload
 
-VERSION = datasets.Version("1.1.0")
+VERSION = datasets.Version(generator.__version__)
 RELEASE_NOTES = {
     "1.0.0": "Initial release: seventeen categories, balanced and mixed configs.",
     "1.1.0": "Shards partitioned in two levels (new rows for the same seed); zero cost figures recorded as 0.0; "
     "no bitcast of transcendental results; digamma/polygamma away from their pole.",
+    "2.0.0": "Lowered by jax/jaxlib 0.12.0.1 on Python 3.12; no bfloat16 triu (XLA's CPU compiler aborts on it).",
 }
 
 

@@ -7,6 +7,7 @@ import textwrap
 import datasets
 import pytest
 
+import generator
 from generator.core.ops import CATEGORIES
 
 from .conftest import ROOT, SCRIPT
@@ -21,7 +22,7 @@ def load(config="balanced", cache_dir=None, **kwargs):
 def test_load_dataset_builds_versioned_splits(cache_dir):
     ds = load(cache_dir=cache_dir)
     assert ds.num_rows == {"train": 17, "validation": 5}
-    assert str(ds["train"].info.version) == "1.1.0"
+    assert str(ds["train"].info.version) == generator.__version__
     assert ds["train"].info.config_name == "balanced"
     assert set(ds["train"]["category"]) == set(CATEGORIES)
 

@@ -265,3 +265,38 @@ def test_ill_conditioned_low_precision_output_is_judged_against_float32():
     assert within_rounding_noise(near, xla, None, "bfloat16") is None
     # a non-finite value where the other is finite is never noise
     assert within_rounding_noise(np.array([np.nan, 1.0, -1.0, 0.5]), xla, reference, "bfloat16") is None
+
+
+def test_reshape_over_a_symbolic_batch_is_a_dynamic_reshape_the_list_names():
+    """``x.reshape(b, -1)`` over a symbolic leading dimension lowers (jax 0.12) to a
+    ``stablehlo.dynamic_reshape`` of ``tensor<?x4x8xf32>``; IREE 3.13's frontend rejects it
+    ("failed to legalize operation 'stablehlo.dynamic_reshape'"), so the static list must name it."""
+    pytest.importorskip("iree.compiler")
+    import jax
+    import jax.numpy as jnp
+
+    (b,) = jax.export.symbolic_shape("b")
+    spec = jax.ShapeDtypeStruct((b, 4, 8), jnp.float32)
+    ir = jax.jit(lambda x: x.reshape(x.shape[0], -1)).lower(spec).as_text()
+    assert "stablehlo.dynamic_reshape" in ir and "(tensor<?x4x8xf32>, tensor<2xi32>) -> tensor<?x32xf32>" in ir
+    assert iree_unportable(ir) == "dynamic_reshape"
+    no_run = XlaRun(fn=lambda x: x, inputs=[], outputs=[])
+    assert check_iree(ir, no_run) == CheckOutcome.skipped("not portable to IREE 3.13 (dynamic_reshape)")
+    result = _classify(ir)  # the rule is still needed: compiled, the row would fail, not skip
+    assert result.status == "fail" and "stablehlo.dynamic_reshape" in result.detail, result
+
+
+def test_generator_never_samples_a_bfloat16_triu():
+    """jaxlib 0.12.0.1's CPU compiler aborts on ``jnp.triu`` of a non-square bfloat16 matrix
+    ("LLVM ERROR: Do not know how to soft promote this operator's operand!"), which would kill
+    the execute check; the matrix table leaves bfloat16 out of triu (tril compiles)."""
+    from generator.core.ops import OPS_BY_NAME
+
+    assert "bfloat16" not in OPS_BY_NAME["triu"].dtypes and "bfloat16" in OPS_BY_NAME["tril"].dtypes
+    seen = 0
+    for program in _programs("matrix", 600):
+        for stmt in program.statements:
+            if stmt.op.name == "triu":
+                seen += 1
+                assert stmt.operands[0].type.dtype != "bfloat16"
+    assert seen > 5

@@ -191,10 +191,11 @@ def test_shard_keeps_the_collector_off_older_objects_and_restores_it():
     from generator.runtime import shards
 
     (task,) = plan_shards(train_size=2, validation_size=0, seed=1, categories=("arithmetic",))["train"]
-    assert gc.get_freeze_count() == 0
+    # CPython 3.12 starts with objects of its own frozen; only more than those is a caller's freeze
+    assert gc.get_freeze_count() <= shards.FROZEN_AT_IMPORT
     rows = shards.generate_in_process(task, ShardStats())
     next(rows)
-    assert gc.get_freeze_count() > 0  # during the shard
+    assert gc.get_freeze_count() > shards.FROZEN_AT_IMPORT  # during the shard
     list(rows)
     assert gc.get_freeze_count() == 0  # and never after
     gc.freeze()  # a caller that froze objects itself keeps its freeze (frozen objects may still die)
