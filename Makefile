@@ -1,6 +1,6 @@
 # Every target installs what it needs into a project-local .venv first (make install).
-# python3 is the version .python-version pins (pyenv resolves it inside the repository).
-PYTHON ?= python3
+# The Python that .python-version pins: pyenv resolves it inside the repository (else python3).
+PYTHON ?= $(shell pyenv which python3 2>/dev/null || echo python3)
 PYTHON_VERSION := $(shell cat .python-version)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,10 +14,10 @@ export HF_DATASETS_TRUST_REMOTE_CODE := 1
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml .python-version
-	@$(PYTHON) -c 'import sys; v = "$(PYTHON_VERSION)"; sys.exit(0 if sys.version.startswith(v) else \
-		f"error: {sys.executable} is Python {sys.version.split()[0]}; this project needs {v} (.python-version): pyenv install {v}")'
+	@$(PYTHON) -c 'import platform, sys; v = "$(PYTHON_VERSION)"; sys.exit(0 if platform.python_version() == v else \
+		f"error: {sys.executable} is Python {platform.python_version()}; this project needs {v} (.python-version): pyenv install {v}")'
 	@# a venv of another Python (an older checkout's) is made anew
-	test -x $(PY) && $(PY) -c 'import sys; sys.exit(not sys.version.startswith("$(PYTHON_VERSION)"))' || \
+	test -x $(PY) && $(PY) -c 'import platform, sys; sys.exit(platform.python_version() != "$(PYTHON_VERSION)")' || \
 		{ rm -rf $(VENV); $(PYTHON) -m venv $(VENV); }
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[test]"

@@ -63,6 +63,22 @@ def test_changed_generator_never_serves_stale_cache(cache_dir, monkeypatch):
     assert second["train"]["id"] == first["train"]["id"]
 
 
+def test_unchanged_fingerprint_keeps_the_cached_build(cache_dir, monkeypatch):
+    """What keys the cache is the script and ``code_fingerprint`` (``tests/test_layout.py``: edits
+    outside ``core/`` keep the fingerprint): with both unchanged, a second load serves the first
+    build's rows and generates nothing."""
+    import generator.core.rows as rows
+
+    first = load(cache_dir=cache_dir)
+
+    def must_not_run(*args):
+        raise AssertionError("rows were generated again")
+
+    monkeypatch.setattr(rows, "build_row", must_not_run)
+    second = load(cache_dir=cache_dir)
+    assert second["train"].to_list() == first["train"].to_list()
+
+
 def test_builder_class_used_directly(builder_module, tmp_path):
     builder = builder_module.JaxStablehloPairs(
         config_name="matrix", cache_dir=str(tmp_path), train_size=3, validation_size=1

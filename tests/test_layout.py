@@ -93,8 +93,25 @@ def test_layers_import_downward_only():
 
 
 def test_nothing_reads_from_tests_at_run_time():
-    offenders = [str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py") if '"tests"' in p.read_text()]
+    """No string in the package names a path through ``tests/`` (a source checkout's folder)."""
+    offenders = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "\n" not in node.value:
+                if "tests" in node.value.replace("\\", "/").split("/"):
+                    offenders.append(f"{path.relative_to(PACKAGE)}: {node.value!r}")
     assert offenders == []
+
+
+def test_every_public_name_resolves():
+    import generator.runtime.shards
+    import generator.tools.api
+
+    assert {name: getattr(generator, name) is not None for name in generator.__all__} == dict.fromkeys(
+        generator.__all__, True
+    )
+    assert generator.reproduce_ir is generator.runtime.shards.reproduce_ir
+    assert generator.SynthesisPipeline is generator.tools.api.SynthesisPipeline
 
 
 def _fingerprint_of(root: Path) -> str:

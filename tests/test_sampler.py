@@ -6,6 +6,7 @@ from generator.core.ops import CATEGORIES
 from generator.core.policy import Policy
 from generator.core.render import render_source
 from generator.core.sampler import sample_program
+from generator.errors import Reject
 
 
 def _sample(category, seed):
@@ -64,8 +65,7 @@ def test_partition_draws_only_programs_of_its_own_bucket(num_buckets):
                 try:
                     program = sample_program(random.Random(f"{bucket}:{i}:{attempt}"), category, partition=part)
                     break
-                except Exception as e:
-                    assert type(e).__name__ == "Reject", e
+                except Reject:  # OtherShard included
                     drops += 1
             else:
                 raise AssertionError(f"no program of {category} in bucket {bucket}/{num_buckets}")
@@ -93,3 +93,44 @@ def test_partition_checks_its_bucket():
 
     with pytest.raises(ValueError, match="bucket must be in 0..3, got 4"):
         Partition(4, 4)
+
+
+def test_a_program_of_another_shard_is_its_own_rejection():
+    """``OtherShard`` (a ``Reject``) marks a program the partition gives to another shard, so the
+    shard counts it apart from other rejections (``ShardStats.other_bucket``)."""
+    from collections import Counter
+
+    from generator.core.sampler import Partition
+    from generator.errors import OtherShard
+
+    kinds: Counter = Counter()
+    for seed in range(300):
+        try:
+            sample_program(random.Random(seed), "reduction", partition=Partition(3, 128))
+            kinds["sampled"] += 1
+        except OtherShard:
+            kinds["other shard"] += 1
+        except Reject:
+            kinds["rejected"] += 1
+    assert kinds["sampled"] > 0 and kinds["other shard"] > 0, kinds
+
+
+def test_a_shard_counts_other_shard_rejections_apart(monkeypatch):
+    import generator.core.rows as rows
+    from generator.core.plan import plan_shards
+    from generator.core.rows import ShardStats
+    from generator.errors import OtherShard
+
+    real, raised = rows.sample_program, iter([OtherShard("not ours"), OtherShard("not ours"), Reject("no fit")])
+
+    def some_rejected(*args, **kwargs):
+        error = next(raised, None)
+        if error is not None:
+            raise error
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(rows, "sample_program", some_rejected)
+    stats = ShardStats()
+    (task,) = plan_shards(train_size=2, validation_size=0, seed=0, categories=("reduction",))["train"]
+    assert len(list(rows.generate_rows(task, stats))) == 2
+    assert (stats.other_bucket, stats.sampling_rejects, stats.rows) == (2, 1, 2)

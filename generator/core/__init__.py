@@ -1,8 +1,9 @@
 """What decides rows: types, op tables, programs, sampling, rendering, lowering, the shard plan.
 
-Imports flow down: ``ops`` and ``program`` <- ``policy`` <- ``sampler`` <- ``render`` <-
-``plan`` <- ``lowering`` <- ``rows``. Only ``lowering`` (and ``rows``, through it) imports JAX.
-Nothing here imports ``runtime`` or ``tools``.
+Imports flow one way: ``types`` <- ``ops`` <- ``program``; ``policy``; then ``sampler``,
+``render`` and ``plan`` on those; ``irtext`` <- ``lowering``; and ``rows`` on all of them.
+Only ``lowering`` (and ``rows``, through it) imports JAX. Nothing here imports ``runtime`` or
+``tools``.
 
 ``fingerprint`` hashes this folder, with the version and error types it imports, and the
 versions of the libraries rows depend on (``ROW_LIBRARIES``): it keys the builder's cache, so

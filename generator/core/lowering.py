@@ -1,4 +1,4 @@
-"""Extraction: Python source -> StableHLO text, cost figures and op histogram.
+"""Lowering: Python source (or any callable) -> StableHLO text and cost figures.
 
 This is the only module that lowers with JAX. It never compiles on the default path:
 ``jax.jit(fn).lower(*specs)`` gives the StableHLO text and ``Lowered.cost_analysis()``

@@ -262,6 +262,7 @@ def sample_program(
 
     Raises:
       ValueError: unknown category.
+      OtherShard: the program belongs to another shard (``partition``); the caller resamples.
       Reject: the draw did not produce a program; the caller resamples with a new seed.
     """
     if category not in CATEGORIES:

@@ -9,11 +9,10 @@ FLOATS = ("float32", "float16", "bfloat16")
 FLOAT32 = ("float32",)
 INTS = ("int32",)
 BITS = ("int8", "int32", "uint32")
-COMPLEX = ("complex64",)
-COMPLEX64 = COMPLEX
+COMPLEX64 = ("complex64",)
 BOOL = ("bool",)
 NUMERIC = FLOATS + INTS
-ALL_DTYPES = FLOATS + BITS + COMPLEX + BOOL
+ALL_DTYPES = FLOATS + BITS + COMPLEX64 + BOOL
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,7 @@ class TensorType:
 
     @property
     def is_complex(self) -> bool:
-        return self.dtype in COMPLEX
+        return self.dtype in COMPLEX64
 
     def with_shape(self, shape: tuple[int, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from ..types import TensorType
+from ..types import FLOAT32, TensorType
 from .base import Binding, Op, bind_same_type, same_as_second, scalar_of_first
 
 CATEGORY = "autodiff"
@@ -26,8 +26,6 @@ _MAPS = (
     "jnp.exp(-a) + a ** 2",
     "jax.nn.softmax(a, axis=None)",
 )  # axis=None: also for scalars
-
-FLOAT32 = ("float32",)
 
 
 def _vector(rng: random.Random) -> TensorType:

@@ -55,6 +55,10 @@ class Binding:
     params: Mapping[str, Any] = field(default_factory=dict)
 
 
+# A result type rule: operand types and bound parameters -> the result type.
+Infer = Callable[[tuple[TensorType, ...], Mapping[str, Any]], TensorType]
+
+
 def no_bind(rng: random.Random, first: TensorType) -> Binding:
     return Binding()
 
@@ -166,7 +170,9 @@ def bind_binary(literals: bool = True) -> Callable[[random.Random, TensorType], 
     return bind
 
 
-def infer_binary(out_dtype: str | None = None):
+def infer_binary(out_dtype: str | None = None) -> Infer:
+    """The broadcast shape of all operands, of ``out_dtype`` or the first operand's dtype."""
+
     def infer(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
         shape = types[0].shape
         for t in types[1:]:
@@ -178,7 +184,9 @@ def infer_binary(out_dtype: str | None = None):
     return infer
 
 
-def to_dtype(dtype: str):
+def to_dtype(dtype: str) -> Infer:
+    """The first operand's shape, of ``dtype``."""
+
     def infer(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
         return types[0].with_dtype(dtype)
 
@@ -193,13 +201,35 @@ def float_result(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> Te
 # --- families -----------------------------------------------------------------------
 
 
-def unary(name, expr, categories, dtypes=FLOATS, *, guard=None, out=None, hint="y", weight=1.0, **kw):
+def unary(
+    name: str,
+    expr: str,
+    categories: tuple[str, ...],
+    dtypes: tuple[str, ...] = FLOATS,
+    *,
+    guard: str | None = None,
+    out: str | None = None,
+    hint: str = "y",
+    weight: float = 1.0,
+    **kw: Any,
+) -> Op:
     """Elementwise op of one operand: ``expr`` is written with ``{0}``."""
     infer = to_dtype(out) if out else kw.pop("infer", same_type)
     return Op(name, expr, categories, dtypes, infer=infer, guards=(guard,), hint=hint, weight=weight, **kw)
 
 
-def binary(name, expr, categories, dtypes=NUMERIC, *, guard=None, out=None, literals=True, hint="y", weight=1.0):
+def binary(
+    name: str,
+    expr: str,
+    categories: tuple[str, ...],
+    dtypes: tuple[str, ...] = NUMERIC,
+    *,
+    guard: str | None = None,
+    out: str | None = None,
+    literals: bool = True,
+    hint: str = "y",
+    weight: float = 1.0,
+) -> Op:
     """Elementwise op of two operands with NumPy broadcasting; the second may be a literal."""
     return Op(
         name,
@@ -233,7 +263,17 @@ def reduced_shape(t: TensorType, params: Mapping[str, Any]) -> tuple[int, ...]:
     return t.shape[:axis] + t.shape[axis + 1 :]
 
 
-def reduction(name, fn, categories, dtypes=NUMERIC, *, out="same", hint="r", weight=1.0, min_rank=0):
+def reduction(
+    name: str,
+    fn: str,
+    categories: tuple[str, ...],
+    dtypes: tuple[str, ...] = NUMERIC,
+    *,
+    out: str = "same",
+    hint: str = "r",
+    weight: float = 1.0,
+    min_rank: int = 0,
+) -> Op:
     """``fn(x, axis=..., keepdims=...)``; ``out`` is "same", "float" (mean of ints) or a dtype."""
 
     def infer(types, params):
@@ -268,8 +308,17 @@ def bind_axis_nonnegative(rng: random.Random, first: TensorType) -> Binding:
 
 
 def along_axis(
-    name, expr, categories, dtypes=NUMERIC, *, hint="y", weight=1.0, infer=same_type, out=None, lax_axis=False
-):
+    name: str,
+    expr: str,
+    categories: tuple[str, ...],
+    dtypes: tuple[str, ...] = NUMERIC,
+    *,
+    hint: str = "y",
+    weight: float = 1.0,
+    infer: Infer = same_type,
+    out: str | None = None,
+    lax_axis: bool = False,
+) -> Op:
     """Op over one axis that keeps the shape (softmax, cumsum, sort...); ``{axis}`` in ``expr``.
 
     ``lax_axis``: the op is a ``lax`` primitive, which (unlike ``jnp``) rejects negative axes.
@@ -288,5 +337,7 @@ def along_axis(
     )
 
 
-def infer_last_axis_reduced(types, params):
+def infer_last_axis_reduced(types: tuple[TensorType, ...], params: Mapping[str, Any]) -> TensorType:
+    """The first operand with its last axis reduced away (norms, last-axis reductions)."""
+
     return types[0].with_shape(types[0].shape[:-1])

@@ -67,8 +67,6 @@ def _infer_batch_only(types, params):
     return types[0].with_shape(types[0].shape[:1])
 
 
-_FLOAT_ONLY = ("float32", "float16", "bfloat16")
-
 OPS: tuple[Op, ...] = (
     Op(
         "vmap_matmul",
@@ -100,7 +98,7 @@ OPS: tuple[Op, ...] = (
         "vmap_rows",
         "jax.vmap({fn})({0})",
         (CATEGORY,),
-        _FLOAT_ONLY,
+        FLOATS,
         bind=_bind_per_example,
         min_rank=2,
         max_rank=3,
@@ -112,7 +110,7 @@ OPS: tuple[Op, ...] = (
         "vmap_columns",
         "jax.vmap({fn}, in_axes=1, out_axes=1)({0})",
         (CATEGORY,),
-        _FLOAT_ONLY,
+        FLOATS,
         bind=_bind_per_example,
         min_rank=2,
         max_rank=2,
@@ -124,7 +122,7 @@ OPS: tuple[Op, ...] = (
         "vmap_out_axes",
         "jax.vmap({fn}, out_axes=1)({0})",
         (CATEGORY,),
-        _FLOAT_ONLY,
+        FLOATS,
         infer=_infer_swap01,
         bind=_bind_per_example,
         min_rank=2,

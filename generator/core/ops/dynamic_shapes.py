@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import random
 
-from ..types import TensorType
+from ..types import FLOAT32, TensorType
 from .base import Binding, Op
 
 CATEGORY = "dynamic_shapes"
 
 SYMBOLIC_SIZE = 7  # no other sampler draws 7, so only the symbolic dimension has this size
 SYMBOL = "b"
-FLOAT32 = ("float32",)
 FLOAT32_INT32 = ("float32", "int32")
 
 

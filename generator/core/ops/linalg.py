@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import random
 
-from ..types import TensorType
+from ..types import FLOAT32, TensorType
 from .base import Binding, Op
 
 CATEGORY = "linalg"
-
-FLOAT32 = ("float32",)
 
 
 def _square(t: TensorType) -> bool:

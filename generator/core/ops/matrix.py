@@ -9,6 +9,9 @@ from ..types import FLOATS, NUMERIC, TensorType, broadcast_shapes
 from .base import Binding, Op, bind_same_type, scalar_of_first
 
 CATEGORY = "matrix"
+# bfloat16 is left out of triu: XLA's CPU compiler (jaxlib 0.12.0.1) aborts on a non-square
+# bfloat16 triu ("LLVM ERROR: Do not know how to soft promote this operator's operand!"); tril is fine.
+TRIU_DTYPES = tuple(d for d in NUMERIC if d != "bfloat16")
 
 
 def _bind_matmul(rng: random.Random, a: TensorType) -> Binding:
@@ -206,18 +209,7 @@ OPS: tuple[Op, ...] = (
         hint="diag",
         weight=0.5,
     ),
-    # bfloat16 is left out: XLA's CPU compiler (jaxlib 0.12.0.1) aborts on a non-square bfloat16 triu
-    # ("LLVM ERROR: Do not know how to soft promote this operator's operand!"); tril is fine.
-    Op(
-        "triu",
-        "jnp.triu({0})",
-        (CATEGORY,),
-        ("float32", "float16", "int32"),
-        min_rank=2,
-        max_rank=3,
-        hint="upper",
-        weight=0.5,
-    ),
+    Op("triu", "jnp.triu({0})", (CATEGORY,), TRIU_DTYPES, min_rank=2, max_rank=3, hint="upper", weight=0.5),
     Op("tril", "jnp.tril({0})", (CATEGORY,), NUMERIC, min_rank=2, max_rank=3, hint="lower", weight=0.5),
     Op(
         "vdot",

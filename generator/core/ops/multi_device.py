@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from ..types import TensorType
+from ..types import FLOAT32, TensorType
 from .base import Binding, Op
 
 CATEGORY = "multi_device"
@@ -21,7 +21,6 @@ MESH_HEADER = (
     "from jax.sharding import AxisType, NamedSharding, PartitionSpec as P\n\n"
     'MESH = jax.make_mesh((4, 2), ("data", "model"), axis_types=(AxisType.Auto, AxisType.Auto))\n'
 )
-FLOAT32 = ("float32",)
 
 
 def _divisible(t: TensorType) -> bool:

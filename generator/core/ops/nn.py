@@ -5,12 +5,11 @@ from __future__ import annotations
 import random
 
 from ...errors import Reject
-from ..types import TensorType
+from ..types import FLOAT32, TensorType
 from .base import Binding, Op, bind_same_type, same_as_second, scalar_of_first
 
 CATEGORY = "nn"
 
-FLOAT32 = ("float32",)
 FLOAT32_BF16 = ("float32", "bfloat16")
 
 
