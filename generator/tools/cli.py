@@ -14,30 +14,30 @@ from .io import DEFAULT_OUTPUT_DIR
 DEFAULT_BATCH_SIZE = 1000
 
 
-def _positive_int(text: str) -> int:
+def _int_at_least(text: str, minimum: int, expected: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return value
+
+
+def _non_negative_int(text: str) -> int:
+    """An argparse ``type``: an integer >= 0 (sizes, seeds, counts that may be zero)."""
+    return _int_at_least(text, 0, "a non-negative integer")
+
+
+def _at_least_one(text: str) -> int:
+    """An argparse ``type``: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
 
 
 def _category(text: str) -> str:
     if text not in CATEGORIES:
         raise argparse.ArgumentTypeError(f"unknown category {text!r}; valid categories: {', '.join(CATEGORIES)}")
     return text
-
-
-def _at_least_one(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 # What an earlier ``generate`` wrote in a folder: its batch files (and this tool's older single
@@ -205,7 +205,7 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def _stage(args: argparse.Namespace, repo_id: str | None = None):
-    from ..tools import hub
+    from . import hub
 
     result = hub.stage(
         args.output_dir,
@@ -238,7 +238,7 @@ def cmd_stage(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     """Stage, then upload to the Hub and tag the commit with the dataset version."""
-    from ..tools import hub
+    from . import hub
 
     hub.check_repo_id(args.repo)  # before any work
     token = hub.resolve_token()  # never printed
@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Writes train-00000-of-0000N.<format>, ... into --output-dir, each file atomically as its "
         "batch fills; an earlier run's files there are replaced.",
     )
-    g.add_argument("--count", type=_positive_int, required=True, help="rows to generate")
+    g.add_argument("--count", type=_non_negative_int, required=True, help="rows to generate")
     g.add_argument(
         "--batch-size",
         type=_at_least_one,
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     mix = g.add_mutually_exclusive_group()
     mix.add_argument("--balanced", action="store_true", help="equal share per category (default: drawn at random)")
     mix.add_argument("--category", type=_category, help=f"one of: {', '.join(CATEGORIES)}")
-    g.add_argument("--seed", type=_positive_int, default=0)
+    g.add_argument("--seed", type=_non_negative_int, default=0)
     g.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help=f"default: {DEFAULT_OUTPUT_DIR}")
     g.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
     g.set_defaults(func=cmd_generate)
@@ -286,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--trust-code", action="store_true", help="allow running the rows' python_source (needed for PATH)")
     v.add_argument("--structure-only", action="store_true", help="check structure only; run no code")
-    v.add_argument("--sample", type=_positive_int, default=50, help="rows to execute with XLA/IREE (default 50)")
+    v.add_argument("--sample", type=_non_negative_int, default=50, help="rows to execute with XLA/IREE (default 50)")
     v.add_argument("--all", action="store_true", help="execute every row")
     v.add_argument("--iree", action="store_true", help="also compile and run each sampled row's IR with IREE")
     v.add_argument("--time-limit", type=float, default=60.0, help="seconds per row before it is cut off (default 60)")
@@ -300,19 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--script", default="jax_stablehlo_pairs.py", help="builder script for --build")
     v.add_argument("--config", default="balanced", help="config for --build")
-    v.add_argument("--train-size", type=_positive_int)
-    v.add_argument("--validation-size", type=_positive_int)
-    v.add_argument("--seed", type=_positive_int)
-    v.add_argument("--num-proc", type=_positive_int, default=None)
+    v.add_argument("--train-size", type=_non_negative_int)
+    v.add_argument("--validation-size", type=_non_negative_int)
+    v.add_argument("--seed", type=_non_negative_int)
+    v.add_argument("--num-proc", type=_non_negative_int, default=None)
     v.set_defaults(func=cmd_validate)
 
     b = sub.add_parser("build", help="build a config through the dataset builder and print a summary")
     b.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
     b.add_argument("--config", default="balanced")
-    b.add_argument("--train-size", type=_positive_int)
-    b.add_argument("--validation-size", type=_positive_int)
-    b.add_argument("--seed", type=_positive_int)
-    b.add_argument("--num-proc", type=_positive_int, default=None)
+    b.add_argument("--train-size", type=_non_negative_int)
+    b.add_argument("--validation-size", type=_non_negative_int)
+    b.add_argument("--seed", type=_non_negative_int)
+    b.add_argument("--num-proc", type=_non_negative_int, default=None)
     b.set_defaults(func=cmd_build)
 
     s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
@@ -329,10 +329,10 @@ def build_parser() -> argparse.ArgumentParser:
             h.add_argument("--private", action="store_true", help="create the repo private")
         h.add_argument("--configs", nargs="+", help="configs to stage (default: all)")
         h.add_argument("--output-dir", default="staged")
-        h.add_argument("--train-size", type=_positive_int)
-        h.add_argument("--validation-size", type=_positive_int)
-        h.add_argument("--seed", type=_positive_int)
-        h.add_argument("--num-proc", type=_positive_int, default=None)
+        h.add_argument("--train-size", type=_non_negative_int)
+        h.add_argument("--validation-size", type=_non_negative_int)
+        h.add_argument("--seed", type=_non_negative_int)
+        h.add_argument("--num-proc", type=_non_negative_int, default=None)
         h.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
         h.add_argument("--check-with", metavar="PYTHON", help="a python with the newest datasets; load as the viewer")
         h.set_defaults(func=func)

@@ -1,6 +1,6 @@
 """Distributed generation on Ray: one task per shard, Parquet laid out as the Hub staging lays it.
 
-Each shard of the builder's shard plan (``pipeline.plan_shards``) is one Ray task. A shard is
+Each shard of the builder's shard plan (``core.plan.plan_shards``) is one Ray task. A shard is
 a pure function of its ``ShardTask``, so a task that fails (an exception, or its worker
 process dying) is simply run again, and gives the same rows. Tasks return their rows as an
 Arrow table; the driver writes each shard to ``<config>/<split>-0000i-of-0000N.parquet`` (the
@@ -31,7 +31,7 @@ from typing import Any
 from ..core.plan import ShardTask
 from ..core.rows import ShardStats
 from ..runtime.shards import generate_shard
-from .io import atomic_write
+from .io import atomic_write, replace_dir
 
 DEFAULT_MAX_RETRIES = 3
 
@@ -165,12 +165,7 @@ def generate_with_ray(
             result.files[split] = [result.path / f.name for f in files]
             result.rows[split] = sum(pq.read_metadata(f).num_rows for f in files)
         _check_unique_ids([f for tasks in plan.values() for f in (tmp / shard_file_name(t, len(tasks)) for t in tasks)])
-        old = output_dir / f".{config}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        if result.path.exists():
-            result.path.rename(old)
-        tmp.rename(result.path)
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, result.path)
         return result
     finally:
         for ref in pending:  # a failed build stops its other shards (a Ray we did not start lives on)

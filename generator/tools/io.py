@@ -8,7 +8,8 @@ Layouts understood by the readers:
 
 Every writer goes through ``atomic_write``: a file appears under its name complete or not at
 all, so a reader never sees a half-written one. Hidden files (``.<name>.<random>.tmp``) are the
-temporaries of a write in progress, or of a process killed mid-write; readers skip them.
+temporaries of a write in progress, or of a process killed mid-write; readers skip them. A whole
+folder (a Hub staging, a Ray build's config) is swapped in the same way by ``replace_dir``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -172,6 +174,32 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
         raise
     _fsync(path.parent)  # the rename itself survives a power cut
+
+
+def replace_dir(tmp: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Swap the finished folder ``tmp`` in as ``target``, replacing any folder there; returns ``target``.
+
+    ``tmp`` must be on the same filesystem as ``target`` (e.g. a hidden sibling made with
+    ``tempfile.mkdtemp(dir=target.parent)``). An old ``target`` is first renamed aside to a
+    hidden ``.<name>.old-<pid>-<random>`` and removed only once ``tmp`` is in place, so
+    ``target`` is at every moment either the old folder, the new one, or (between the two
+    renames) absent, never a mix. If the second rename fails, the old folder is put back.
+    """
+    tmp, target = Path(tmp), Path(target)
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}-{secrets.token_hex(4)}")
+        os.replace(target, old)
+    try:
+        os.replace(tmp, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    _fsync(target.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
 
 
 def write_jsonl(rows: Iterable[dict[str, Any]], path: str | os.PathLike) -> Path:

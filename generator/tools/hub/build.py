@@ -56,11 +56,23 @@ def check_configs(module: ModuleType, configs: Sequence[str] | None) -> list[str
 
 @contextmanager
 def _shard_stats_observed() -> Iterator[list[dict[str, Any]]]:
-    """Collect the per-shard stats ``generator.runtime.shards`` logs, from this process and its forked workers.
+    """Collect the per-shard stats ``runtime.shards`` logs, from this process and its forked workers.
+
+    The builder script runs its shards through ``runtime.shards.generate_shard``, which keeps
+    each shard's ``ShardStats`` to itself and reports it only as the log record
+    ``shards.logger.info("shard %s/%d: %s", split, index, stats.as_dict())``. That record is
+    the contract: a record of ``shards.logger`` whose last argument is a dict with exactly the
+    fields of ``ShardStats`` is one shard's stats; every other record is ignored.
 
     The handler appends JSON lines to a file, which forked ``num_proc`` workers inherit; the
     list yielded is filled when the block ends.
     """
+    import dataclasses
+
+    from ...core.rows import ShardStats
+    from ...runtime import shards
+
+    fields = {f.name for f in dataclasses.fields(ShardStats)}
     seen: list[dict[str, Any]] = []
 
     class Collect(logging.Handler):
@@ -70,12 +82,12 @@ def _shard_stats_observed() -> Iterator[list[dict[str, Any]]]:
 
         def emit(self, record: logging.LogRecord) -> None:
             args = record.args
-            if isinstance(args, tuple) and args and isinstance(args[-1], dict) and "attempts" in args[-1]:
+            if isinstance(args, tuple) and args and isinstance(args[-1], dict) and args[-1].keys() == fields:
                 stats = {k: v for k, v in args[-1].items() if isinstance(v, int)}
                 with open(self.path, "a", encoding="utf-8") as f:  # one short O_APPEND write per shard
                     f.write(json.dumps(stats) + "\n")
 
-    logger = logging.getLogger("generator.runtime.shards")
+    logger = shards.logger
     level, propagate = logger.level, logger.propagate
     with tempfile.TemporaryDirectory(prefix="jsp-shard-stats-") as tmp:
         handler = Collect(str(Path(tmp) / "stats.jsonl"))

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..io import replace_dir
 from .build import DEFAULT_SCRIPT, build_config, check_configs, load_builder_module, row_digest
 from .card import STAGED_MARKER, write_card
 from .staged import StagedConfig, StageResult
@@ -48,17 +49,6 @@ def _check_output_dir(output_dir: Path) -> None:
         raise ValueError(f"output directory {str(output_dir)!r} cannot be created: {e.strerror}") from None
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ValueError(f"output directory {str(output_dir)!r} cannot be created: {str(parent)!r} is not writable")
-
-
-def _replace_dir(tmp: Path, output_dir: Path) -> None:
-    """Move the finished ``tmp`` to ``output_dir``; an old staging is removed only after the swap."""
-    old = None
-    if output_dir.exists():
-        old = output_dir.with_name(f".{output_dir.name}.old-{os.getpid()}")
-        os.replace(output_dir, old)
-    os.replace(tmp, output_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def stage(
@@ -130,7 +120,7 @@ def stage(
                 del dsd, builder
         result = StageResult(tmp, version, staged)
         write_card(result, module=module, repo_id=repo_id, num_proc=num_proc)
-        _replace_dir(tmp, output_dir)
+        replace_dir(tmp, output_dir)  # an old staging is removed only after the swap
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

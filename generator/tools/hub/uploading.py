@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..io import atomic_write
 from .card import STAGED_MARKER
 
 if TYPE_CHECKING:
@@ -71,7 +72,8 @@ def _merge_remote_card(api: HfApi, repo_id: str, staged: Path, pushed: Sequence[
             ours = card.data.get(key) or []
             ours = [ours] if isinstance(ours, dict) else ours
             card.data[key] = sorted(ours + kept, key=lambda e: e.get("config_name", "default"))
-    card.save(staged / "README.md")
+    with atomic_write(staged / "README.md") as tmp:  # a staging is never left with half a card
+        card.save(tmp)
 
 
 def upload(
