@@ -10,7 +10,7 @@ import pytest
 from generator.core.lowering import lower_source
 from generator.tools import cli
 from generator.tools.io import read_configs
-from generator.tools.validate import CheckOutcome, validate_dataset, validate_rows
+from generator.tools.validate import CheckOutcome, Report, RowResult, Status, validate_dataset, validate_rows
 from tests import rowkit
 
 # find_spec of a submodule imports its parent, which raises when IREE is not installed at all.
@@ -154,6 +154,52 @@ def test_trusted_run_catches_wrong_ir_hangs_and_crashes(rows, tmp_path):
     assert "lowered by another jax (0.4.30" in report.format()
 
 
+def _noisy(row: dict) -> dict:
+    """``row`` whose source writes to file descriptor 1 directly (as C code would) and prints, at
+    import and while its function is traced; its IR, and so every check's verdict, stays the same."""
+    name = row["function_name"]
+    head, _, tail = row["python_source"].partition(f"def {name}(")
+    signature, _, body = tail.partition(":\n")
+    source = (
+        f"{head}def {name}({signature}:\n"
+        '    os.write(1, b"fd 1 while tracing\\n")\n'
+        '    print("print while tracing")\n'
+        f"{body}\n"
+        "import os\n\n"
+        'os.write(1, b"fd 1 at import\\n")\n'
+        'print("print at import")\n'
+    )
+    return rowkit.rederive(row, python_source=source)
+
+
+def test_row_output_on_stdout_does_not_reach_the_protocol(rows):
+    """The child points its file descriptor 1 at stderr before running rows: a row's writes to it
+    and its prints end up in the runner's stderr, and the answers on the pipe still parse."""
+    from generator.tools.validate.runner import RowRunner
+
+    clean = rows["train"][0]
+    noisy = _noisy(clean)
+    assert noisy["id"] != clean["id"] and noisy["stablehlo_ir"] == clean["stablehlo_ir"]
+    passed = {"reproduce": CheckOutcome.passed(), "execute": CheckOutcome.passed()}
+    with RowRunner(time_limit=60) as runner:
+        assert runner.run(noisy, ["reproduce", "execute"]) == passed
+        # the same child answers the next row with that row's own outcome: nothing was left on the pipe
+        assert runner.run(clean, ["reproduce", "execute"]) == passed
+        runner._stderr.seek(0)
+        stderr = runner._stderr.read()
+    for noise in ("fd 1 at import", "print at import", "fd 1 while tracing", "print while tracing"):
+        assert noise in stderr
+
+
+def test_report_json_writes_row_results_as_plain_data():
+    checks = {"reproduce": CheckOutcome.passed(note="op histogram"), "execute": CheckOutcome.failed("why")}
+    report = Report(row_results=[RowResult(id="0123", category="unary", split="train", checks=checks)])
+    assert json.dumps(report.to_json()["row_results"]) == (
+        '[{"id": "0123", "category": "unary", "split": "train", "checks": '
+        '{"reproduce": {"status": "pass", "note": "op histogram"}, "execute": {"status": "fail", "detail": "why"}}}]'
+    )
+
+
 def test_trusted_cli_run_on_staged_hub_folder(rows, tmp_path, capsys):
     staged = tmp_path / "staged"
     for config, seed_rows in (("balanced", rows), ("matrix", rows)):
@@ -245,6 +291,9 @@ def test_check_outcome_round_trips_through_its_json_form():
     assert CheckOutcome.passed().to_dict() == {"status": "pass"}
     assert CheckOutcome.failed("why").to_dict() == {"status": "fail", "detail": "why"}
     assert CheckOutcome.failed("why").with_note("n") == CheckOutcome("fail", detail="why", note="n")
+    # a plain status string becomes the enum member; the JSON form holds plain strings
+    assert CheckOutcome("skip").status is Status.SKIP and CheckOutcome("skip") == CheckOutcome.skipped()
+    assert type(CheckOutcome.passed().to_dict()["status"]) is str
 
 
 def test_check_outcome_rejects_an_unknown_status():

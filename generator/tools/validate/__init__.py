@@ -27,11 +27,14 @@ import random
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...core.schema import COLUMNS
 from .iree import IREE_UNPORTABLE
-from .outcome import CheckOutcome
+from .outcome import CheckOutcome, Status
+
+if TYPE_CHECKING:  # annotations only: validating a folder needs no ``datasets``
+    import datasets
 
 __all__ = [
     "CODE_CHECKS",
@@ -40,6 +43,8 @@ __all__ = [
     "CheckOutcome",
     "CheckResult",
     "Report",
+    "RowResult",
+    "Status",
     "check_structure",
     "validate_dataset",
     "validate_rows",
@@ -62,7 +67,7 @@ class CheckResult:
     passed: int = 0
     failed: int = 0
     skipped: int = 0
-    notes: Counter = field(default_factory=Counter)
+    notes: Counter[str] = field(default_factory=Counter)
 
     @property
     def ran(self) -> int:
@@ -70,15 +75,40 @@ class CheckResult:
 
     def count(self, outcome: CheckOutcome) -> None:
         """Count one row's outcome; a pass's or skip's note is counted by its text."""
-        if outcome.status == "pass":
+        if outcome.status == Status.PASS:
             self.passed += 1
-        elif outcome.status == "skip":
+        elif outcome.status == Status.SKIP:
             self.skipped += 1
         else:
             self.failed += 1
             return
         if outcome.note:
             self.notes[outcome.note] += 1
+
+
+@dataclass(frozen=True)
+class RowResult:
+    """The code checks' outcomes on one row (``Report.row_results``).
+
+    Attributes:
+      id, category: the row's columns of those names.
+      split: the split the row came from ("" if unknown).
+      checks: per check that ran on the row (``reproduce``, ``execute``, ``iree``), its outcome.
+    """
+
+    id: str
+    category: str
+    split: str
+    checks: Mapping[str, CheckOutcome]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"id", "category", "split", "checks": {name: CheckOutcome.to_dict()}}``, for ``--report-json``."""
+        return {
+            "id": self.id,
+            "category": self.category,
+            "split": self.split,
+            "checks": {name: outcome.to_dict() for name, outcome in self.checks.items()},
+        }
 
 
 @dataclass
@@ -95,8 +125,8 @@ class Report:
       failures: one line per failure, ``<id>: <check>: <why>``.
       notes: things the reader must know (e.g. a different jax version).
       refused: why code checks did not run, if they were asked for but not allowed.
-      row_results: per row that ran code, ``{"id", "category", "split", "checks": {name:
-        {"status", "detail"?, "note"?}}}`` (``CheckOutcome.to_dict``), for ``to_json``
+      row_results: per row that ran code, its ``RowResult``; ``to_json`` writes each as
+        ``{"id", "category", "split", "checks": {name: {"status", "detail"?, "note"?}}}``
         (``--report-json``).
     """
 
@@ -113,7 +143,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     refused: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-    row_results: list[dict[str, Any]] = field(default_factory=list)
+    row_results: list[RowResult] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -178,22 +208,22 @@ class Report:
             "failures": self.failures,
             "notes": self.notes,
             "refused": self.refused,
-            "row_results": self.row_results,
+            "row_results": [r.to_dict() for r in self.row_results],
         }
 
 
 # --- structure ---------------------------------------------------------------------------
 
 
-def _is_int(v) -> bool:
+def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_str_list(v) -> bool:
+def _is_str_list(v: Any) -> bool:
     return isinstance(v, list) and all(isinstance(x, str) for x in v)
 
 
-def _is_signature(v) -> bool:
+def _is_signature(v: Any) -> bool:
     return isinstance(v, list) and all(
         isinstance(s, dict)
         and set(s) == {"shape", "dtype"}
@@ -217,7 +247,7 @@ _TYPE_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 NULLABLE = {"optimized_hlo", "mesh"}
 
 
-def _kind(feature) -> str:
+def _kind(feature: Any) -> str:
     if isinstance(feature, list):
         return "signature" if isinstance(feature[0], dict) else "strings"
     return feature.dtype
@@ -314,7 +344,7 @@ def validate_rows(
     """Validate the rows of one config.
 
     Args:
-      rows_by_split: rows per split, as ``generator.io`` reads them.
+      rows_by_split: rows per split, as ``generator.tools.io`` reads them.
       trust_code: allow checks that run ``python_source``; without it they are refused
         (the report fails and says why) unless ``structure_only``.
       structure_only: check structure only, run no code.
@@ -367,16 +397,11 @@ def validate_rows(
                     runners[devices] = RowRunner(time_limit=time_limit, host_devices=devices)
                 results = runners[devices].run(r, asked)
             report.row_results.append(
-                {
-                    "id": r["id"],
-                    "category": r["category"],
-                    "split": split_of.get(id(r), ""),
-                    "checks": {name: outcome.to_dict() for name, outcome in results.items()},
-                }
+                RowResult(id=r["id"], category=r["category"], split=split_of.get(id(r), ""), checks=results)
             )
             for name, outcome in results.items():
                 report.checks[name].count(outcome)
-                if outcome.status == "fail":
+                if outcome.status == Status.FAIL:
                     report.failures.append(f"{r['id']}: {name}: {outcome.detail or ''}")
             if progress:
                 progress(i + 1, len(good))
@@ -387,7 +412,7 @@ def validate_rows(
     return report
 
 
-def _summary(rows_by_split) -> dict[str, Any]:
+def _summary(rows_by_split: Mapping[str, list[dict[str, Any]]]) -> dict[str, Any]:
     from ..stats import summarize
 
     try:
@@ -406,7 +431,7 @@ def _require_iree() -> None:
         ) from None
 
 
-def validate_dataset(ds, **kwargs) -> Report:
+def validate_dataset(ds: datasets.DatasetDict | datasets.Dataset, **kwargs: Any) -> Report:
     """``validate_rows`` on a ``datasets.DatasetDict`` or ``Dataset`` (same keyword arguments)."""
     from ..io import rows_of_dataset
 

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: numpy is imported where it is used
+    import numpy as np
+    from numpy.typing import ArrayLike
 
 SYMBOLIC_DIM_SIZE = 4  # the concrete size every symbolic dimension takes for execution
 
@@ -46,7 +50,7 @@ def concrete_dim(d: Any, env: dict[str, int]) -> int:
         return int(eval(text, {"__builtins__": {}}, env))
 
 
-def example_inputs(source: str, specs) -> list:
+def example_inputs(source: str, specs: Sequence[Any]) -> list[np.ndarray]:
     """Concrete arrays for ``specs`` (``jax.ShapeDtypeStruct``s), a pure function of ``source``.
 
     Floats are uniform in [-1, 1), integers in [-4, 4] ([0, 4] unsigned), booleans fair coins: every op in the
@@ -92,12 +96,12 @@ class XlaRun:
     """
 
     fn: Callable[..., Any]
-    inputs: list
-    outputs: list
+    inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
     kept: list[int] | None = None
 
     @property
-    def kept_inputs(self) -> list:
+    def kept_inputs(self) -> list[np.ndarray]:
         """The inputs ``main`` takes."""
         return self.inputs if self.kept is None else [self.inputs[i] for i in self.kept]
 
@@ -106,7 +110,7 @@ class XlaRun:
         return self.kept is not None and len(self.kept) < len(self.inputs)
 
     @cached_property
-    def wider_outputs(self) -> list | None:
+    def wider_outputs(self) -> list[np.ndarray] | None:
         """The function's outputs from XLA on its inputs widened to float32, or ``None``.
 
         float16/bfloat16 inputs become float32, so every op the program does not pin to a dtype
@@ -123,7 +127,7 @@ class XlaRun:
         except Exception:  # a program whose ops need the narrow dtype (bitcasts...) has no wider twin
             return None
 
-    def wider_reference(self, k: int):
+    def wider_reference(self, k: int) -> np.ndarray | None:
         """Output ``k`` of ``wider_outputs``, or ``None`` if there is none of output ``k``'s shape."""
         import numpy as np
 
@@ -148,7 +152,7 @@ def tolerance_dtype(out_dtype: str, ir: str) -> str:
     return max(used, key=lambda d: TOLERANCES[d][0])
 
 
-def compare(got, want, dtype: str) -> str | None:
+def compare(got: ArrayLike, want: ArrayLike, dtype: str) -> str | None:
     """``None`` if ``got`` matches ``want`` within the tolerance of ``dtype``, else why not."""
     import numpy as np
 
@@ -173,7 +177,7 @@ def compare(got, want, dtype: str) -> str | None:
     return f"{int(bad.sum())} of {want.size} elements outside tolerance ({dtype}: rtol {rtol}, atol {atol}); max abs error {float(np.nanmax(err[bad])):.3g}"
 
 
-def within_rounding_noise(got, want, reference, dtype: str) -> str | None:
+def within_rounding_noise(got: ArrayLike, want: ArrayLike, reference: ArrayLike | None, dtype: str) -> str | None:
     """Why IREE's ``got`` is as good as XLA's ``want`` for an ill-conditioned output, or ``None``.
 
     Both are low-precision evaluations of one function; ``reference`` is a more precise one.

@@ -6,12 +6,21 @@ JSON (``to_dict``/``from_dict``), and ``--report-json`` writes the same plain fo
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal, get_args
+from typing import Any
 
-Status = Literal["pass", "fail", "skip"]
-STATUSES: tuple[str, ...] = get_args(Status)
+
+class Status(enum.StrEnum):
+    """A check's verdict on a row; a ``str``, so it compares equal to and serializes as its value."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    SKIP = "skip"
+
+
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 
 
 @dataclass(frozen=True)
@@ -19,7 +28,8 @@ class CheckOutcome:
     """One check's result on one row.
 
     Attributes:
-      status: ``"pass"``, ``"fail"`` (the row is wrong) or ``"skip"`` (the check could not judge it).
+      status: ``Status.PASS``, ``Status.FAIL`` (the row is wrong) or ``Status.SKIP`` (the check could
+        not judge it); the plain strings ``"pass"``, ``"fail"``, ``"skip"`` are accepted and converted.
       detail: what the row's report line says: why it failed, or the specifics of a skip.
       note: a short label the report counts rows by (e.g. ``"op histogram"``, a skip's reason).
 
@@ -33,28 +43,31 @@ class CheckOutcome:
     note: str | None = None
 
     def __post_init__(self) -> None:
-        if self.status not in STATUSES:
+        try:
+            status = Status(self.status)
+        except ValueError:
             valid = ", ".join(repr(s) for s in STATUSES)
-            raise ValueError(f"unknown check status {self.status!r}; valid: {valid}")
+            raise ValueError(f"unknown check status {self.status!r}; valid: {valid}") from None
+        object.__setattr__(self, "status", status)  # frozen: the one normalization, at construction
 
     @classmethod
     def passed(cls, note: str | None = None) -> CheckOutcome:
-        return cls("pass", note=note)
+        return cls(Status.PASS, note=note)
 
     @classmethod
     def failed(cls, detail: str) -> CheckOutcome:
-        return cls("fail", detail=detail)
+        return cls(Status.FAIL, detail=detail)
 
     @classmethod
     def skipped(cls, note: str | None = None, detail: str | None = None) -> CheckOutcome:
-        return cls("skip", detail=detail, note=note)
+        return cls(Status.SKIP, detail=detail, note=note)
 
     def with_note(self, note: str) -> CheckOutcome:
         return replace(self, note=note)
 
     def to_dict(self) -> dict[str, str]:
         """``{"status", "detail"?, "note"?}``: the fields that are set."""
-        out = {"status": self.status}
+        out = {"status": self.status.value}
         if self.detail is not None:
             out["detail"] = self.detail
         if self.note is not None:

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from ...runtime.child import Child, child_env, serve
 from .iree import check_iree
@@ -42,7 +42,7 @@ def host_devices(lowering: str) -> int:
 # --- the child -------------------------------------------------------------------------
 
 
-def _signature_dim(d) -> int:
+def _signature_dim(d: Any) -> int:
     try:
         return int(d)
     except Exception:
@@ -57,7 +57,7 @@ class _Done:
     run: XlaRun | None = None  # the execute check's run, as soon as XLA ran the function: the iree check's reference
 
 
-def _check_reproduce(job: Mapping[str, Any], fn: Callable, args, done: _Done) -> CheckOutcome:
+def _check_reproduce(job: Mapping[str, Any], fn: Callable[..., Any], args: Sequence[Any], done: _Done) -> CheckOutcome:
     """The row's own recipe, ``jax.jit(fn).lower(*example_args()).as_text()``, gives its IR."""
     import jax
 
@@ -80,7 +80,7 @@ def _check_reproduce(job: Mapping[str, Any], fn: Callable, args, done: _Done) ->
     )
 
 
-def _check_execute(job: Mapping[str, Any], fn: Callable, args, done: _Done) -> CheckOutcome:
+def _check_execute(job: Mapping[str, Any], fn: Callable[..., Any], args: Sequence[Any], done: _Done) -> CheckOutcome:
     """XLA runs the function on example inputs; its outputs match ``output_signature`` and are finite."""
     import jax
     import numpy as np
@@ -105,7 +105,7 @@ def _check_execute(job: Mapping[str, Any], fn: Callable, args, done: _Done) -> C
     return CheckOutcome.passed()
 
 
-def _kept_arguments(lowered) -> list[int] | None:
+def _kept_arguments(lowered: Any) -> list[int] | None:
     """Indices of the arguments the lowered ``main`` takes: jit drops unused ones from the IR."""
     try:
         return sorted(lowered._lowering.compile_args["kept_var_idx"])
@@ -162,21 +162,21 @@ class RowRunner:
     Example:
       >>> with RowRunner(time_limit=60) as runner:
       ...     runner.run(row, ["reproduce", "execute"])
-      {'reproduce': CheckOutcome(status='pass', ...), 'execute': CheckOutcome(status='pass', ...)}
+      {'reproduce': CheckOutcome(status=<Status.PASS: 'pass'>, ...), 'execute': CheckOutcome(...)}
     """
 
-    def __init__(self, *, time_limit: float = 60.0, host_devices: int = 1):
+    def __init__(self, *, time_limit: float = 60.0, host_devices: int = 1) -> None:
         if not time_limit > 0:
             raise ValueError(f"time_limit must be positive, got {time_limit!r}")
         self.time_limit = time_limit
         self.host_devices = host_devices
         self._child: Child | None = None
-        self._stderr = None
+        self._stderr: IO[str] | None = None
 
     def __enter__(self) -> RowRunner:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:
@@ -192,22 +192,21 @@ class RowRunner:
         env.setdefault("JAX_PLATFORMS", "cpu")
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self._child = Child(RUNNER_MODULE, env, stderr=self._stderr)
-        if not isinstance(self._read(STARTUP_TIMEOUT_S), dict):
-            raise RuntimeError(f"the row runner did not start: {self._stderr_tail()}")
+        try:
+            ready = self._child.receive(STARTUP_TIMEOUT_S)
+        except TimeoutError as e:
+            raise self._not_started() from e
+        if not isinstance(ready, dict):  # None: the child exited before it was ready
+            raise self._not_started()
+
+    def _not_started(self) -> RuntimeError:
+        return RuntimeError(f"the row runner did not start: {self._stderr_tail()}")
 
     def _stderr_tail(self) -> str:
         if self._stderr is None:
             return ""
         self._stderr.seek(0)
         return " | ".join(self._stderr.read().strip().splitlines()[-3:])
-
-    def _read(self, timeout: float) -> dict[str, Any] | str:
-        """The child's next message, or ``"timeout"`` after ``timeout`` seconds, or ``"died"``."""
-        try:
-            answer = self._child.receive(timeout)
-        except TimeoutError:
-            return "timeout"
-        return "died" if answer is None else answer
 
     def run(self, row: Mapping[str, Any], checks: list[str]) -> dict[str, CheckOutcome]:
         """Outcomes of ``checks`` (``reproduce``, ``execute``, ``iree``) on one row."""
@@ -218,14 +217,15 @@ class RowRunner:
         job = {k: row.get(k) for k in keys} | {"checks": checks}
         start = time.monotonic()
         self._child.send(job)
-        answer = self._read(self.time_limit)
-        if isinstance(answer, dict):
-            return {check: CheckOutcome.from_dict(outcome) for check, outcome in answer.items()}
-        why = (
-            f"cut off after the {self.time_limit:g} s time limit"
-            if answer == "timeout"
-            else f"the runner died (exit {self._child.returncode}) after {time.monotonic() - start:.1f} s: {self._stderr_tail()}"
-        )
+        try:
+            answer = self._child.receive(self.time_limit)
+        except TimeoutError:
+            why = f"cut off after the {self.time_limit:g} s time limit"
+        else:
+            if answer is not None:
+                return {check: CheckOutcome.from_dict(outcome) for check, outcome in answer.items()}
+            elapsed = time.monotonic() - start
+            why = f"the runner died (exit {self._child.returncode}) after {elapsed:.1f} s: {self._stderr_tail()}"
         self.close()
         return {check: CheckOutcome.failed(why) for check in checks}
 
