@@ -73,6 +73,45 @@ def _is_array_like(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, (np.generic, type))
 
 
+_SCALAR_TYPES = (bool, int, float, complex, np.generic)
+
+
+def _static_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
+    """Which arguments ``jax.jit`` takes as static, the way real JAX code passes them.
+
+    Traced: arrays and ``jax.ShapeDtypeStruct``s, and pytrees holding any (parameter dicts,
+    optimizer states, Flax NNX ``State``, Equinox partitions), or holding nothing at all
+    (``optax.EmptyState()``). Static: hashable values without arrays (ints, strings, shape
+    tuples, config dataclasses, Flax ``GraphDef``s). An unhashable value without arrays is
+    traced if its leaves are numbers (a dict of Python scalars), else refused.
+    """
+    static = []
+    for i, a in enumerate(args):
+        if _is_array_like(a):
+            continue
+        leaves = jax.tree_util.tree_leaves(a)
+        if not leaves or any(_is_array_like(leaf) for leaf in leaves):
+            continue
+        try:
+            hash(a)
+        except TypeError:
+            if all(isinstance(leaf, _SCALAR_TYPES) for leaf in leaves):
+                continue
+            raise ValueError(
+                f"argument {i} ({type(a).__name__}) is neither traceable nor hashable: pass arrays, "
+                "jax.ShapeDtypeStructs or pytrees of them (traced), or hashable values such as ints, "
+                "strings and frozen dataclasses (static)"
+            ) from None
+        static.append(i)
+    return tuple(static)
+
+
+def _traced_leaves(args: tuple[Any, ...], static: tuple[int, ...]) -> list[Any]:
+    """The array leaves of the traced arguments, in argument order."""
+    leaves = jax.tree_util.tree_leaves([a for i, a in enumerate(args) if i not in static])
+    return [leaf for leaf in leaves if _is_array_like(leaf)]
+
+
 def _dim(d) -> int:
     """A dimension as an int; -1 for a symbolic one (``jax.export.symbolic_shape``)."""
     return -1 if jax.export.is_symbolic_dim(d) else int(d)
@@ -107,20 +146,24 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optim
 
     Args:
       fn: any Python callable JAX can trace, e.g. ``jax.nn.softmax``.
-      *args: arrays or ``jax.ShapeDtypeStruct``s; every other argument (Python scalars,
-        strings, ``None``...) is passed as a static argument.
+      *args: as real JAX code passes them: arrays, ``jax.ShapeDtypeStruct``s and pytrees of
+        them (parameter dicts, optimizer states, Flax NNX ``State``, Equinox partitions) are
+        traced; hashable values without arrays (ints, strings, config dataclasses) are static.
       python_source: the source text to record; by default ``inspect.getsource(fn)``.
       optimize: also compile with XLA and record the optimized HLO and its cost analysis
         (a compile costs several lowerings, so it is off by default).
 
     Returns:
       An ``IRPair``; its ``stablehlo_ir`` equals ``jax.jit(fn, static_argnums=...)
-      .lower(*args).as_text()``.
+      .lower(*args).as_text()`` with the static arguments above, and its ``input_signature``
+      lists the traced arguments' array leaves in order.
+
+    Raises:
+      ValueError: an argument is neither traceable nor hashable (named by its index).
     """
-    static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))
+    static = _static_argnums(args)
     lowered = jax.jit(fn, static_argnums=static).lower(*args)
-    arrays = [a for a in args if _is_array_like(a)]
-    signature = _signature(arrays)
+    signature = _signature(_traced_leaves(args, static))
     # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
     # them as 1), so such programs get no cost figures and no optimized HLO.
     static_shapes = all(d >= 0 for shape, _ in signature for d in shape)
@@ -144,13 +187,19 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
     """Forward pair of ``fn`` and the pair of its gradient.
 
     The backward function is ``jax.grad`` of the sum of ``fn``'s (real part of its) outputs
-    with respect to every floating-point array argument.
+    with respect to every traced argument whose array leaves are all floating-point (an array,
+    or a pytree of parameters).
     """
     forward = extract_ir(fn, *args)
-    argnums = tuple(i for i, a in enumerate(args) if _is_array_like(a) and jnp.issubdtype(a.dtype, jnp.inexact))
+    static = _static_argnums(args)
+
+    def differentiable(a: Any) -> bool:
+        leaves = _traced_leaves((a,), ())
+        return bool(leaves) and all(jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves)
+
+    argnums = tuple(i for i, a in enumerate(args) if i not in static and differentiable(a))
     if not argnums:
-        raise ValueError("extract_with_grad needs at least one floating-point array argument")
-    static = tuple(i for i, a in enumerate(args) if not _is_array_like(a))
+        raise ValueError("extract_with_grad needs at least one floating-point array (or pytree of them) argument")
 
     def objective(*xs):
         leaves = jax.tree_util.tree_leaves(fn(*xs))
