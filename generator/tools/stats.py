@@ -1,4 +1,5 @@
-"""Statistics of a set of rows: counts, op coverage, line and FLOP distributions."""
+"""Statistics of a set of rows: counts, op coverage, line and FLOP distributions, and how the
+programs read (``realism``: dead statements, op-table names, sizes, docstrings and hints)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from ..core.ops import CATEGORIES, OPS
 from .reachable import coverage
+from .realism import RealismTally
 
 
 def percentiles(values: list[float], qs=(5, 50, 95)) -> dict[str, float]:
@@ -19,8 +21,10 @@ def percentiles(values: list[float], qs=(5, 50, 95)) -> dict[str, float]:
 
 
 def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, Any]:
-    """Counts per split and category, op coverage, and line/FLOP percentiles."""
+    """Counts per split and category, op coverage, line/FLOP percentiles and ``realism``
+    (``generator.tools.realism.realism_summary``)."""
     out: dict[str, Any] = {"splits": {}, "by_category": Counter()}
+    realism = RealismTally()
     ops: Counter = Counter()
     py_lines: list[int] = []
     ir_lines: list[int] = []
@@ -37,6 +41,7 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
             ir_texts.append(row["stablehlo_ir"])
             if row.get("flops") is not None:
                 flops.append(row["flops"])
+            realism.add(row)
         out["splits"][split] = n
     out["rows"] = sum(out["splits"].values())
     out["by_category"] = dict(sorted(out["by_category"].items()))
@@ -49,6 +54,7 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
         "median": statistics.median(ir_lines) if ir_lines else float("nan")
     }
     out["flops"] = percentiles(flops)
+    out["realism"] = realism.summary()
     return out
 
 
@@ -92,4 +98,27 @@ def format_summary(s: Mapping[str, Any]) -> str:
         lines.append(
             f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)"
         )
+    if "realism" in s:
+        lines += format_realism(s["realism"])
     return "\n".join(lines)
+
+
+def format_realism(r: Mapping[str, Any]) -> list[str]:
+    """The lines of ``format_summary`` on how the programs read."""
+    d, dim, out = r["dead"], r["largest_input_dim"], r["outputs"]
+    lines = [
+        f"dead statements (value never reaches the return): {100 * d['share']:.1f}% of {d['statements']} "
+        f"top-level statements; rows with one: {100 * d['rows_share']:.1f}%",
+        "  by category: "
+        + ", ".join(f"{c} {100 * v['share']:.0f}%" for c, v in r["dead_by_category"].items() if v["statements"]),
+        f"function names made of op names: {100 * r['op_named']['share']:.1f}% of rows; "
+        f"naming an op whose statement is dead: {100 * r['dead_named_op']['share']:.1f}%",
+        f"docstrings: {100 * r['docstring']['share']:.1f}% of functions; type hints: {100 * r['type_hints']['share']:.1f}%",
+        f"largest input dimension: median {dim['median']:g}, p95 {dim['p95']:g}; "
+        f"rows with a dimension >= 128: {100 * dim['large_share']:.1f}%",
+        "input dtypes: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["input_dtypes"].items()),
+        f"outputs per function: median {out['median']:g}, p95 {out['p95']:g}",
+    ]
+    if r["unparsed"]:
+        lines.append(f"rows whose source has no such function (not measured): {r['unparsed']}")
+    return lines
