@@ -1,4 +1,4 @@
-"""The StableHLO/CHLO ops JAX (0.10, CPU) can emit: the yardstick for op coverage.
+"""The StableHLO/CHLO ops JAX (curated on 0.10, checked on 0.12; CPU) can emit: the yardstick for op coverage.
 
 Curated from the lowering rules in ``jax/_src/lax`` (and ``jax/_src/cpu``, ``chlo``
 decompositions JAX keeps) for ordinary jax.numpy / lax / linalg / random code, collectives
