@@ -52,7 +52,7 @@ def staged_configs(staged: Path) -> list[str]:
 
 
 def version_tag(version: str) -> str:
-    """The Hub tag of dataset version ``version``: ``v1.1.0``."""
+    """The Hub tag of dataset version ``version``: ``v2.0.0``."""
     return f"v{version}"
 
 
