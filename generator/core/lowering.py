@@ -237,6 +237,20 @@ def lower_source(source: str, function_name: str, *, optimize: bool = False) -> 
     return extract_ir(fn, *args, python_source=source, optimize=optimize)
 
 
+_HOST_DEVICES_PREFIX = "jit:host_devices="
+
+
 def lowering_method(host_devices: int) -> str:
     """The ``lowering`` column: how a row's IR is reproduced from its source."""
-    return "jit" if host_devices <= 1 else f"jit:host_devices={host_devices}"
+    return "jit" if host_devices <= 1 else f"{_HOST_DEVICES_PREFIX}{host_devices}"
+
+
+def host_devices(lowering: str) -> int:
+    """The inverse of ``lowering_method``: ``jit`` 1, ``jit:host_devices=N`` N (``ValueError`` otherwise)."""
+    if lowering == "jit":
+        return 1
+    if isinstance(lowering, str) and lowering.startswith(_HOST_DEVICES_PREFIX):
+        count = lowering[len(_HOST_DEVICES_PREFIX) :]
+        if count.isdigit():
+            return int(count)
+    raise ValueError(f"unknown lowering {lowering!r}; valid: 'jit', 'jit:host_devices=N'")

@@ -95,11 +95,7 @@ def reproduce_ir(row) -> str:
     ``jit:host_devices=N``: the same, in a process with N host CPU devices
     (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), which is started if needed.
     """
-    from ..core.lowering import lower_source
+    from ..core.lowering import host_devices, lower_source
 
-    method = row["lowering"]
-    if method == "jit":
-        return lower_source(row["python_source"], row["function_name"]).stablehlo_ir
-    if method.startswith("jit:host_devices="):
-        return lower_on_host_devices(row["python_source"], row["function_name"]).stablehlo_ir
-    raise ValueError(f"unknown lowering {method!r}; valid: 'jit', 'jit:host_devices=N'")
+    lower = lower_source if host_devices(row["lowering"]) == 1 else lower_on_host_devices
+    return lower(row["python_source"], row["function_name"]).stablehlo_ir

@@ -394,8 +394,8 @@ def _dead_ops(
 # --- the summary ----------------------------------------------------------------------------
 
 
-def _nearest_rank(values: list[float], q: float) -> float:
-    """The ``q``-th percentile by nearest rank (as ``stats.percentiles``)."""
+def nearest_rank(values: list[float], q: float) -> float:
+    """The ``q``-th percentile by nearest rank (``stats.percentiles`` reports several)."""
     if not values:
         return float("nan")
     values = sorted(values)
@@ -488,7 +488,7 @@ class RealismTally:
             "type_hints": {"rows": self.hints, "share": _share(self.hints, parsed)},
             "largest_input_dim": {
                 "median": statistics.median(dims) if dims else float("nan"),
-                "p95": _nearest_rank(dims, 95),
+                "p95": nearest_rank(dims, 95),
                 "max": max(dims, default=float("nan")),
                 "large_rows": sum(d >= LARGE_DIM for d in dims),
                 "large_share": _share(sum(d >= LARGE_DIM for d in dims), len(dims)),
@@ -496,7 +496,7 @@ class RealismTally:
             "input_dtypes": {d: n / n_inputs for d, n in sorted(self.dtypes.items(), key=lambda kv: (-kv[1], kv[0]))},
             "outputs": {
                 "median": statistics.median(outs) if outs else float("nan"),
-                "p95": _nearest_rank(outs, 95),
+                "p95": nearest_rank(outs, 95),
                 "counts": dict(sorted(Counter(outs).items())),
             },
         }

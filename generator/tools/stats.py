@@ -10,14 +10,11 @@ from typing import Any
 
 from ..core.ops import CATEGORIES, OPS
 from .reachable import coverage
-from .realism import RealismTally
+from .realism import RealismTally, nearest_rank
 
 
 def percentiles(values: list[float], qs=(5, 50, 95)) -> dict[str, float]:
-    if not values:
-        return {f"p{q}": float("nan") for q in qs}
-    values = sorted(values)
-    return {f"p{q}": float(values[min(len(values) - 1, round(q / 100 * (len(values) - 1)))]) for q in qs}
+    return {f"p{q}": nearest_rank(values, q) for q in qs}
 
 
 def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[str, Any]:

@@ -382,7 +382,8 @@ def validate_rows(
             f"{sum(other_jax.values())} rows were lowered by another jax ({', '.join(sorted(other_jax))}; this is "
             f"{JAX_VERSION}): their IR is compared by op histogram, not byte for byte"
         )
-    from .runner import RowRunner, host_devices
+    from ...core.lowering import host_devices
+    from .runner import RowRunner
 
     runners: dict[int, RowRunner] = {}  # one child per device count: XLA fixes it at start-up
     try:

@@ -29,16 +29,6 @@ RUNNER_MODULE = "generator.tools.validate.runner"
 STARTUP_TIMEOUT_S = 120.0
 
 
-def host_devices(lowering: str) -> int:
-    """Host CPU devices a row's ``lowering`` needs: ``jit`` 1, ``jit:host_devices=N`` N."""
-    if lowering == "jit":
-        return 1
-    prefix = "jit:host_devices="
-    if isinstance(lowering, str) and lowering.startswith(prefix) and lowering[len(prefix) :].isdigit():
-        return int(lowering[len(prefix) :])
-    raise ValueError(f"unknown lowering {lowering!r}; valid: 'jit', 'jit:host_devices=N'")
-
-
 # --- the child -------------------------------------------------------------------------
 
 
