@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import datasets
 
 import generator
-from generator.core.ops import CATEGORIES
+from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
 from generator.core.plan import example_key, plan_shards
 from generator.core.policy import policy_for
 from generator.core.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
@@ -69,6 +69,11 @@ def _configs() -> list[PairsConfig]:
     configs = [
         PairsConfig(name="balanced", description="Equal share of every category."),
         PairsConfig(name="mixed", mixture="mixed", description="Categories drawn at random per row."),
+        PairsConfig(
+            name="models",
+            categories=MODEL_CATEGORIES,
+            description="Only real model code (transformers, decoding, MoE, vision, recurrent nets, train steps).",
+        ),
     ]
     configs += [PairsConfig(name=c, categories=(c,), description=f"Only {c} programs.") for c in CATEGORIES]
     return configs

@@ -18,7 +18,7 @@ from .runtime import forksafe as _forksafe  # noqa: F401  (registers the fork ho
 from .version import __version__
 
 _PUBLIC = {
-    "CATEGORIES": "core.ops",
+    "CATEGORIES": "core.categories",
     "extract_ir": "core.lowering",
     "extract_with_grad": "core.lowering",
     "lower_source": "core.lowering",

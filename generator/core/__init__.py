@@ -17,7 +17,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 # Distributions whose version changes the rows (recorded in every row and in the card).
-ROW_LIBRARIES: tuple[str, ...] = ("jax", "jaxlib")
+ROW_LIBRARIES: tuple[str, ...] = ("jax", "jaxlib", "flax", "optax", "equinox")
 
 _HERE = Path(__file__).resolve().parent
 # Files outside core/ that core imports: they are part of what decides rows.

@@ -44,3 +44,9 @@ def normalize_ir(ir: str) -> str:
 def strip_hlo_debug_info(hlo: str) -> str:
     """Optimized HLO without the Python stack tables and frame references XLA adds."""
     return _HLO_FRAME_REF_RE.sub("", _HLO_STACK_TABLES_RE.sub("\n", hlo, count=1))
+
+
+def largest_constant(ir: str) -> int:
+    """Characters of the longest ``dense<...>`` literal in ``ir`` (a 2,048x64 float32 table
+    closed over as a NumPy array is a 1 MB literal; a splat ``dense<0.0>`` is a few)."""
+    return max((len(m) for m in _DENSE_RE.findall(ir)), default=0)

@@ -69,14 +69,14 @@ class GradPair:
         yield self.backward
 
 
-def _is_array_like(a: Any) -> bool:
+def is_array_like(a: Any) -> bool:
     return hasattr(a, "shape") and hasattr(a, "dtype") and not isinstance(a, (np.generic, type))
 
 
 _SCALAR_TYPES = (bool, int, float, complex, np.generic)
 
 
-def _static_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
+def static_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
     """Which arguments ``jax.jit`` takes as static, the way real JAX code passes them.
 
     Traced: arrays and ``jax.ShapeDtypeStruct``s, and pytrees holding any (parameter dicts,
@@ -87,10 +87,10 @@ def _static_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
     """
     static = []
     for i, a in enumerate(args):
-        if _is_array_like(a):
+        if is_array_like(a):
             continue
         leaves = jax.tree_util.tree_leaves(a)
-        if not leaves or any(_is_array_like(leaf) for leaf in leaves):
+        if not leaves or any(is_array_like(leaf) for leaf in leaves):
             continue
         try:
             hash(a)
@@ -106,10 +106,10 @@ def _static_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
     return tuple(static)
 
 
-def _traced_leaves(args: tuple[Any, ...], static: tuple[int, ...]) -> list[Any]:
+def traced_leaves(args: tuple[Any, ...], static: tuple[int, ...]) -> list[Any]:
     """The array leaves of the traced arguments, in argument order."""
     leaves = jax.tree_util.tree_leaves([a for i, a in enumerate(args) if i not in static])
-    return [leaf for leaf in leaves if _is_array_like(leaf)]
+    return [leaf for leaf in leaves if is_array_like(leaf)]
 
 
 def _dim(d) -> int:
@@ -161,9 +161,9 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optim
     Raises:
       ValueError: an argument is neither traceable nor hashable (named by its index).
     """
-    static = _static_argnums(args)
+    static = static_argnums(args)
     lowered = jax.jit(fn, static_argnums=static).lower(*args)
-    signature = _signature(_traced_leaves(args, static))
+    signature = _signature(traced_leaves(args, static))
     # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
     # them as 1), so such programs get no cost figures and no optimized HLO.
     static_shapes = all(d >= 0 for shape, _ in signature for d in shape)
@@ -191,10 +191,10 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
     or a pytree of parameters).
     """
     forward = extract_ir(fn, *args)
-    static = _static_argnums(args)
+    static = static_argnums(args)
 
     def differentiable(a: Any) -> bool:
-        leaves = _traced_leaves((a,), ())
+        leaves = traced_leaves((a,), ())
         return bool(leaves) and all(jnp.issubdtype(leaf.dtype, jnp.inexact) for leaf in leaves)
 
     argnums = tuple(i for i, a in enumerate(args) if i not in static and differentiable(a))

@@ -14,7 +14,7 @@ import random
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .ops import CATEGORIES
+from .categories import CATEGORIES
 from .policy import DEFAULT_POLICY, Policy
 
 MIXTURES = ("balanced", "mixed")

@@ -14,6 +14,7 @@ concern, passed in as ``lower_multi_device``.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -27,9 +28,11 @@ from typing import Any
 
 from ..errors import GeneratorBug, OtherShard, Reject
 from ..version import __version__
-from .irtext import normalize_ir, stablehlo_ops
+from .irtext import largest_constant, normalize_ir, stablehlo_ops
+from .models import MODEL_CATEGORIES, MODEL_LIBRARIES, ModelProgram, sample_model
 from .ops.multi_device import MESH_SHAPE
 from .plan import ShardTask
+from .program import Program
 from .render import render_function, render_source
 from .sampler import Partition, sample_program
 
@@ -40,6 +43,9 @@ CLEAR_CACHES_EVERY = 100
 # A lowering takes milliseconds; one that runs this long is cut off, counted and resampled.
 # The limit is far above any normal lowering so that machine speed never changes the rows.
 LOWERING_TIME_LIMIT_S = 30.0
+# No row embeds a large table: a lowering with a longer dense<...> literal is resampled
+# (real code builds its tables inside the function; a closed-over NumPy array is a constant).
+MAX_CONSTANT_CHARS = 16 * 1024
 
 
 class LoweringTimeout(Exception):
@@ -85,6 +91,7 @@ class ShardStats:
     sampling_rejects: int = 0
     lowering_failures: int = 0
     lowering_timeouts: int = 0
+    large_constants: int = 0
     duplicates: int = 0
     failure_examples: list[str] = field(default_factory=list)
 
@@ -96,6 +103,7 @@ class ShardStats:
             "sampling_rejects",
             "lowering_failures",
             "lowering_timeouts",
+            "large_constants",
             "duplicates",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -112,17 +120,84 @@ def _digest(text: str) -> bytes:
 MESH_TEXT = ",".join(f"{axis}={size}" for axis, size in MESH_SHAPE.items())
 
 
-def build_row(program, source: str, pair) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Drawn:
+    """A sampled program of either kind, ready to lower: what a row needs besides the IR.
+
+    Attributes:
+      category, function_name, source: the row's columns of those names.
+      key: text identifying the program for deduplication (the function without its name
+        for op-table programs, the source for model programs).
+      host_devices: devices the lowering needs.
+      transforms: JAX transforms applied inside ``jit``, in order of first use.
+      python_lines: the ``python_lines`` column.
+      style: the ``style`` column.
+      libraries: the model libraries the source imports (``MODEL_LIBRARIES``).
+    """
+
+    category: str
+    function_name: str
+    source: str
+    key: str
+    host_devices: int = 1
+    transforms: tuple[str, ...] = ()
+    python_lines: int = 0
+    style: str = "jax"
+    libraries: tuple[str, ...] = ()
+
+    @classmethod
+    def of_program(cls, program: Program) -> Drawn:
+        function = render_function(program)
+        return cls(
+            category=program.category,
+            function_name=program.function_name,
+            source=render_source(program),
+            key=function.split("\n", 1)[1],
+            host_devices=program.host_devices,
+            transforms=tuple(dict.fromkeys(t for s in program.statements for t in s.op.transforms)),
+            python_lines=function.count("\n"),
+        )
+
+    @classmethod
+    def of_model(cls, program: ModelProgram) -> Drawn:
+        return cls(
+            category=program.category,
+            function_name=program.function_name,
+            source=program.source,
+            key=program.source,
+            transforms=program.transforms,
+            python_lines=program.python_lines,
+            style=program.style,
+            libraries=program.libraries,
+        )
+
+
+def draw(rng: random.Random, category: str, task: ShardTask, partition: Partition) -> Drawn:
+    """One program of ``category`` in ``task``'s part of program space (``OtherShard``/``Reject``: draw again)."""
+    if category in MODEL_CATEGORIES:
+        return Drawn.of_model(sample_model(rng, category, bucket=task.bucket, num_buckets=task.num_buckets))
+    return Drawn.of_program(sample_program(rng, category, task.policy, partition=partition))
+
+
+@functools.cache
+def _library_versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in MODEL_LIBRARIES}
+
+
+def build_row(drawn: Drawn, pair) -> dict[str, Any]:
     """The dataset row of a lowered program (column names are documented in README.md)."""
     from .lowering import JAX_VERSION, JAXLIB_VERSION, lowering_method
 
     ops = stablehlo_ops(pair.stablehlo_ir)
     cost = pair.cost_analysis
+    versions = _library_versions()
     return {
-        "id": hashlib.sha256(source.encode()).hexdigest()[:16],
-        "category": program.category,
-        "function_name": program.function_name,
-        "python_source": source,
+        "id": hashlib.sha256(drawn.source.encode()).hexdigest()[:16],
+        "category": drawn.category,
+        "function_name": drawn.function_name,
+        "python_source": drawn.source,
         "stablehlo_ir": pair.stablehlo_ir,
         "input_signature": [{"shape": list(s), "dtype": d} for s, d in pair.input_signature],
         "output_signature": [{"shape": list(s), "dtype": d} for s, d in pair.output_signature],
@@ -131,17 +206,19 @@ def build_row(program, source: str, pair) -> dict[str, Any]:
         "bytes_accessed": cost.get("bytes accessed"),
         "stablehlo_ops": sorted(ops),
         "num_stablehlo_ops": sum(ops.values()),
-        "python_lines": render_function(program).count("\n"),
+        "python_lines": drawn.python_lines,
         "stablehlo_lines": pair.stablehlo_ir.count("\n"),
-        "jax_transforms": ["jit", *dict.fromkeys(t for s in program.statements for t in s.op.transforms)],
-        "lowering": lowering_method(program.host_devices),
-        "mesh": MESH_TEXT if program.host_devices > 1 else None,
+        "jax_transforms": ["jit", *drawn.transforms],
+        "lowering": lowering_method(drawn.host_devices),
+        "mesh": MESH_TEXT if drawn.host_devices > 1 else None,
         "optimized_hlo": pair.optimized_hlo,
         "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),
         "compiled_bytes_accessed": (pair.compiled_cost_analysis or {}).get("bytes accessed"),
+        "style": drawn.style,
         "generator_version": __version__,
         "jax_version": JAX_VERSION,
         "jaxlib_version": JAXLIB_VERSION,
+        **{f"{name}_version": versions[name] if name in drawn.libraries else None for name in MODEL_LIBRARIES},
     }
 
 
@@ -181,33 +258,35 @@ def generate_rows(
             stats.attempts += 1
             rng = random.Random(f"{task.seed}:{task.split}:{task.shard_index}:{i}:{attempt}")
             try:
-                program = sample_program(rng, category, task.policy, partition=partition)
+                drawn = draw(rng, category, task, partition)
             except OtherShard:
                 stats.other_bucket += 1
                 continue
             except Reject:
                 stats.sampling_rejects += 1
                 continue
-            source = render_source(program)
-            key = _digest(render_function(program).split("\n", 1)[1])
+            key = _digest(drawn.key)
             if key in seen:
                 stats.duplicates += 1
                 continue
             try:
                 with time_limit(LOWERING_TIME_LIMIT_S):
-                    lower = lower_multi_device if program.host_devices > 1 else lower_source
-                    pair = lower(source, program.function_name, optimize=task.with_optimized_hlo)
+                    lower = lower_multi_device if drawn.host_devices > 1 else lower_source
+                    pair = lower(drawn.source, drawn.function_name, optimize=task.with_optimized_hlo)
             except LoweringTimeout as e:
                 stats.lowering_timeouts += 1
                 if len(stats.failure_examples) < 20:
-                    stats.failure_examples.append(f"{category}/{program.function_name}: {e}")
+                    stats.failure_examples.append(f"{category}/{drawn.function_name}: {e}")
                 continue
             except Exception as e:  # a program JAX refuses is resampled, never emitted
                 stats.lowering_failures += 1
                 if len(stats.failure_examples) < 20:
                     stats.failure_examples.append(
-                        f"{category}/{program.function_name}: {type(e).__name__}: {str(e)[:200]}"
+                        f"{category}/{drawn.function_name}: {type(e).__name__}: {str(e)[:200]}"
                     )
+                continue
+            if largest_constant(pair.stablehlo_ir) > MAX_CONSTANT_CHARS:
+                stats.large_constants += 1
                 continue
             ir_key = _digest(normalize_ir(pair.stablehlo_ir))
             if ir_key in seen:
@@ -215,7 +294,7 @@ def generate_rows(
                 continue
             seen.update((key, ir_key))
             stats.rows += 1
-            yield build_row(program, source, pair)
+            yield build_row(drawn, pair)
             break
         else:
             raise GeneratorBug(

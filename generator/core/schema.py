@@ -9,10 +9,12 @@ from __future__ import annotations
 import datasets
 
 DESCRIPTION = (
-    "Synthesized JAX programs paired with the StableHLO text that jax.jit lowers them to. "
-    "Every python_source is self-contained and reproduces its stablehlo_ir exactly with "
-    "jax.jit(fn).lower(*example_args()).as_text() under the recorded jax version (multi_device "
-    "rows in a process with 8 host CPU devices, as their lowering column says)."
+    "Synthesized JAX programs and real model code (transformers, decoding, MoE, vision, recurrent "
+    "nets, train steps in plain JAX, Flax NNX, Equinox and optax) paired with the StableHLO text "
+    "that jax.jit lowers them to. Every python_source is self-contained and reproduces its "
+    "stablehlo_ir exactly with jax.jit(fn, static_argnums=<its hashable non-array arguments>)"
+    ".lower(*example_args()).as_text() under the recorded library versions (multi_device rows in "
+    "a process with 8 host CPU devices, as their lowering column says)."
 )
 HOMEPAGE = "https://huggingface.co/datasets/jax-stablehlo-pairs/jax-stablehlo-pairs"
 LICENSE = "apache-2.0"
@@ -28,7 +30,7 @@ _SIGNATURE = [{"shape": [datasets.Value("int32")], "dtype": datasets.Value("stri
 # name -> (feature, meaning)
 COLUMNS: dict[str, tuple[object, str]] = {
     "id": (datasets.Value("string"), "stable id: first 16 hex digits of sha256(python_source)"),
-    "category": (datasets.Value("string"), "program category (arithmetic, conditional, ...)"),
+    "category": (datasets.Value("string"), "program category (arithmetic, conditional, ..., transformer, train_step)"),
     "function_name": (datasets.Value("string"), "name of the function in python_source"),
     "python_source": (datasets.Value("string"), "self-contained module: imports, the function, example_args()"),
     "stablehlo_ir": (datasets.Value("string"), "jax.jit(fn).lower(*example_args()).as_text()"),
@@ -39,7 +41,11 @@ COLUMNS: dict[str, tuple[object, str]] = {
     "bytes_accessed": (datasets.Value("float64"), "XLA cost analysis: bytes accessed"),
     "stablehlo_ops": ([datasets.Value("string")], "sorted distinct stablehlo.*/chlo.* op names in the IR"),
     "num_stablehlo_ops": (datasets.Value("int32"), "number of stablehlo.*/chlo.* op occurrences"),
-    "python_lines": (datasets.Value("int32"), "lines of the function definition (def to return)"),
+    "python_lines": (
+        datasets.Value("int32"),
+        "lines of the function definition (def to return); model categories: non-blank lines of model code "
+        "(config, modules, functions; no imports, no example_args)",
+    ),
     "stablehlo_lines": (datasets.Value("int32"), "lines of stablehlo_ir"),
     "jax_transforms": (
         [datasets.Value("string")],
@@ -62,9 +68,16 @@ COLUMNS: dict[str, tuple[object, str]] = {
         datasets.Value("float64"),
         "cost analysis of the compiled executable: bytes accessed (with_optimized_hlo only)",
     ),
+    "style": (
+        datasets.Value("string"),
+        "how the code is written: 'jax' (functions over arrays or parameter pytrees), 'flax_nnx' or 'equinox'",
+    ),
     "generator_version": (datasets.Value("string"), "version of the generator package"),
     "jax_version": (datasets.Value("string"), "jax version that lowered the program"),
     "jaxlib_version": (datasets.Value("string"), "jaxlib version that lowered the program"),
+    "flax_version": (datasets.Value("string"), "flax version, if python_source imports flax; else null"),
+    "optax_version": (datasets.Value("string"), "optax version, if python_source imports optax; else null"),
+    "equinox_version": (datasets.Value("string"), "equinox version, if python_source imports equinox; else null"),
 }
 
 FEATURES = datasets.Features({name: feature for name, (feature, _) in COLUMNS.items()})

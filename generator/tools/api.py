@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.ops import CATEGORIES
+from ..core.categories import CATEGORIES
 from ..core.plan import ShardTask, check_size, plan_shards
 from ..core.rows import ShardStats
 from ..runtime.shards import generate_shard

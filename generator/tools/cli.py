@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..core.ops import CATEGORIES
+from ..core.categories import CATEGORIES
 from .io import DEFAULT_OUTPUT_DIR
 
 DEFAULT_BATCH_SIZE = 1000

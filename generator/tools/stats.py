@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..core.models import MODEL_CATEGORIES
 from ..core.ops import CATEGORIES, OPS
 from .reachable import coverage
 from .realism import RealismTally, nearest_rank
@@ -27,6 +28,8 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
     ir_lines: list[int] = []
     flops: list[float] = []
     ir_texts: list[str] = []
+    styles: Counter = Counter()
+    per_category: dict[str, dict[str, list[float]]] = {}
     for split, rows in rows_by_split.items():
         n = 0
         for row in rows:
@@ -36,6 +39,13 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
             py_lines.append(row["python_lines"])
             ir_lines.append(row["stablehlo_lines"])
             ir_texts.append(row["stablehlo_ir"])
+            styles[row.get("style") or "jax"] += 1
+            if row["category"] in MODEL_CATEGORIES:
+                c = per_category.setdefault(row["category"], {"ir": [], "py": [], "dim": [], "styles": Counter()})
+                c["ir"].append(row["stablehlo_lines"])
+                c["py"].append(row["python_lines"])
+                c["dim"].append(max((d for s in row["input_signature"] for d in s["shape"]), default=0))
+                c["styles"][row.get("style") or "jax"] += 1
             if row.get("flops") is not None:
                 flops.append(row["flops"])
             realism.add(row)
@@ -51,6 +61,21 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
         "median": statistics.median(ir_lines) if ir_lines else float("nan")
     }
     out["flops"] = percentiles(flops)
+    out["styles"] = dict(styles.most_common())
+    out["models"] = {
+        category: {
+            "rows": len(c["ir"]),
+            "stablehlo_lines": {
+                "median": statistics.median(c["ir"]),
+                "p95": nearest_rank(c["ir"], 95),
+                "max": max(c["ir"]),
+            },
+            "python_lines": {"median": statistics.median(c["py"]), "max": max(c["py"])},
+            "largest_input_dim": {"median": statistics.median(c["dim"]), "max": max(c["dim"])},
+            "styles": dict(c["styles"].most_common()),
+        }
+        for category, c in sorted(per_category.items(), key=lambda kv: MODEL_CATEGORIES.index(kv[0]))
+    }
     out["realism"] = realism.summary()
     return out
 
@@ -94,6 +119,15 @@ def format_summary(s: Mapping[str, Any]) -> str:
         nd = s["near_duplicates"]
         lines.append(
             f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)"
+        )
+    if s.get("styles"):
+        lines.append("styles: " + ", ".join(f"{k} {v}" for k, v in s["styles"].items()))
+    for category, m in (s.get("models") or {}).items():
+        il, pl, dim = m["stablehlo_lines"], m["python_lines"], m["largest_input_dim"]
+        lines.append(
+            f"  {category}: {m['rows']} rows; IR lines median {il['median']:g}, p95 {il['p95']:g}, max {il['max']:g}; "
+            f"python lines median {pl['median']:g}; largest input dim median {dim['median']:g}, max {dim['max']:g}; "
+            + ", ".join(f"{k} {v}" for k, v in m["styles"].items())
         )
     if "realism" in s:
         lines += format_realism(s["realism"])

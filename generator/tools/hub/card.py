@@ -94,6 +94,10 @@ def measure(result: StageResult) -> dict[str, Any]:
             "versions": sorted(
                 {(r["generator_version"], r["jax_version"], r["jaxlib_version"]) for rs in rows.values() for r in rs}
             ),
+            "library_versions": {
+                lib: sorted({r[f"{lib}_version"] for rs in rows.values() for r in rs if r.get(f"{lib}_version")})
+                for lib in ("flax", "optax", "equinox")
+            },
         }
     return per_config
 
@@ -203,6 +207,10 @@ def write_card(
             "generator_versions": sorted({v[0] for v in versions}),
             "jax_versions": sorted({v[1] for v in versions}),
             "jaxlib_versions": sorted({v[2] for v in versions}),
+            "library_versions": {
+                lib: sorted({v for s in stats.values() for v in s["library_versions"][lib]})
+                for lib in ("flax", "optax", "equinox")
+            },
             "datasets_version": version("datasets"),
             "code_fingerprint": fingerprint(),
             "seeds": sorted({sc.seed for sc in result.configs.values()}),

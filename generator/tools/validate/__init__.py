@@ -159,6 +159,23 @@ class Report:
             and all(c.failed == 0 for c in self.checks.values())
         )
 
+    def reduced_size_counts(self) -> dict[str, dict[str, int]]:
+        """Per execution check, counts over the model rows alone (they run at reduced size)."""
+        from ...core.models import MODEL_CATEGORIES
+
+        counts: dict[str, dict[str, int]] = {}
+        for r in self.row_results:
+            if r.category not in MODEL_CATEGORIES:
+                continue
+            for name, outcome in r.checks.items():
+                if name == "reproduce":
+                    continue
+                c = counts.setdefault(name, {"passed": 0, "failed": 0, "skipped": 0, "ran": 0})
+                key = {Status.PASS: "passed", Status.FAIL: "failed", Status.SKIP: "skipped"}[outcome.status]
+                c[key] += 1
+                c["ran"] += key != "skipped"
+        return counts
+
     def format(self) -> str:
         pct = lambda a, b: 100.0 * a / b if b else 0.0  # noqa: E731
         head = f"config {self.config!r}: " if self.config else ""
@@ -176,6 +193,13 @@ class Report:
             notes = "".join(f"; {k}: {n}" for k, n in sorted(c.notes.items()))
             skipped = f", {c.skipped} skipped" if c.skipped else ""
             lines.append(f"{name:<10} {c.passed}/{c.ran} pass ({pct(c.passed, c.ran):.1f}%){skipped}{notes}")
+        reduced = self.reduced_size_counts()
+        if reduced:
+            parts = [
+                f"{name} {c['passed']}/{c['ran']} pass" + (f", {c['skipped']} skipped" if c["skipped"] else "")
+                for name, c in reduced.items()
+            ]
+            lines.append(f"model rows, executed at reduced size: {'; '.join(parts)}")
         if self.summary:
             from ..stats import format_summary
 
@@ -205,6 +229,7 @@ class Report:
                 name: {"passed": c.passed, "failed": c.failed, "skipped": c.skipped, "notes": dict(c.notes)}
                 for name, c in self.checks.items()
             },
+            "reduced_size": self.reduced_size_counts(),
             "failures": self.failures,
             "notes": self.notes,
             "refused": self.refused,

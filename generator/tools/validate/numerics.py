@@ -50,10 +50,11 @@ def concrete_dim(d: Any, env: dict[str, int]) -> int:
         return int(eval(text, {"__builtins__": {}}, env))
 
 
-def example_inputs(source: str, specs: Sequence[Any]) -> list[np.ndarray]:
+def example_inputs(source: str, specs: Sequence[Any], *, nonnegative: bool = False) -> list[np.ndarray]:
     """Concrete arrays for ``specs`` (``jax.ShapeDtypeStruct``s), a pure function of ``source``.
 
-    Floats are uniform in [-1, 1), integers in [-4, 4] ([0, 4] unsigned), booleans fair coins: every op in the
+    Floats are uniform in [-1, 1), integers in [-4, 4] ([0, 4] unsigned, or all with
+    ``nonnegative``), booleans fair coins: every op in the
     generator guards its own domain (``log(|x| + 1e-3)``...), and small magnitudes keep
     chained programs inside float16's range.
     """
@@ -68,7 +69,7 @@ def example_inputs(source: str, specs: Sequence[Any]) -> list[np.ndarray]:
         shape = tuple(concrete_dim(d, env) for d in spec.shape)
         if dtype == np.bool_:
             x = rng.random(shape) < 0.5
-        elif np.issubdtype(dtype, np.unsignedinteger):
+        elif np.issubdtype(dtype, np.unsignedinteger) or (nonnegative and np.issubdtype(dtype, np.integer)):
             x = rng.integers(0, 5, size=shape)
         elif np.issubdtype(dtype, np.integer):
             x = rng.integers(-4, 5, size=shape)
@@ -78,6 +79,26 @@ def example_inputs(source: str, specs: Sequence[Any]) -> list[np.ndarray]:
             x = rng.uniform(-1, 1, size=shape)
         out.append(np.asarray(x).astype(dtype))
     return out
+
+
+def example_arguments(source: str, args: Sequence[Any]) -> list[Any]:
+    """Concrete arguments for a model row's ``example_args()``: pytrees keep their structure.
+
+    Every array-like leaf (``jax.ShapeDtypeStruct``) of a traced argument becomes an array
+    (``example_inputs`` over those leaves in order, so the values are a pure function of
+    ``source``); static arguments (``GraphDef``s, configs, Equinox static parts) pass through.
+    Integers are drawn in [0, 4]: model inputs are token ids, labels and positions.
+    """
+    import jax
+
+    from ...core.lowering import is_array_like, static_argnums
+
+    static = set(static_argnums(tuple(args)))
+    traced = [a for i, a in enumerate(args) if i not in static]
+    leaves, treedef = jax.tree_util.tree_flatten(traced)
+    arrays = iter(example_inputs(source, [x for x in leaves if is_array_like(x)], nonnegative=True))
+    filled = iter(jax.tree_util.tree_unflatten(treedef, [next(arrays) if is_array_like(x) else x for x in leaves]))
+    return [a if i in static else next(filled) for i, a in enumerate(args)]
 
 
 # --- what XLA computed -----------------------------------------------------------------

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import IO, Any
 
 from ...runtime.child import Child, child_env, serve
 from .iree import check_iree
 from .numerics import XlaRun, example_inputs
-from .outcome import CheckOutcome
+from .outcome import CheckOutcome, Status
 
 RUNNER_MODULE = "generator.tools.validate.runner"
 STARTUP_TIMEOUT_S = 120.0
@@ -45,19 +45,72 @@ class _Done:
 
     lowered: Any = None  # the reproduce check's lowering, reused by the execute check
     run: XlaRun | None = None  # the execute check's run, as soon as XLA ran the function: the iree check's reference
+    run_ir: str | None = None  # the IR the execute check ran (a model row's reduced-size IR)
 
 
-def _check_reproduce(job: Mapping[str, Any], fn: Callable[..., Any], args: Sequence[Any], done: _Done) -> CheckOutcome:
+@dataclass(frozen=True)
+class _Loaded:
+    """A row's function with its ``example_args()``, and how ``jax.jit`` takes them."""
+
+    source: str
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    static: tuple[int, ...]
+
+    @classmethod
+    def of(cls, source: str, function_name: str) -> _Loaded:
+        from ...core.lowering import load_source, static_argnums
+
+        fn, args = load_source(source, function_name)
+        return cls(source, fn, args, static_argnums(args))
+
+    def lower(self) -> Any:
+        import jax
+
+        return jax.jit(self.fn, static_argnums=self.static).lower(*self.args)
+
+    def signature(self) -> list[dict[str, Any]]:
+        from ...core.lowering import traced_leaves
+
+        return [
+            {"shape": [_signature_dim(d) for d in a.shape], "dtype": str(a.dtype)}
+            for a in traced_leaves(self.args, self.static)
+        ]
+
+    def flat(self, *, nonnegative: bool) -> tuple[Callable[..., Any], list[Any]]:
+        """The function over the traced arguments' array leaves, and concrete values of them.
+
+        Static arguments are bound and pytrees rebuilt inside, so XLA and IREE (whose ``main``
+        takes the leaves in this order) run on the same flat inputs.
+        """
+        import jax
+
+        from ...core.lowering import is_array_like
+
+        traced = [a for i, a in enumerate(self.args) if i not in self.static]
+        leaves, treedef = jax.tree_util.tree_flatten(traced)
+        slots = [k for k, x in enumerate(leaves) if is_array_like(x)]
+        inputs = example_inputs(self.source, [leaves[k] for k in slots], nonnegative=nonnegative)
+
+        def flat_fn(*xs):
+            filled = list(leaves)
+            for k, x in zip(slots, xs):
+                filled[k] = x
+            it = iter(jax.tree_util.tree_unflatten(treedef, filled))
+            return self.fn(*(a if i in self.static else next(it) for i, a in enumerate(self.args)))
+
+        return flat_fn, inputs
+
+
+def _check_reproduce(job: Mapping[str, Any], row: _Loaded, done: _Done) -> CheckOutcome:
     """The row's own recipe, ``jax.jit(fn).lower(*example_args()).as_text()``, gives its IR."""
-    import jax
-
     from ...core.irtext import stablehlo_ops
     from ...core.lowering import JAX_VERSION
 
-    signature = [{"shape": [_signature_dim(d) for d in a.shape], "dtype": str(a.dtype)} for a in args]
+    signature = row.signature()
     if job.get("input_signature") is not None and signature != job["input_signature"]:
         return CheckOutcome.failed(f"example_args() gives {signature}, input_signature says {job['input_signature']}")
-    done.lowered = jax.jit(fn).lower(*args)
+    done.lowered = row.lower()
     ir = done.lowered.as_text()
     if job.get("jax_version") == JAX_VERSION:
         if ir == job["stablehlo_ir"]:
@@ -70,29 +123,51 @@ def _check_reproduce(job: Mapping[str, Any], fn: Callable[..., Any], args: Seque
     )
 
 
-def _check_execute(job: Mapping[str, Any], fn: Callable[..., Any], args: Sequence[Any], done: _Done) -> CheckOutcome:
-    """XLA runs the function on example inputs; its outputs match ``output_signature`` and are finite."""
+def _check_execute(job: Mapping[str, Any], row: _Loaded, done: _Done, *, reduced: bool = False) -> CheckOutcome:
+    """XLA runs the function on example inputs; its outputs are finite (and match
+    ``output_signature`` at the row's own size)."""
     import jax
     import numpy as np
 
-    inputs = example_inputs(job["python_source"], args)
+    fn, inputs = row.flat(nonnegative=reduced)
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))]
-    kept = _kept_arguments(done.lowered or jax.jit(fn).lower(*args))
-    done.run = XlaRun(fn=fn, inputs=inputs, outputs=leaves, kept=kept)
-    want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
-    got = [(list(x.shape), str(x.dtype)) for x in leaves]
-    # a symbolic (-1) dimension matches any size
-    got = [
-        ([-1 if w == -1 else g for g, w in zip(gs, ws)] if len(gs) == len(ws) else gs, gd)
-        for (gs, gd), (ws, _) in zip(got, want)
-    ] + got[len(want) :]
-    if want and got != want:
-        return CheckOutcome.failed(f"outputs {got} do not match output_signature {want}")
+    lowered = jax.jit(fn).lower(*inputs) if reduced or done.lowered is None else done.lowered
+    done.run = XlaRun(fn=fn, inputs=inputs, outputs=leaves, kept=_kept_arguments(lowered))
+    done.run_ir = lowered.as_text() if reduced else job["stablehlo_ir"]
+    if not reduced:
+        want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
+        got = [(list(x.shape), str(x.dtype)) for x in leaves]
+        # a symbolic (-1) dimension matches any size
+        got = [
+            ([-1 if w == -1 else g for g, w in zip(gs, ws)] if len(gs) == len(ws) else gs, gd)
+            for (gs, gd), (ws, _) in zip(got, want)
+        ] + got[len(want) :]
+        if want and got != want:
+            return CheckOutcome.failed(f"outputs {got} do not match output_signature {want}")
     for k, x in enumerate(leaves):
         if np.issubdtype(x.dtype, np.inexact) or x.dtype.name == "bfloat16":
             if not np.all(np.isfinite(x.astype(np.float64))):
                 return CheckOutcome.failed(f"output {k} ({x.dtype}) has non-finite values on the example inputs")
-    return CheckOutcome.passed()
+    return CheckOutcome.passed(note=REDUCED_NOTE if reduced else None)
+
+
+REDUCED_NOTE = "reduced size"
+
+
+def _check_iree_frontend(ir: str) -> CheckOutcome | None:
+    """IREE's input pipeline takes a model row's real-sized IR (``None``), or why not."""
+    import iree.compiler
+
+    from .iree import iree_compile, iree_compile_failure
+
+    try:
+        iree_compile(ir, "--compile-to=input")
+    except iree.compiler.CompilerToolError as e:
+        outcome = iree_compile_failure(ir, e)
+        if outcome.status == Status.FAIL:
+            return CheckOutcome.failed(f"IREE's frontend refused the real-sized IR: {outcome.detail or ''}")
+        return outcome
+    return None
 
 
 def _kept_arguments(lowered: Any) -> list[int] | None:
@@ -104,11 +179,18 @@ def _kept_arguments(lowered: Any) -> list[int] | None:
 
 
 def run_job(job: Mapping[str, Any]) -> dict[str, CheckOutcome]:
-    """The outcome of each of ``job["checks"]`` on the row in ``job`` (run in this process)."""
-    from ...core.lowering import load_source
+    """The outcome of each of ``job["checks"]`` on the row in ``job`` (run in this process).
 
+    A model row (its ``category`` one of ``MODEL_CATEGORIES``) is reproduced at its real size;
+    it executes at reduced size (``reduce_source``: the same code with small config defaults),
+    and IREE's frontend must take its real-sized IR before IREE runs the reduced one.
+    """
+    from ...core.models import MODEL_CATEGORIES, reduce_source
+
+    model = job.get("category") in MODEL_CATEGORIES
     try:
-        fn, args = load_source(job["python_source"], job["function_name"])
+        row = _Loaded.of(job["python_source"], job["function_name"])
+        small = _Loaded.of(reduce_source(job["python_source"]), job["function_name"]) if model else row
     except Exception as e:
         why = CheckOutcome.failed(f"source does not run: {type(e).__name__}: {str(e)[:300]}")
         return {check: why for check in job["checks"]}
@@ -117,16 +199,21 @@ def run_job(job: Mapping[str, Any]) -> dict[str, CheckOutcome]:
     for check in job["checks"]:
         try:
             if check == "reproduce":
-                result[check] = _check_reproduce(job, fn, args, done)
+                result[check] = _check_reproduce(job, row, done)
             elif check == "execute":
-                result[check] = _check_execute(job, fn, args, done)
+                result[check] = _check_execute(job, small, done, reduced=model)
             elif check == "iree":
-                if done.run is None:
+                refused = _check_iree_frontend(job["stablehlo_ir"]) if model else None
+                if refused is not None:
+                    result[check] = refused
+                elif done.run is None:
                     result[check] = CheckOutcome.skipped(detail="needs a successful execute check")
                 else:
-                    outcome = check_iree(job["stablehlo_ir"], done.run)
+                    outcome = check_iree(done.run_ir, done.run)
                     if done.run.dropped_arguments and outcome.note is None:  # a skip keeps its reason
                         outcome = outcome.with_note("unused arguments dropped from main")
+                    if model and outcome.note is None and outcome.status == Status.PASS:
+                        outcome = outcome.with_note(REDUCED_NOTE)
                     result[check] = outcome
         except Exception as e:
             result[check] = CheckOutcome.failed(f"{type(e).__name__}: {str(e)[:300]}")
@@ -203,7 +290,15 @@ class RowRunner:
         if self._child is None or not self._child.alive:
             self.close()
             self._start()
-        keys = ("python_source", "function_name", "stablehlo_ir", "jax_version", "input_signature", "output_signature")
+        keys = (
+            "category",
+            "python_source",
+            "function_name",
+            "stablehlo_ir",
+            "jax_version",
+            "input_signature",
+            "output_signature",
+        )
         job = {k: row.get(k) for k in keys} | {"checks": checks}
         start = time.monotonic()
         self._child.send(job)

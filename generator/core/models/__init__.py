@@ -1,0 +1,56 @@
+"""The model categories: real model code (transformers, decoding, MoE, vision, recurrent
+nets, train steps) in the styles JAX users write (plain JAX over parameter pytrees, Flax NNX,
+Equinox; optax for optimizers), at the sizes real models use.
+
+Each category is one module with a ``FAMILY`` (``base.Family``): ``sample(rng) -> spec`` draws
+every choice, ``render(spec) -> ModelProgram`` writes the module text. ``sample_model`` is
+what ``rows`` calls; it keeps to a shard's part of program space by redrawing specs (a spec
+is cheap; lowering is not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+from . import decoding, moe, recurrent, train_step, transformer, vision
+from .base import MODEL_LIBRARIES, STYLES, Family, ModelProgram
+from .reduce import reduce_source
+
+FAMILIES: dict[str, Family] = {
+    m.FAMILY.category: m.FAMILY for m in (transformer, decoding, moe, vision, recurrent, train_step)
+}
+MODEL_CATEGORIES: tuple[str, ...] = tuple(FAMILIES)
+# A shard gives up on finding a program of its own part of program space after this many draws.
+MAX_DRAWS = 100_000
+
+
+def bucket_of(program: ModelProgram, num_buckets: int) -> int:
+    """The shard bucket that owns a program: a hash of its source (identical programs, one owner)."""
+    digest = hashlib.sha256(program.source.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % num_buckets
+
+
+def sample_model(rng: random.Random, category: str, *, bucket: int = 0, num_buckets: int = 1) -> ModelProgram:
+    """A program of ``category`` owned by ``bucket`` (specs are redrawn until one is)."""
+    if category not in FAMILIES:
+        raise ValueError(f"unknown model category {category!r}; valid: {', '.join(MODEL_CATEGORIES)}")
+    family = FAMILIES[category]
+    for _ in range(MAX_DRAWS):
+        program = family.render(family.sample(rng))
+        if bucket_of(program, num_buckets) == bucket:
+            return program
+    raise RuntimeError(f"no {category} program in bucket {bucket} of {num_buckets} after {MAX_DRAWS} draws")
+
+
+__all__ = [
+    "FAMILIES",
+    "MODEL_CATEGORIES",
+    "MODEL_LIBRARIES",
+    "STYLES",
+    "Family",
+    "ModelProgram",
+    "bucket_of",
+    "reduce_source",
+    "sample_model",
+]
