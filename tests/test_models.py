@@ -16,7 +16,8 @@ import pytest
 from generator.core.categories import CATEGORIES, MODEL_CATEGORIES, OP_CATEGORIES
 from generator.core.models import STYLES, bucket_of, reduce_source, sample_model
 from generator.core.models.reduce import REDUCTIONS, config_defaults, reduced_config
-from generator.tools.realism import liveness, name_ops
+from generator.core.naming import name_ops
+from generator.tools.realism import liveness
 from tests.modelkit import draw
 
 N = 30

@@ -13,13 +13,12 @@ import textwrap
 
 import pytest
 
+from generator.core.naming import name_ops, name_parses
 from generator.tools.realism import (
     dead_named_ops,
     dead_statements,
     find_function,
     liveness,
-    name_ops,
-    name_parses,
     realism_summary,
     statement_is_op,
     statement_ops,
@@ -440,15 +439,11 @@ def test_liveness_and_op_matching_agree_with_sampled_programs():
             for s in program.statements:
                 stmt, live = found[s.result.name]
                 assert live == truth[s.result.name], (category, s.op.name, source)
-                assert statement_is_op(source, stmt, s.op.name), (s.op.name, ast.unparse(stmt))
-            # the named ops whose statements are all dead, by the program's own mapping
-            named = list(dict.fromkeys(s.op.name for s in program.statements))
-            named = named[:3] if len(named) > 1 else named
-            assert named in name_parses(program.function_name)
-            expected = [
-                op for op in named if not any(truth[s.result.name] for s in program.statements if s.op.name == op)
-            ]
-            assert dead_named_ops(source, program.function_name, category) == expected, source
+                if s.op.name != "merge":  # the sampler's closing merges are not op-table entries
+                    assert statement_is_op(source, stmt, s.op.name), (s.op.name, ast.unparse(stmt))
+            # the function is named for what it does, never by op names: no name names a dead op
+            assert name_parses(program.function_name) == []
+            assert dead_named_ops(source, program.function_name, category) == []
             checked += 1
     assert checked > 100
 

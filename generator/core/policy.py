@@ -17,10 +17,14 @@ class Policy:
       tail_probability, tail_max_statements: ...except with this probability, when it is
         uniform in ``max_statements..tail_max_statements`` (real code has a long tail).
       max_inputs: function arguments at most (``len(INPUT_NAMES)`` at most).
-      dtype_weights: dtype of a new input -> relative weight.
+      dtype_weights: dtype of a new input -> relative weight. A program draws its float
+        dtype once from the float entries (real code computes in one precision), so a new
+        float input takes the program's float dtype when its op accepts it.
       rank_weights: rank of a new input -> relative weight.
-      dims: dimension sizes a new input draws from.
-      max_elements: largest array any value may hold.
+      dim_weights: dimension size of a new input -> relative weight: the sizes real code
+        uses (64 to 1024 beside small and odd ones).
+      max_elements: largest array any value may hold (float16 programs: a sixteenth, so
+        their sums stay inside float16's range).
       glue_probability: chance a statement draws from the glue ops instead of the category's.
       max_outputs: returned values at most.
     """
@@ -33,12 +37,31 @@ class Policy:
     dtype_weights: tuple[tuple[str, float], ...] = (
         ("float32", 0.6),
         ("int32", 0.2),
-        ("bfloat16", 0.1),
-        ("float16", 0.1),
+        ("bfloat16", 0.15),
+        ("float16", 0.05),
     )
     rank_weights: tuple[tuple[int, float], ...] = ((0, 0.1), (1, 0.3), (2, 0.4), (3, 0.2))
-    dims: tuple[int, ...] = (1, 2, 3, 4, 5, 8, 16, 32)
-    max_elements: int = 1 << 16
+    dim_weights: tuple[tuple[int, float], ...] = (
+        (1, 0.04),
+        (2, 0.06),
+        (3, 0.05),
+        (4, 0.07),
+        (5, 0.03),
+        (7, 0.02),
+        (8, 0.07),
+        (10, 0.03),
+        (16, 0.07),
+        (32, 0.08),
+        (64, 0.11),
+        (100, 0.02),
+        (128, 0.11),
+        (256, 0.09),
+        (384, 0.02),
+        (512, 0.07),
+        (768, 0.01),
+        (1024, 0.05),
+    )
+    max_elements: int = 1 << 18
     glue_probability: float = 0.25
     max_outputs: int = 3
 
@@ -53,6 +76,10 @@ class Policy:
             )
         if not 1 <= self.max_inputs <= len(INPUT_NAMES):
             raise ValueError(f"max_inputs must be in 1..{len(INPUT_NAMES)}, got {self.max_inputs}")
+
+    def max_elements_for(self, float_dtype: str) -> int:
+        """The element cap of a program computing in ``float_dtype``."""
+        return self.max_elements // 16 if float_dtype == "float16" else self.max_elements
 
     def statement_count(self, rng: random.Random) -> int:
         if rng.random() < self.tail_probability:

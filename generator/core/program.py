@@ -50,6 +50,8 @@ class Program:
 
     ``symbolic_dims`` maps an example size to the symbol that stands for it: a leading
     input dimension of that size is written symbolically in ``example_args()``.
+    ``docstring`` and ``type_hints`` say whether the rendered function has them (drawn by the
+    sampler, written by the renderer).
     """
 
     category: str
@@ -58,6 +60,8 @@ class Program:
     statements: tuple[Statement, ...]
     outputs: tuple[Value, ...]
     symbolic_dims: tuple[tuple[int, str], ...] = ()
+    docstring: bool = False
+    type_hints: bool = False
 
     @property
     def host_devices(self) -> int:

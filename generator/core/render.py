@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from .naming import summary_line
 from .ops import GUARDS
 from .ops.multi_device import MESH_HEADER
-from .program import Literal, Operand, Program, Statement
+from .program import Literal, Operand, Program, Statement, Value
 
 HEADER = "import jax\nimport jax.numpy as jnp\nfrom jax import lax\n"
 
@@ -29,20 +30,69 @@ def _operand_text(operand: Operand, guard: str | None) -> str:
     return GUARDS[guard][kind].format(v=operand.name)
 
 
+LOW_PRECISION = ("bfloat16", "float16")
+
+
+def _upcast(stmt: Statement) -> str | None:
+    """The low-precision dtype an ``upcast`` op computes in float32 and casts back to, if any."""
+    first = stmt.operands[0]
+    if stmt.op.upcast and first.type.dtype in LOW_PRECISION and stmt.result.type.dtype == first.type.dtype:
+        return first.type.dtype
+    return None
+
+
 def render_statement(stmt: Statement) -> list[str]:
-    """The lines of one statement: any helper lines of a multi-line template, then the assignment."""
+    """The lines of one statement: any helper lines of a multi-line template, then the assignment.
+
+    An ``upcast`` op on bfloat16/float16 operands computes in float32 and casts back, as real
+    code writes softmax, norms and losses (``hidden_f32 = hidden.astype(jnp.float32)`` first).
+    """
     guards = stmt.op.guards + (None,) * (len(stmt.operands) - len(stmt.op.guards))
-    args = [_operand_text(o, g) for o, g in zip(stmt.operands, guards)]
+    low = _upcast(stmt)
+    upcasts: dict[str, str] = {}
+    operands = []
+    for o in stmt.operands:
+        if low and isinstance(o, Value) and o.type.dtype == low:
+            wide = Value(f"{o.name}_f32", o.type.with_dtype("float32"))
+            upcasts.setdefault(wide.name, f"{wide.name} = {o.name}.astype(jnp.float32)")
+            o = wide
+        operands.append(o)
+    args = [_operand_text(o, g) for o, g in zip(operands, guards)]
     *prelude, expr = stmt.op.template.format(*args, r=stmt.result.name, **stmt.param_dict).split("\n")
-    return [*prelude, f"{stmt.result.name} = {expr}"]
+    if low:
+        expr = f"({expr}).astype({_DTYPE_EXPR[low]})"
+    return [*upcasts.values(), *prelude, f"{stmt.result.name} = {expr}"]
+
+
+def _type_text(t, symbols: dict[int, str]) -> str:
+    dims = [symbols.get(d, str(d)) if i == 0 else str(d) for i, d in enumerate(t.shape)]
+    return f"{t.dtype}[{', '.join(dims)}]"
+
+
+def render_docstring(program: Program) -> list[str]:
+    """The docstring of a documented function: what it computes (by its name's verb), and
+    the shape and dtype of every argument and output (true by construction)."""
+    symbols = dict(program.symbolic_dims) if program.symbolic_dims else {}
+    lines = [f'"""{summary_line(program.function_name, [v.name for v in program.inputs])}', "", "Args:"]
+    lines += [f"  {v.name}: {_type_text(v.type, symbols)}." for v in program.inputs]
+    lines += ["", "Returns:"]
+    outs = [_type_text(v.type, symbols) for v in program.outputs]
+    lines.append(f"  {outs[0]}." if len(outs) == 1 else f"  A tuple of {', '.join(outs)}.")
+    return [*lines, '"""']
 
 
 def render_function(program: Program) -> str:
     """The ``def`` of the program's function alone."""
-    params = ", ".join(v.name for v in program.inputs)
-    body = [f"    {line}" for s in program.statements for line in render_statement(s)]
+    if program.type_hints:
+        params = ", ".join(f"{v.name}: jax.Array" for v in program.inputs)
+        n = len(program.outputs)
+        returns = " -> jax.Array" if n == 1 else f" -> tuple[{', '.join(['jax.Array'] * n)}]"
+    else:
+        params, returns = ", ".join(v.name for v in program.inputs), ""
+    body = [f"    {line}" if line else "" for line in (render_docstring(program) if program.docstring else [])]
+    body += [f"    {line}" for s in program.statements for line in render_statement(s)]
     body.append(f"    return {', '.join(v.name for v in program.outputs)}")
-    return "\n".join([f"def {program.function_name}({params}):", *body]) + "\n"
+    return "\n".join([f"def {program.function_name}({params}){returns}:", *body]) + "\n"
 
 
 def _shape_text(shape: tuple[int, ...], symbols: dict[int, str]) -> str:

@@ -14,10 +14,11 @@ import random
 from collections.abc import Callable, Sequence
 
 from ..errors import OtherShard, Reject
+from .naming import RESERVED, argument_name, function_name
 from .ops import CATEGORIES, SYMBOLIC_DIMS, LiteralNeed, Op, ops_for
-from .policy import DEFAULT_POLICY, INPUT_NAMES, Policy
+from .policy import DEFAULT_POLICY, Policy
 from .program import Literal, Operand, Program, Statement, Value
-from .types import TensorType
+from .types import FLOATS, TensorType
 
 
 def literal_operand(rng: random.Random, need: LiteralNeed, like: TensorType) -> Literal:
@@ -26,6 +27,41 @@ def literal_operand(rng: random.Random, need: LiteralNeed, like: TensorType) -> 
 
 # Ops any category may mix in between its own, as real code does.
 GLUE_OPS: tuple[Op, ...] = tuple(dict.fromkeys(ops_for("arithmetic") + ops_for("elementwise")))
+
+
+# How a program ends: every value it computed flows into what it returns. Left-over results
+# are folded into others (``ProgramBuilder.consume``) with these merges, which keep the first
+# operand's type: the same type adds (``|`` for masks); another type is summarized to a
+# scalar of the first's dtype first. Real functions return one to three values.
+_KIND_ORDER = {"complex": 3, "float": 2, "int": 1, "bool": 0}
+
+
+def _kind(t: TensorType) -> str:
+    return "complex" if t.is_complex else "float" if t.is_float else "int" if t.is_int else "bool"
+
+
+def _merge_template(into: TensorType, other: TensorType) -> str:
+    if into == other:
+        return "{0} | {1}" if into.dtype == "bool" else "{0} + {1}"
+    kind, other_kind = _kind(into), _kind(other)
+    if kind == "bool":
+        return "{0} | jnp.any({1})"
+    if kind == "int":  # other is int or bool: an exact count or sum, wrapped like the row's ints
+        return "{0} + jnp.sum({1}).astype({0}.dtype)"
+    summary = "jnp.mean(jnp.abs({1}))" if other_kind == "complex" else "jnp.mean({1})"
+    return "{0} + " + summary + ".astype({0}.dtype)"
+
+
+MERGE_OP = Op(name="merge", template="{0} + {1}", categories=(), dtypes=(), hint="combined")
+OUTPUT_COUNT_WEIGHTS = ((1, 0.55), (2, 0.3), (3, 0.15))
+UNUSED_RESULT_WEIGHT = 40.0
+# Shares of functions written with a docstring and with type hints (real library code: about
+# half and two thirds; short synthetic helpers a little less).
+DOCSTRING_SHARE = 0.4
+TYPE_HINTS_SHARE = 0.5
+# Of a statement's tries, this share must take an unread result as its first operand (when
+# there is one): the program grows as a dataflow, not as independent expressions.
+CHAIN_TRIES_SHARE = 0.6
 
 
 def _weighted(rng: random.Random, items, weights):
@@ -43,12 +79,16 @@ class ProgramBuilder:
         self.values: list[Value] = []
         self.uses: dict[str, int] = {}
         self.hint_counts: dict[str, int] = {}
+        floats = [(d, w) for d, w in policy.dtype_weights if d in FLOATS]
+        self.float_dtype = _weighted(rng, [d for d, _ in floats], [w for _, w in floats]) if floats else "float32"
+        self.max_elements = policy.max_elements_for(self.float_dtype)
 
     # -- values --------------------------------------------------------------------
     def new_input(self, t: TensorType) -> Value:
         if len(self.inputs) >= self.policy.max_inputs:
             raise Reject("input budget spent")
-        v = Value(INPUT_NAMES[len(self.inputs)], t)
+        taken = [v.name for v in self.values] + list(self.hint_counts)
+        v = Value(argument_name(t, taken, self.rng), t)
         self.inputs.append(v)
         self.values.append(v)
         return v
@@ -67,9 +107,22 @@ class ProgramBuilder:
         if not ranks:
             raise Reject(f"{op.name} needs a rank the policy does not sample")
         dtype = _weighted(self.rng, [d for d, _ in dtypes], [w for _, w in dtypes])
+        if dtype in FLOATS and self.float_dtype in op.dtypes:
+            dtype = self.float_dtype  # one float precision per program, as real code has
         rank = _weighted(self.rng, [r for r, _ in ranks], [w for _, w in ranks])
-        shape = tuple(self.rng.choice(self.policy.dims) for _ in range(rank))
-        return TensorType(shape, dtype)
+        return TensorType(self._shape(rank), dtype)
+
+    def _shape(self, rank: int) -> tuple[int, ...]:
+        """``rank`` sizes from the policy's weights, each redrawn among the sizes that keep the
+        array under the element cap (the last dimensions are the large ones, as in real code)."""
+        sizes = [d for d, _ in self.policy.dim_weights]
+        weights = [w for _, w in self.policy.dim_weights]
+        shape: list[int] = []
+        for _ in range(rank):
+            room = self.max_elements // max(1, math.prod(shape))
+            fits = [(d, w) for d, w in zip(sizes, weights) if d <= room] or [(1, 1.0)]
+            shape.append(_weighted(self.rng, [d for d, _ in fits], [w for _, w in fits]))
+        return tuple(sorted(shape)) if self.rng.random() < 0.5 else tuple(shape)
 
     def pick(self, accept: Callable[[TensorType], bool], exclude: tuple[Operand, ...] = ()) -> Value | None:
         n = len(self.values)
@@ -77,10 +130,10 @@ class ProgramBuilder:
         for i, v in enumerate(self.values):
             if not accept(v.type) or v in exclude:
                 continue
-            # Unused results first, so that few statements are dead; then recent values,
-            # because real code flows forward.
+            # Results nothing reads yet first, by far, so that values flow into later statements
+            # (real code reads what it computes); then unused inputs; then recent values.
             unused = not self.uses.get(v.name)
-            w = (6.0 if v not in self.inputs else 3.0) if unused else 1.0
+            w = (UNUSED_RESULT_WEIGHT if v not in self.inputs else 3.0) if unused else 1.0
             candidates.append(v)
             weights.append(w + 2.0 * (i + 1) / n)
         return _weighted(self.rng, candidates, weights) if candidates else None
@@ -101,8 +154,12 @@ class ProgramBuilder:
         n = self.hint_counts.get(hint, 0) + 1
         self.hint_counts[hint] = n
         name = hint if n == 1 else f"{hint}{n}"
-        if keyword.iskeyword(name) or name in INPUT_NAMES:
+        if keyword.iskeyword(name) or name in RESERVED:
             name = f"{name}_"
+        while name in {v.name for v in self.inputs}:  # an argument already has this name
+            n += 1
+            self.hint_counts[hint] = n
+            name = f"{hint}{n}"
         return name
 
     # -- statements ----------------------------------------------------------------
@@ -118,7 +175,7 @@ class ProgramBuilder:
             else:
                 operands.append(self.operand_for(need, tuple(operands)))
         out = op.infer(tuple(o.type for o in operands), binding.params)
-        if out.size > self.policy.max_elements:
+        if out.size > self.max_elements:
             raise Reject(f"{op.name} result of {out.size} elements")
         for o in operands:
             if isinstance(o, Value):
@@ -150,19 +207,58 @@ class ProgramBuilder:
             raise
 
     def draw_statement(self, own: tuple[Op, ...], category: str, index: int, max_tries: int) -> Statement:
-        """Statement ``index``: an op of the category (or, after the first, sometimes glue)."""
-        for _ in range(max_tries):
+        """Statement ``index``: an op of the category (or, after the first, sometimes glue),
+        reading a result nothing reads yet when one fits."""
+        chained = int(max_tries * CHAIN_TRIES_SHARE)
+        for attempt in range(max_tries):
             pool = GLUE_OPS if (index > 0 and self.rng.random() < self.policy.glue_probability) else own
             op = _weighted(self.rng, pool, [o.weight for o in pool])
+            if attempt < chained:
+                sinks = [v for v in self.sinks() if op.accepts(v.type)]
+                if self.sinks() and not sinks:
+                    continue
             try:
                 return self.try_apply(op)
             except Reject:
                 continue
         raise Reject(f"no op of {category!r} fits after {max_tries} tries")
 
-    def outputs(self) -> tuple[Value, ...]:
-        sinks = [s.result for s in self.statements if not self.uses.get(s.result.name)]
-        return tuple(sinks[-self.policy.max_outputs :])
+    def sinks(self) -> list[Value]:
+        """Results no statement reads yet, oldest first."""
+        return [s.result for s in self.statements if not self.uses.get(s.result.name)]
+
+    def merge(self, a: Value, b: Value) -> Statement:
+        """A statement folding ``b`` into ``a`` (or ``a`` into ``b``: the richer dtype keeps its type)."""
+        into, other = (a, b) if _KIND_ORDER[_kind(a.type)] >= _KIND_ORDER[_kind(b.type)] else (b, a)
+        op = Op(
+            name=MERGE_OP.name,
+            template=_merge_template(into.type, other.type),
+            categories=(),
+            dtypes=(into.type.dtype,),
+            hint=MERGE_OP.hint,
+        )
+        for v in (into, other):
+            self.uses[v.name] = self.uses.get(v.name, 0) + 1
+        result = Value(self.result_name(op.hint), into.type)
+        stmt = Statement(op, (into, other), (), result)
+        self.statements.append(stmt)
+        self.values.append(result)
+        return stmt
+
+    def consume(self) -> tuple[Value, ...]:
+        """The outputs: one to ``max_outputs`` values, every other result folded into them.
+
+        The number of outputs is drawn as real functions return (mostly one); the oldest
+        left-over results are merged into the next ones until that many remain, so no
+        statement computes a value the function drops.
+        """
+        counts = [(n, w) for n, w in OUTPUT_COUNT_WEIGHTS if n <= self.policy.max_outputs]
+        wanted = _weighted(self.rng, [n for n, _ in counts], [w for _, w in counts])
+        sinks = self.sinks()
+        while len(sinks) > wanted:
+            self.merge(sinks[0], sinks[1])
+            sinks = self.sinks()
+        return tuple(sinks)
 
 
 class Partition:
@@ -234,15 +330,6 @@ def statement_key(stmt: Statement) -> str:
     return f"{stmt.op.name}({operands};{stmt.params!r})"
 
 
-def function_name(category: str, statements) -> str:
-    names: list[str] = []
-    for s in statements:
-        if s.op.name not in names:
-            names.append(s.op.name)
-    picked = names[:3] if len(names) > 1 else names + ["fn"]
-    return "_".join(picked)
-
-
 def sample_program(
     rng: random.Random,
     category: str,
@@ -283,11 +370,18 @@ def sample_program(
             b.undo(mark)
         else:
             raise OtherShard("program prefix belongs to another shard")
+    outputs = b.consume()
+    # named for the last value the category's own ops compute (not glue, not the closing merges)
+    own_results = [st for st in b.statements if category in st.op.categories]
+    last_hint = own_results[-1].op.hint if own_results else None
+    name = function_name(category, last_hint, b.inputs[0].name if b.inputs else None, rng)
     return Program(
         category=category,
-        function_name=function_name(category, b.statements),
+        function_name=name,
         inputs=tuple(b.inputs),
         statements=tuple(b.statements),
-        outputs=b.outputs(),
+        outputs=outputs,
         symbolic_dims=SYMBOLIC_DIMS.get(category, ()),
+        docstring=rng.random() < DOCSTRING_SHARE,
+        type_hints=rng.random() < TYPE_HINTS_SHARE,
     )

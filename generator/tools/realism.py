@@ -23,11 +23,11 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
+from ..core.naming import name_parses
 from ..core.ops import CATEGORIES, GUARDS, OPS_BY_NAME, ops_for
 from ..core.sampler import GLUE_OPS
 
 # A name the generator's own naming ends with when a program uses one distinct op (``abs_fn``).
-FILLER = "fn"
 LARGE_DIM = 128
 
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
@@ -225,42 +225,6 @@ def dead_statements(source: str, function_name: str) -> tuple[int, int]:
 # --- function names made of op names ------------------------------------------------------
 
 
-def name_parses(function_name: str, op_names: Iterable[str] | None = None) -> list[list[str]]:
-    """Every way ``function_name`` splits into op names joined by underscores (the generator's
-    ``_fn`` filler allowed at the end), fewest parts first; empty if there is none.
-
-    ``floor_divide`` is one op and also ``floor`` then ``divide``: both are returned.
-    """
-    names = set(OPS_BY_NAME) if op_names is None else set(op_names)
-    tokens = function_name.split("_")
-    if tokens[-1] == FILLER and len(tokens) > 1:
-        tokens = tokens[:-1]
-
-    @cache
-    def rest(i: int) -> tuple[tuple[str, ...], ...]:
-        if i == len(tokens):
-            return ((),)
-        out = []
-        for j in range(i + 1, len(tokens) + 1):
-            part = "_".join(tokens[i:j])
-            if part in names:
-                out += [(part, *tail) for tail in rest(j)]
-        return tuple(out)
-
-    return sorted((list(p) for p in rest(0) if p), key=len)
-
-
-def name_ops(function_name: str, op_names: Iterable[str] | None = None) -> list[str] | None:
-    """The op names ``function_name`` is made of, in the fewest parts; None if it is not made
-    of op names (see ``name_parses``).
-
-    ``name_ops("sum_multiply_polynomial") == ["sum", "multiply", "polynomial"]``,
-    ``name_ops("abs_fn") == ["abs"]``, ``name_ops("moving_average") is None``.
-    """
-    parses = name_parses(function_name, op_names)
-    return parses[0] if parses else None
-
-
 _NAME = r"[A-Za-z_]\w*"
 _NUMBER = r"-?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 
@@ -306,12 +270,18 @@ def _assigned(source: str, stmt: ast.stmt) -> tuple[str, str] | None:
     return stmt.targets[0].id, ast.get_source_segment(source, stmt.value) or ""
 
 
+# An op computed in float32 and cast back (``render``'s upcast): ``(<expression>).astype(jnp.<dtype>)``.
+_CAST_BACK_RE = re.compile(r"\((?P<inner>.*)\)\.astype\(jnp\.(?:bfloat16|float16)\)", re.DOTALL)
+
+
 def _match(assigned: tuple[str, str] | None, op_name: str) -> re.Match[str] | None:
     pattern = op_pattern(op_name)
     if assigned is None or pattern is None:
         return None
     target, text = assigned
     m = pattern.fullmatch(text)
+    if m is None and OPS_BY_NAME[op_name].upcast and (cast := _CAST_BACK_RE.fullmatch(text)):
+        m = pattern.fullmatch(cast.group("inner"))
     return m if m is not None and m.groupdict().get("f_r", target) == target else None
 
 

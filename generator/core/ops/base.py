@@ -100,6 +100,8 @@ class Op:
       new_input: draws the type of a fresh input for this op (default: the policy's).
       transforms: JAX transforms the op applies (``grad``, ``vmap``...), for the row.
       devices: host devices a program using the op needs to lower (a mesh for shard_map).
+      upcast: on bfloat16/float16 operands, real code computes this op in float32 and casts
+        the result back (softmax, norms, variance, losses): the renderer writes it so.
 
     Templates may span several lines: every line but the last is emitted as is (helper
     ``def``s, decorators, intermediate names), the last is the result's expression.
@@ -121,6 +123,7 @@ class Op:
     new_input: Callable[[random.Random], TensorType] | None = None
     transforms: tuple[str, ...] = ()
     devices: int = 1
+    upcast: bool = False
 
     def accepts(self, t: TensorType) -> bool:
         return (
@@ -273,6 +276,7 @@ def reduction(
     hint: str = "r",
     weight: float = 1.0,
     min_rank: int = 0,
+    upcast: bool = False,
 ) -> Op:
     """``fn(x, axis=..., keepdims=...)``; ``out`` is "same", "float" (mean of ints) or a dtype."""
 
@@ -296,6 +300,7 @@ def reduction(
         hint=hint,
         weight=weight,
         min_rank=min_rank,
+        upcast=upcast,
     )
 
 
@@ -318,6 +323,7 @@ def along_axis(
     infer: Infer = same_type,
     out: str | None = None,
     lax_axis: bool = False,
+    upcast: bool = False,
 ) -> Op:
     """Op over one axis that keeps the shape (softmax, cumsum, sort...); ``{axis}`` in ``expr``.
 
@@ -334,6 +340,7 @@ def along_axis(
         min_rank=1,
         hint=hint,
         weight=weight,
+        upcast=upcast,
     )
 
 

@@ -25,8 +25,10 @@ def _infer_onehot(types, params):
 
 OPS: tuple[Op, ...] = (
     # composite
-    along_axis("softmax", "jax.nn.softmax({0}, axis={axis})", (CATEGORY,), FLOATS, hint="probs", weight=2.0),
-    along_axis("log_softmax", "jax.nn.log_softmax({0}, axis={axis})", (CATEGORY,), FLOATS, hint="logp"),
+    along_axis(
+        "softmax", "jax.nn.softmax({0}, axis={axis})", (CATEGORY,), FLOATS, hint="probs", weight=2.0, upcast=True
+    ),
+    along_axis("log_softmax", "jax.nn.log_softmax({0}, axis={axis})", (CATEGORY,), FLOATS, hint="logp", upcast=True),
     Op(
         "layer_norm",
         "({0} - jnp.mean({0}, axis=-1, keepdims=True)) / jnp.sqrt(jnp.var({0}, axis=-1, keepdims=True) + 1e-5)",
@@ -35,6 +37,7 @@ OPS: tuple[Op, ...] = (
         min_rank=1,
         hint="normed",
         weight=1.5,
+        upcast=True,
     ),
     Op(
         "rms_norm",
@@ -43,6 +46,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         min_rank=1,
         hint="normed",
+        upcast=True,
     ),
     Op(
         "l2_normalize",
@@ -51,6 +55,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         min_rank=1,
         hint="unit",
+        upcast=True,
     ),
     unary("relu", "jax.nn.relu({0})", (CATEGORY,), hint="act", weight=1.5),
     unary("gelu", "jax.nn.gelu({0})", (CATEGORY,), hint="act", weight=1.5),
@@ -76,6 +81,7 @@ OPS: tuple[Op, ...] = (
         infer=scalar_of_first,
         bind=bind_same_type,
         hint="loss",
+        upcast=True,
     ),
     Op(
         "cosine_similarity",
@@ -86,6 +92,7 @@ OPS: tuple[Op, ...] = (
         bind=bind_same_type,
         min_rank=1,
         hint="sim",
+        upcast=True,
     ),
     Op(
         "one_hot",
@@ -97,7 +104,7 @@ OPS: tuple[Op, ...] = (
         max_rank=2,
         hint="onehot",
     ),
-    Op("standardize", "jax.nn.standardize({0}, axis=-1)", (CATEGORY,), FLOATS, min_rank=1, hint="z"),
+    Op("standardize", "jax.nn.standardize({0}, axis=-1)", (CATEGORY,), FLOATS, min_rank=1, hint="z", upcast=True),
     # spectral idioms
     Op(
         "fft",

@@ -152,6 +152,7 @@ OPS: tuple[Op, ...] = (
         new_input=_features,
         hint="normed",
         weight=2.0,
+        upcast=True,
     ),
     _nn(
         "rms_norm_scale",
@@ -162,6 +163,7 @@ OPS: tuple[Op, ...] = (
         new_input=_features,
         hint="normed",
         weight=1.5,
+        upcast=True,
     ),
     _nn(
         "dense",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -269,7 +270,7 @@ _TYPE_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 # Columns that may be null (numbers may always be: a cost figure XLA does not report).
-NULLABLE = {"optimized_hlo", "mesh"}
+NULLABLE = {"optimized_hlo", "mesh", "flax_version", "optax_version", "equinox_version"}
 
 
 def _kind(feature: Any) -> str:
@@ -298,6 +299,12 @@ def _row_problems(r: dict[str, Any]) -> list[str]:
         problems.append("stablehlo_lines does not match stablehlo_ir")
     if f"def {r['function_name']}(" not in r["python_source"]:
         problems.append(f"python_source defines no function {r['function_name']!r}")
+    imported = set(re.findall(r"^(?:import|from)\s+(\w+)", r["python_source"], re.M))
+    for lib in ("flax", "optax", "equinox"):
+        if (r[f"{lib}_version"] is not None) != (lib in imported):
+            problems.append(
+                f"{lib}_version is {r[f'{lib}_version']!r} but python_source {'imports' if lib in imported else 'does not import'} {lib}"
+            )
     return problems
 
 
