@@ -8,7 +8,9 @@ the cost figures without an XLA compile.
 from __future__ import annotations
 
 import inspect
+import sys
 import textwrap
+import types
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -224,11 +226,27 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
     return GradPair(forward, backward)
 
 
+ROW_MODULE = "jax_stablehlo_pairs_row"
+
+
 def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
-    """Execute a row's self-contained source; return its function and ``example_args()``."""
-    namespace: dict[str, Any] = {"__name__": "jax_stablehlo_pairs_row"}
-    exec(compile(source, f"<{function_name}>", "exec"), namespace)
-    return namespace[function_name], tuple(namespace["example_args"]())
+    """Execute a row's self-contained source; return its function and ``example_args()``.
+
+    The source runs as a module of its own: under its own ``__future__`` imports (not this
+    module's), and registered in ``sys.modules`` while it runs, since ``dataclasses`` (and
+    libraries built on it: Flax NNX, Equinox) look up a class's module as it is defined.
+    """
+    module = types.ModuleType(ROW_MODULE)
+    previous = sys.modules.get(ROW_MODULE)
+    sys.modules[ROW_MODULE] = module
+    try:
+        exec(compile(source, f"<{function_name}>", "exec", dont_inherit=True), module.__dict__)
+        return module.__dict__[function_name], tuple(module.__dict__["example_args"]())
+    finally:
+        if previous is None:
+            sys.modules.pop(ROW_MODULE, None)
+        else:
+            sys.modules[ROW_MODULE] = previous
 
 
 def lower_source(source: str, function_name: str, *, optimize: bool = False) -> IRPair:

@@ -32,7 +32,7 @@ GLUE_OPS: tuple[Op, ...] = tuple(dict.fromkeys(ops_for("arithmetic") + ops_for("
 # How a program ends: every value it computed flows into what it returns. Left-over results
 # are folded into others (``ProgramBuilder.consume``) with these merges, which keep the first
 # operand's type: the same type adds (``|`` for masks); another type is summarized to a
-# scalar of the first's dtype first. Real functions return one to three values.
+# scalar of the first's dtype first (its maximum; its sum for integers, its ``any`` for masks). Real functions return one to three values.
 _KIND_ORDER = {"complex": 3, "float": 2, "int": 1, "bool": 0}
 
 
@@ -48,7 +48,9 @@ def _merge_template(into: TensorType, other: TensorType) -> str:
         return "{0} | jnp.any({1})"
     if kind == "int":  # other is int or bool: an exact count or sum, wrapped like the row's ints
         return "{0} + jnp.sum({1}).astype({0}.dtype)"
-    summary = "jnp.mean(jnp.abs({1}))" if other_kind == "complex" else "jnp.mean({1})"
+    # a maximum, not a mean: exact in every compiler (a mean of a large array is a sum whose
+    # rounding depends on the order XLA or IREE adds in)
+    summary = "jnp.max(jnp.abs({1}))" if other_kind == "complex" else "jnp.max({1})"
     return "{0} + " + summary + ".astype({0}.dtype)"
 
 

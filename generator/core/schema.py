@@ -32,9 +32,18 @@ COLUMNS: dict[str, tuple[object, str]] = {
     "id": (datasets.Value("string"), "stable id: first 16 hex digits of sha256(python_source)"),
     "category": (datasets.Value("string"), "program category (arithmetic, conditional, ..., transformer, train_step)"),
     "function_name": (datasets.Value("string"), "name of the function in python_source"),
-    "python_source": (datasets.Value("string"), "self-contained module: imports, the function, example_args()"),
-    "stablehlo_ir": (datasets.Value("string"), "jax.jit(fn).lower(*example_args()).as_text()"),
-    "input_signature": (_SIGNATURE, "shape and dtype of each argument; -1 marks a symbolic dimension"),
+    "python_source": (
+        datasets.Value("string"),
+        "self-contained module: imports, the function (model categories: config, model code, jitted function), example_args()",
+    ),
+    "stablehlo_ir": (
+        datasets.Value("string"),
+        "jax.jit(fn, static_argnums=<hashable non-array arguments>).lower(*example_args()).as_text()",
+    ),
+    "input_signature": (
+        _SIGNATURE,
+        "shape and dtype of each traced array (pytree arguments' leaves, in order); -1 marks a symbolic dimension",
+    ),
     "output_signature": (_SIGNATURE, "shape and dtype of each output"),
     "flops": (datasets.Value("float64"), "XLA cost analysis of the lowered module: flops"),
     "transcendentals": (datasets.Value("float64"), "XLA cost analysis: transcendental ops"),

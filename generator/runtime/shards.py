@@ -91,7 +91,7 @@ def generate_shard(task: ShardTask, stats: ShardStats | None = None) -> Iterator
 def reproduce_ir(row) -> str:
     """Reproduce any row's ``stablehlo_ir`` from the row alone (its source and ``lowering``).
 
-    ``jit``: ``jax.jit(fn).lower(*example_args()).as_text()`` in this process.
+    ``jit``: ``jax.jit(fn, static_argnums=...).lower(*example_args()).as_text()`` in this process.
     ``jit:host_devices=N``: the same, in a process with N host CPU devices
     (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), which is started if needed.
     """

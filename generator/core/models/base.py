@@ -154,7 +154,8 @@ def config_class(name: str, fields: Sequence[tuple[str, str, Any]], doc: str | N
         lines.append(f'    """{doc}"""')
         lines.append("")
     for field_name, annotation, default in fields:
-        lines.append(f"    {field_name}: {annotation} = {default!r}")
+        text = f'"{default}"' if isinstance(default, str) and '"' not in default else repr(default)
+        lines.append(f"    {field_name}: {annotation} = {text}")
     return "\n".join(lines) + "\n"
 
 

@@ -277,6 +277,7 @@ def reduction(
     weight: float = 1.0,
     min_rank: int = 0,
     upcast: bool = False,
+    guard: str | None = None,
 ) -> Op:
     """``fn(x, axis=..., keepdims=...)``; ``out`` is "same", "float" (mean of ints) or a dtype."""
 
@@ -301,6 +302,7 @@ def reduction(
         weight=weight,
         min_rank=min_rank,
         upcast=upcast,
+        guards=(guard,),
     )
 
 
@@ -324,6 +326,7 @@ def along_axis(
     out: str | None = None,
     lax_axis: bool = False,
     upcast: bool = False,
+    guard: str | None = None,
 ) -> Op:
     """Op over one axis that keeps the shape (softmax, cumsum, sort...); ``{axis}`` in ``expr``.
 
@@ -341,6 +344,7 @@ def along_axis(
         hint=hint,
         weight=weight,
         upcast=upcast,
+        guards=(guard,),
     )
 
 

@@ -14,7 +14,8 @@ OPS: tuple[Op, ...] = (
     reduction("mean", "jnp.mean", (CATEGORY,), NUMERIC, out="float", hint="avg", weight=2.0),
     reduction("max", "jnp.max", (CATEGORY,), NUMERIC, hint="peak"),
     reduction("min", "jnp.min", (CATEGORY,), NUMERIC, hint="low"),
-    reduction("prod", "jnp.prod", (CATEGORY,), NUMERIC, hint="prod", weight=0.5),
+    # products of hundreds of factors overflow unless each factor is below one in magnitude
+    reduction("prod", "jnp.prod", (CATEGORY,), NUMERIC, hint="prod", weight=0.5, guard="open_unit"),
     reduction("var", "jnp.var", (CATEGORY,), NUMERIC, out="float", hint="var", upcast=True),
     reduction("std", "jnp.std", (CATEGORY,), NUMERIC, out="float", hint="sd", upcast=True),
     reduction("any", "jnp.any", (CATEGORY, "conditional"), BOOL, out="bool", hint="flag", weight=0.5),
@@ -23,7 +24,9 @@ OPS: tuple[Op, ...] = (
     reduction("argmin", "jnp.argmin", (CATEGORY,), NUMERIC, out="int32", hint="idx", min_rank=1),
     reduction("logsumexp", "jax.nn.logsumexp", (CATEGORY, "composite"), FLOATS, hint="lse", upcast=True),
     along_axis("cumsum", "jnp.cumsum({0}, axis={axis})", (CATEGORY,), hint="run"),
-    along_axis("cumprod", "jnp.cumprod({0}, axis={axis})", (CATEGORY,), FLOATS, hint="run", weight=0.5),
+    along_axis(
+        "cumprod", "jnp.cumprod({0}, axis={axis})", (CATEGORY,), FLOATS, hint="run", weight=0.5, guard="open_unit"
+    ),
     along_axis("cummax", "lax.cummax({0}, axis={axis})", (CATEGORY,), NUMERIC, hint="run", weight=0.5, lax_axis=True),
     along_axis("sort", "jnp.sort({0}, axis={axis})", (CATEGORY,), NUMERIC, hint="srt"),
     along_axis("argsort", "jnp.argsort({0}, axis={axis})", (CATEGORY,), NUMERIC, out="int32", hint="order", weight=0.5),

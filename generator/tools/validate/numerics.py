@@ -50,11 +50,16 @@ def concrete_dim(d: Any, env: dict[str, int]) -> int:
         return int(eval(text, {"__builtins__": {}}, env))
 
 
-def example_inputs(source: str, specs: Sequence[Any], *, nonnegative: bool = False) -> list[np.ndarray]:
+def example_inputs(
+    source: str, specs: Sequence[Any], *, nonnegative: bool = False, fan_in_scaled: bool = False
+) -> list[np.ndarray]:
     """Concrete arrays for ``specs`` (``jax.ShapeDtypeStruct``s), a pure function of ``source``.
 
-    Floats are uniform in [-1, 1), integers in [-4, 4] ([0, 4] unsigned, or all with
-    ``nonnegative``), booleans fair coins: every op in the
+    Floats are uniform in [-1, 1) (with ``fan_in_scaled``, an array of rank 2 or more is
+    divided by the square root of its fan-in, the product of all but its last dimension, as
+    initialized weights are: a model's activations then stay in range over its layers),
+    integers in [-4, 4] ([0, 4] unsigned, or all with ``nonnegative``), booleans fair coins:
+    every op in the
     generator guards its own domain (``log(|x| + 1e-3)``...), and small magnitudes keep
     chained programs inside float16's range.
     """
@@ -77,6 +82,8 @@ def example_inputs(source: str, specs: Sequence[Any], *, nonnegative: bool = Fal
             x = rng.uniform(-1, 1, size=shape) + 1j * rng.uniform(-1, 1, size=shape)
         else:
             x = rng.uniform(-1, 1, size=shape)
+            if fan_in_scaled and len(shape) >= 2:
+                x = x / np.sqrt(max(1, int(np.prod(shape[:-1]))))
         out.append(np.asarray(x).astype(dtype))
     return out
 
@@ -87,7 +94,8 @@ def example_arguments(source: str, args: Sequence[Any]) -> list[Any]:
     Every array-like leaf (``jax.ShapeDtypeStruct``) of a traced argument becomes an array
     (``example_inputs`` over those leaves in order, so the values are a pure function of
     ``source``); static arguments (``GraphDef``s, configs, Equinox static parts) pass through.
-    Integers are drawn in [0, 4]: model inputs are token ids, labels and positions.
+    Integers are drawn in [0, 4] (model inputs are token ids, labels and positions) and
+    matrices are scaled by their fan-in, as initialized weights are.
     """
     import jax
 
@@ -96,7 +104,7 @@ def example_arguments(source: str, args: Sequence[Any]) -> list[Any]:
     static = set(static_argnums(tuple(args)))
     traced = [a for i, a in enumerate(args) if i not in static]
     leaves, treedef = jax.tree_util.tree_flatten(traced)
-    arrays = iter(example_inputs(source, [x for x in leaves if is_array_like(x)], nonnegative=True))
+    arrays = iter(example_inputs(source, [x for x in leaves if is_array_like(x)], nonnegative=True, fan_in_scaled=True))
     filled = iter(jax.tree_util.tree_unflatten(treedef, [next(arrays) if is_array_like(x) else x for x in leaves]))
     return [a if i in static else next(filled) for i, a in enumerate(args)]
 

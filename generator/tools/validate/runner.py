@@ -14,6 +14,7 @@ once it has imported JAX, then answers each request line (a JSON job) with one r
 
 from __future__ import annotations
 
+import re
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +27,11 @@ from .numerics import XlaRun, example_inputs
 from .outcome import CheckOutcome, Status
 
 RUNNER_MODULE = "generator.tools.validate.runner"
+# Pytree paths of state that is a variance or a second moment (optax's nu, Adafactor's v_row/v_col,
+# BatchNorm's running variance): a model row's example values for them are made nonnegative.
+NONNEGATIVE_STATE = re.compile(
+    r"(?:^|[^A-Za-z0-9])(?:nu|v|v_row|v_col|var|variance|running_var|batch_var)(?:[^A-Za-z0-9_]|$)"
+)
 STARTUP_TIMEOUT_S = 120.0
 
 
@@ -77,8 +83,9 @@ class _Loaded:
             for a in traced_leaves(self.args, self.static)
         ]
 
-    def flat(self, *, nonnegative: bool) -> tuple[Callable[..., Any], list[Any]]:
-        """The function over the traced arguments' array leaves, and concrete values of them.
+    def flat(self, *, model: bool) -> tuple[Callable[..., Any], list[Any]]:
+        """The function over the traced arguments' array leaves, and concrete values of them
+        (``model``: as a model's inputs, integers in [0, 4] and matrices scaled by fan-in).
 
         Static arguments are bound and pytrees rebuilt inside, so XLA and IREE (whose ``main``
         takes the leaves in this order) run on the same flat inputs.
@@ -88,9 +95,15 @@ class _Loaded:
         from ...core.lowering import is_array_like
 
         traced = [a for i, a in enumerate(self.args) if i not in self.static]
-        leaves, treedef = jax.tree_util.tree_flatten(traced)
+        with_paths, treedef = jax.tree_util.tree_flatten_with_path(traced)
+        leaves = [leaf for _, leaf in with_paths]
         slots = [k for k, x in enumerate(leaves) if is_array_like(x)]
-        inputs = example_inputs(self.source, [leaves[k] for k in slots], nonnegative=nonnegative)
+        inputs = example_inputs(self.source, [leaves[k] for k in slots], nonnegative=model, fan_in_scaled=model)
+        if model:  # second moments and variances are never negative in a real optimizer or norm state
+            inputs = [
+                abs(x) if NONNEGATIVE_STATE.search(jax.tree_util.keystr(with_paths[k][0])) else x
+                for k, x in zip(slots, inputs)
+            ]
 
         def flat_fn(*xs):
             filled = list(leaves)
@@ -103,7 +116,7 @@ class _Loaded:
 
 
 def _check_reproduce(job: Mapping[str, Any], row: _Loaded, done: _Done) -> CheckOutcome:
-    """The row's own recipe, ``jax.jit(fn).lower(*example_args()).as_text()``, gives its IR."""
+    """The row's own recipe, ``jax.jit(fn, static_argnums=...).lower(*example_args()).as_text()``, gives its IR."""
     from ...core.irtext import stablehlo_ops
     from ...core.lowering import JAX_VERSION
 
@@ -129,7 +142,7 @@ def _check_execute(job: Mapping[str, Any], row: _Loaded, done: _Done, *, reduced
     import jax
     import numpy as np
 
-    fn, inputs = row.flat(nonnegative=reduced)
+    fn, inputs = row.flat(model=reduced)
     leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))]
     lowered = jax.jit(fn).lower(*inputs) if reduced or done.lowered is None else done.lowered
     done.run = XlaRun(fn=fn, inputs=inputs, outputs=leaves, kept=_kept_arguments(lowered))
