@@ -36,10 +36,13 @@ test-ray: install  ## the Ray runner's tests (a local Ray; needs the ray extra)
 	$(PY) -m pip install --quiet -e ".[ray]"
 	$(PY) -m pytest -q -m ray tests/test_distributed.py
 
-# Sizes: BENCH_ROWS (train rows of the program set every method runs on; the (d) builds build it),
-# BENCH_ROUNDS (ABBA rounds of num_proc=2/1 builds), BENCH_PROGRAMS (0: (a)(b)(c) on the whole set),
-# BENCH_LARGE_ROWS (the memory build; 0 skips it). The defaults take about 30 minutes.
-bench: install  ## throughput: original method vs JAX floor vs pipeline vs load_dataset; JSON in benchmarks/results/
+# Configs: BENCH_CONFIGS (builder configs, one section and table each; default models,balanced).
+# Sizes: BENCH_ROWS (train rows of each config's program set, which every method runs on and the (d)
+# builds build: N, or CONFIG=N,...; default 300 for models, 1000 for balanced), BENCH_ROUNDS (ABBA
+# rounds of num_proc=2/1 builds), BENCH_PROGRAMS (0: (a)(b)(c) on the whole set), BENCH_LARGE_ROWS
+# (the memory build: 2000 rows of BENCH_LARGE_CONFIG, default models; 0 skips it). The defaults take
+# about 45-50 minutes on 2 free cores (models about 24, balanced about 22).
+bench: install  ## throughput per config (models, balanced): original method vs JAX floor vs pipeline vs load_dataset; JSON in benchmarks/results/
 	$(PY) benchmarks/bench_throughput.py
 
 validate: install  ## build the balanced config (same cache as make data), then check every row; IREE on a sample

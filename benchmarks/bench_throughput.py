@@ -5,34 +5,75 @@ ratios are what matter):
 
   a. original: per program ``jit``, ``lower``, ``compile``, ``compiled.cost_analysis()``,
      ``as_text()`` (the design this project replaced);
-  b. floor: ``jit(fn).lower(*args)``, ``as_text()``, ``lowered.cost_analysis()``: the least
-     JAX work that yields what a row holds;
-  c. pipeline: ``generator.runtime.shards.generate_in_process`` in this process (sample, render, exec, lower, cost
-     analysis, dedup, row building);
-  d. builder: ``load_dataset(jax_stablehlo_pairs.py, num_proc=2)`` end to end, in a fresh
-     interpreter with a temporary HF cache; also ``num_proc=1`` for the scaling ratio, and a
-     larger ``num_proc=2`` build to check that per-worker memory stays flat.
+  b. floor: ``jit``, ``lower``, ``as_text()``, ``lowered.cost_analysis()``: the least JAX work
+     that yields what a row holds (no cost analysis for symbolic shapes: rows hold none);
+  c. pipeline: ``generator.runtime.shards.generate_in_process`` in this process (sample, render,
+     exec, lower, cost analysis, dedup, row building);
+  d. builder: ``load_dataset(jax_stablehlo_pairs.py, <config>, num_proc=2)`` end to end, in a
+     fresh interpreter with a temporary HF cache; also ``num_proc=1`` for the scaling ratio.
 
-All four run on the same programs: the program set is the ``balanced`` config's shard plan at
-``--rows`` train rows (and a tenth of that in validation). The (d) builds build exactly it
-(checked: every build's row ids equal those (c) made), and (a), (b), (c) go through it shard by
-shard: the pipeline makes a shard's rows, then (a) and (b) (in alternating order) lower the
-same sources, and every IR they produce must equal the row's ``stablehlo_ir``. Programs differ
-a lot in cost (a 50-row shard's mean cost per row varies by about 13%), so comparing (d) with
-(a) on different samples of programs would measure the samples. JAX caches the traces of the
-jitted ``jax.numpy`` functions a program calls, so whichever method met a shard first would pay
-for everyone: ``jax.clear_caches()`` before each method's pass over a shard gives all three the
-same (cold) start. Sources are executed outside the (a)/(b) timers; (c) pays for sampling,
-rendering and ``exec``.
+Configs. The bench measures what users build: each config it is given (``--config``, env
+``BENCH_CONFIGS``; by default ``models``, then ``balanced``) is one section of the run with its
+own program set, table and targets. A config's categories and mixture are the builder's
+(``balanced``/``mixed``: all of ``generator.core.categories.CATEGORIES``; ``models``: the six
+model categories; a category's name: that category alone); ``--categories`` overrides them
+for every config (for quick runs). Targets: (c) within 1.1x of (b) per pair on every config;
+(d) with ``num_proc=2`` at least 6x (a) on ``balanced`` and 10x on ``models`` (other configs:
+10x if they hold only model categories, else 6x); ``num_proc=2`` 1.8x ``num_proc=1``; at most
+600 MB peak RSS per build worker.
+
+The same programs. A config's program set is its shard plan at ``--rows`` train rows (and a
+tenth of that in validation). The (d) builds build exactly it (checked: every build's row ids
+equal those (c) made; if they do not, the error says where they part and whether the code
+that decides rows, ``generator.code_fingerprint()``, changed on disk during the run), and (a),
+(b), (c) go through it shard by shard: the pipeline makes a
+shard's rows, then (a) and (b) (in alternating order) lower the same sources the way the
+dataset documents (``jax.jit(fn, static_argnums=static_argnums(args)).lower(*args)``, so model
+rows pass their pytrees traced and their configs and graph definitions static), and every IR
+they produce must equal the row's ``stablehlo_ir``. Programs differ a lot in cost (a 50-row
+shard's mean cost per row varies by about 13%), so comparing (d) with (a) on different samples
+of programs would measure the samples. JAX caches the traces of the jitted ``jax.numpy``
+functions a program calls, so whichever method met a shard first would pay for everyone:
+``jax.clear_caches()`` before each method's pass over a shard gives all three the same (cold)
+start. Sources are executed outside the (a)/(b) timers; (c) pays for sampling, rendering and
+``exec``.
+
+Rows that (a)/(b) cannot make here. Multi-device rows (``lowering`` ``jit:host_devices=N``)
+need N host CPU devices, which XLA fixes when a process starts: (a) and (b) lower them in a
+child interpreter started with ``--xla_force_host_platform_device_count=N`` (one per N, started
+and warmed up before any timing), which times its own work; the table counts them. Rows with
+symbolic shapes (``dynamic_shapes``) cannot be compiled, so the original method cannot make
+them at all: (a) leaves them out, its rates are over the rows it made, and the table counts
+them; (b), (c) and (d) make every row.
+
+Rates. Each method's rate is pairs per second and IR lines (``stablehlo_lines``) per second;
+the ratios and targets compare pairs per second, with (d)/(a) also in IR lines.
 
 The machine is shared and its speed drifts during a run, so every ratio compares
-measurements taken around the same times: half of the (a)/(b)/(c) shards run before the (d)
-builds and half after, and the ``num_proc`` builds run in ABBA order (np2, np1, np1, np2 for
-two rounds); each method's rate pools its rounds (total rows over total seconds).
+measurements taken around the same times: within a config, half of the (a)/(b)/(c) shards run
+before the (d) builds and half after, and the ``num_proc`` builds run in ABBA order (np2, np1,
+np1, np2 for two rounds); each method's rate pools its rounds (total rows over total seconds).
 
-Usage: ``python benchmarks/bench_throughput.py [--rows N] [--programs N] [--rounds N] [--large-rows N]``
-(or ``make bench``; env ``BENCH_PROGRAMS``, ``BENCH_ROWS``, ``BENCH_ROUNDS``, ``BENCH_LARGE_ROWS``). Writes
-``benchmarks/results/throughput-<time>.json`` unless ``--output`` says otherwise.
+Memory. A larger ``num_proc=2`` build (``--large-rows`` train rows, 2,000 by default, of
+``--large-config``, ``models`` by default; in that config's section, or a section of its own if
+the run does not measure that config) records its workers' RSS once a second; the table gives
+the peak over its first half and over its second, which must be within 1.1x (no accumulation).
+
+Sizes and time. ``--rows`` is N for every config, or ``CONFIG=N,...``; by default 300 train
+rows for configs of model categories only (``models``: 330 programs) and 1,000 for the others
+(``balanced``: 1,100 programs, a quarter of them model programs). Per program, in CPU seconds
+(jax 0.12, tiny runs): a model program costs (a) about 2.2 (XLA compiles of real-sized models),
+(b) and (c) about 0.28; an op-table program (a) 0.24, (b) and (c) 0.05. So a default run takes
+about 45-50 minutes on two free cores: ``models`` about 24 ((a)(b)(c) 12, the four builds 6, the
+memory build 6), ``balanced`` about 22 ((a)(b)(c) 15, the builds 7). (The seven-category bench
+before it, 3,000 rows and a 50,000-row memory build, took about 30.) ``--programs`` runs (a)(b)(c)
+on part of the set, ``--rounds 0`` and ``--large-rows 0`` skip the builds.
+
+Usage: ``python benchmarks/bench_throughput.py [--config models,balanced] [--rows N|CONFIG=N,...] [--programs N]
+[--rounds N] [--large-rows N] [--large-config NAME] [--categories A,B]`` (or ``make bench``; env
+``BENCH_CONFIGS``, ``BENCH_ROWS``, ``BENCH_PROGRAMS``, ``BENCH_ROUNDS``, ``BENCH_LARGE_ROWS``,
+``BENCH_LARGE_CONFIG``, ``BENCH_CATEGORIES``). Writes ``benchmarks/results/throughput-<time>.json``
+unless ``--output`` says otherwise.
 """
 
 from __future__ import annotations
@@ -48,21 +89,131 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "jax_stablehlo_pairs.py"
-# The categories whose rows lower with plain ``jax.jit`` (the original design's seven): (a) and
-# (b) lower every program with ``jax.jit(fn).lower(*example_args())`` and check the row's IR.
-CORE_CATEGORIES = ("arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite")
+DEFAULT_CONFIGS = ("models", "balanced")
+# Train rows of a config's program set unless --rows says otherwise: a model program costs (a)
+# about 10x and (b)/(c) about 3x what an average balanced one does (measured, see the docstring).
+MODEL_CONFIG_ROWS, DEFAULT_ROWS = 300, 1000
+# (d) with num_proc=2 over (a), per config (others: MODEL_SPEEDUP if they hold only model
+# categories, else OP_SPEEDUP; see ``targets_for``).
+OP_SPEEDUP, MODEL_SPEEDUP = 6.0, 10.0
+SPEEDUP_TARGETS = {"balanced": OP_SPEEDUP, "models": MODEL_SPEEDUP}
 TARGETS = {
-    "builder_np2_over_original": 6.0,
-    "pipeline_cost_over_floor_max": 1.25,
+    "pipeline_cost_over_floor_max": 1.1,
     "np2_over_np1": 1.8,
     "peak_worker_rss_mb_max": 600,
     # "flat": in the large build, workers' RSS over its second half is within 10% of its first
     "large_build_rss_growth_max": 1.1,
 }
+METHODS = ("original", "floor", "pipeline")
+
+
+# ---------------------------------------------------------------- configs
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    """What one section of the run builds: a builder config, maybe with its categories overridden."""
+
+    name: str
+    categories: tuple[str, ...]
+    mixture: str = "balanced"
+    categories_overridden: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}[{','.join(self.categories)}]" if self.categories_overridden else self.name
+
+    def builder_kwargs(self) -> dict[str, Any]:
+        """``load_dataset`` keyword arguments besides the config name (the override, if any)."""
+        return {"categories": self.categories} if self.categories_overridden else {}
+
+
+def config_names() -> tuple[str, ...]:
+    """The builder's configs (``jax_stablehlo_pairs._configs``): balanced, mixed, models, one per category."""
+    from generator.core.categories import CATEGORIES
+
+    return ("balanced", "mixed", "models", *CATEGORIES)
+
+
+def bench_config(name: str, categories: tuple[str, ...] | None = None) -> BenchConfig:
+    """The builder config ``name``'s categories and mixture (``categories`` overrides them).
+
+    Mirrors the builder's definitions without importing the builder (which imports ``datasets``
+    into the process that times (a), (b) and (c)); the (d) builds load the config by name, and
+    their rows must equal (c)'s, so a mismatch cannot go unnoticed.
+    """
+    from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
+    from generator.core.plan import check_categories
+
+    if name in ("balanced", "mixed"):
+        own = CATEGORIES
+    elif name == "models":
+        own = MODEL_CATEGORIES
+    elif name in CATEGORIES:
+        own = (name,)
+    else:
+        raise ValueError(f"unknown config {name!r}; valid configs: {', '.join(config_names())}")
+    mixture = "mixed" if name == "mixed" else "balanced"
+    if categories is None or tuple(categories) == own:
+        return BenchConfig(name, own, mixture)
+    return BenchConfig(name, check_categories(categories), mixture, categories_overridden=True)
+
+
+def rows_for(spec: str, config: str) -> int:
+    """Train rows of ``config``'s program set from ``--rows``/``BENCH_ROWS``: "N" (every config),
+    "CONFIG=N,..." (the configs named; others their default), or "" (every config its default)."""
+    spec = str(spec).strip()
+    if spec.isdigit():
+        return int(spec)
+    sizes = {}
+    for item in filter(None, (i.strip() for i in spec.split(","))):
+        name, _, n = item.partition("=")
+        if not n.strip().isdigit():
+            raise ValueError(f"bad --rows {spec!r}: give N or CONFIG=N,... (e.g. models=400,balanced=3000)")
+        sizes[name.strip()] = int(n)
+    unknown = set(sizes) - set(config_names())
+    if unknown:
+        raise ValueError(f"--rows names unknown configs {', '.join(sorted(unknown))}")
+    return sizes[config] if config in sizes else default_rows(config)
+
+
+def default_rows(config: str) -> int:
+    """``MODEL_CONFIG_ROWS`` for a config of model categories only (``models``, ``transformer``...), else ``DEFAULT_ROWS``."""
+    from generator.core.categories import MODEL_CATEGORIES
+
+    return MODEL_CONFIG_ROWS if set(bench_config(config).categories) <= set(MODEL_CATEGORIES) else DEFAULT_ROWS
+
+
+def default_rows_text() -> str:
+    return f"{MODEL_CONFIG_ROWS} for models and each model category, {DEFAULT_ROWS} for the others"
+
+
+def select_configs(text: str) -> list[str]:
+    """Config names from ``--config``/``BENCH_CONFIGS`` (comma-separated, in order, repeats dropped)."""
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    if not names:
+        raise ValueError(f"no config given; valid configs: {', '.join(config_names())}")
+    bad = [n for n in names if n not in config_names()]
+    if bad:
+        raise ValueError(f"unknown configs {', '.join(bad)}; valid configs: {', '.join(config_names())}")
+    return names
+
+
+def targets_for(config: BenchConfig) -> dict[str, float]:
+    """The targets of one config's section: (d)/(a) depends on the config, the rest does not."""
+    from generator.core.categories import MODEL_CATEGORIES
+
+    speedup = SPEEDUP_TARGETS.get(config.name)
+    if speedup is None:
+        speedup = MODEL_SPEEDUP if set(config.categories) <= set(MODEL_CATEGORIES) else OP_SPEEDUP
+    return {"builder_np2_over_original": speedup, **TARGETS}
 
 
 # ---------------------------------------------------------------- memory
@@ -142,24 +293,97 @@ class PeakMemory:
 def _original(fn, args) -> str:
     import jax
 
-    lowered = jax.jit(fn).lower(*args)
+    from generator.core.lowering import static_argnums
+
+    lowered = jax.jit(fn, static_argnums=static_argnums(args)).lower(*args)
     compiled = lowered.compile()
     compiled.cost_analysis()
     return lowered.as_text()
 
 
-def _floor(fn, args) -> str:
+def _floor(fn, args, *, cost: bool = True) -> str:
     import jax
 
-    lowered = jax.jit(fn).lower(*args)
+    from generator.core.lowering import static_argnums
+
+    lowered = jax.jit(fn, static_argnums=static_argnums(args)).lower(*args)
     text = lowered.as_text()
-    lowered.cost_analysis()
+    if cost:  # XLA cannot cost symbolic shapes; their rows hold no cost figures
+        lowered.cost_analysis()
     return text
 
 
-def program_set(rows: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> list:
-    """The shards of the (d) builds (the ``balanced`` config at ``rows`` train rows and a tenth of
-    that in validation): (a), (b) and (c) run on these same programs."""
+def lower_with(method: str, fn, args, symbolic: bool) -> str:
+    """The IR text ``method`` ("original" or "floor") makes of one loaded program."""
+    if method == "original":
+        return _original(fn, args)
+    return _floor(fn, args, cost=not symbolic)
+
+
+def symbolic_shapes(row: dict) -> bool:
+    """Whether a row's inputs have symbolic dimensions (recorded as -1): XLA cannot compile it."""
+    return any(d < 0 for sig in row["input_signature"] for d in sig["shape"])
+
+
+def row_host_devices(row: dict) -> int:
+    from generator.core.lowering import host_devices
+
+    return host_devices(row["lowering"])
+
+
+def made_by(method: str, rows: list[dict]) -> list[int]:
+    """Indices of the rows ``method`` makes: the original method cannot compile symbolic shapes."""
+    return [i for i, r in enumerate(rows) if method != "original" or not symbolic_shapes(r)]
+
+
+def by_host_devices(rows: list[dict], indices: list[int]) -> dict[int, list[int]]:
+    """``indices`` grouped by the host CPU devices their rows' lowering needs (1: this process)."""
+    groups: dict[int, list[int]] = {}
+    for i in indices:
+        groups.setdefault(row_host_devices(rows[i]), []).append(i)
+    return groups
+
+
+def count_programs(rows: list[dict]) -> dict[str, Any]:
+    """What the table counts of some rows: those (a) leaves out, and those needing host devices."""
+    devices = by_host_devices(rows, list(range(len(rows))))
+    return {
+        "programs": len(rows),
+        "left_out_of_original": {"symbolic_shapes": len(rows) - len(made_by("original", rows))},
+        "host_devices": {n: len(ix) for n, ix in sorted(devices.items()) if n > 1},
+    }
+
+
+def add_counts(total: dict[str, Any], counts: dict[str, Any]) -> dict[str, Any]:
+    out = {
+        "programs": total.get("programs", 0) + counts["programs"],
+        "left_out_of_original": {},
+        "host_devices": dict(total.get("host_devices", {})),
+    }
+    for key in ("left_out_of_original",):
+        for reason, n in counts[key].items():
+            out[key][reason] = total.get(key, {}).get(reason, 0) + n
+    for devices, n in counts["host_devices"].items():
+        out["host_devices"][devices] = out["host_devices"].get(devices, 0) + n
+    return out
+
+
+def rates(programs: dict[str, int], ir_lines: dict[str, int], seconds: dict[str, float]) -> dict[str, dict]:
+    """Pairs and IR lines per second of each method (None for a method that made nothing)."""
+
+    def per_second(count: dict[str, int]) -> dict[str, float | None]:
+        return {k: count[k] / s if s > 0 and programs[k] else None for k, s in seconds.items()}
+
+    return {"pairs_per_second": per_second(programs), "ir_lines_per_second": per_second(ir_lines)}
+
+
+def validation_rows(rows: int) -> int:
+    return max(2, rows // 10)
+
+
+def program_set(config: BenchConfig, rows: int, rows_per_shard: int, seed: int) -> list:
+    """The shards of the (d) builds (``config`` at ``rows`` train rows and a tenth of that in
+    validation): (a), (b) and (c) run on these same programs."""
     from generator.core.plan import plan_shards
     from generator.core.policy import policy_for
 
@@ -167,16 +391,12 @@ def program_set(rows: int, rows_per_shard: int, seed: int, categories: tuple[str
         train_size=rows,
         validation_size=validation_rows(rows),
         seed=seed,
-        categories=categories,
-        mixture="balanced",
+        categories=config.categories,
+        mixture=config.mixture,
         rows_per_shard=rows_per_shard,
         policy=policy_for("medium"),
     )
     return [task for tasks in plan.values() for task in tasks]
-
-
-def validation_rows(rows: int) -> int:
-    return max(2, rows // 10)
 
 
 def spread(tasks: list, programs: int) -> list:
@@ -187,42 +407,167 @@ def spread(tasks: list, programs: int) -> list:
     return [tasks[i * len(tasks) // k] for i in range(k)]
 
 
+class HostDevices:
+    """(a) and (b) for rows that need ``devices`` host CPU devices: a child interpreter started
+    with them (``XLA_FLAGS=--xla_force_host_platform_device_count``), speaking the generator's
+    JSON-lines protocol (``generator.runtime.child.serve``). It times its own work, so the pipe
+    costs (a) and (b) nothing; it has started JAX's backend before the first request."""
+
+    def __init__(self, devices: int):
+        from generator.runtime.child import child_env
+
+        env = child_env(host_devices=devices)
+        env["JAX_PLATFORMS"] = "cpu"
+        self.devices = devices
+        self.proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).resolve()), "--host-devices-child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            cwd=ROOT,
+            text=True,
+            bufsize=1,
+        )
+        self._receive()  # {"ready": true}: imports and the backend are done
+
+    def _receive(self) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.devices}-device child exited (code {self.proc.wait()})")
+        return json.loads(line)
+
+    def run(self, method: str, rows: list[dict]) -> tuple[list[str], float, float]:
+        """IR texts of ``rows`` by ``method``, with the wall and CPU seconds the child spent on them."""
+        programs = [
+            {"source": r["python_source"], "function_name": r["function_name"], "symbolic": symbolic_shapes(r)}
+            for r in rows
+        ]
+        self.proc.stdin.write(json.dumps({"method": method, "programs": programs}) + "\n")
+        self.proc.stdin.flush()
+        msg = self._receive()
+        if "error" in msg:
+            raise RuntimeError(f"{method} in the {self.devices}-device child: {msg['error']}")
+        return msg["texts"], msg["seconds"], msg["cpu"]
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc.stdout.close()
+
+
+def _host_devices_child_setup() -> None:
+    import jax
+
+    import generator.core.lowering  # noqa: F401
+
+    jax.devices()  # start the backend before any timing
+
+
+def _host_devices_child_answer(request: dict) -> Iterator[dict]:
+    """One method over some programs, in the host-devices child: sources executed untimed,
+    cold caches, then the method timed as in this process."""
+    import jax
+
+    from generator.core.lowering import load_source
+
+    try:
+        programs = request["programs"]
+        loaded = [load_source(p["source"], p["function_name"]) for p in programs]
+        jax.clear_caches()
+        t, c = time.perf_counter(), time.process_time()
+        texts = [lower_with(request["method"], fn, args, p["symbolic"]) for (fn, args), p in zip(loaded, programs)]
+        yield {"texts": texts, "seconds": time.perf_counter() - t, "cpu": time.process_time() - c}
+    except Exception as e:  # reported to the parent, which stops the bench
+        yield {"error": f"{type(e).__name__}: {str(e)[:3000]}"}
+
+
+def warm_up_rows(categories: tuple[str, ...], programs: int) -> int:
+    """Rows of the untimed warm-up: each category twice (at least 12, at most 50, at most the set)."""
+    return min(programs, 50, max(12, 2 * len(categories)))
+
+
 class InProcess:
-    """(a), (b), (c) on the same programs, shard by shard; ``run`` may be called more than once.
+    """(a), (b), (c) on the same programs, shard by shard; ``run_until`` may be called more than once.
 
     ``make bench`` runs half the shards before the ``load_dataset`` builds and half after, so
     a drift of the machine's speed during the run weighs on (a) and on (d) alike.
     """
 
-    def __init__(self, tasks: list, warm_up_seed: int, categories: tuple[str, ...]):
-        self.tasks, self.warm_up_seed, self.categories = tasks, warm_up_seed, categories
-        self.seconds = {"original": 0.0, "floor": 0.0, "pipeline": 0.0}
-        self.cpu = dict.fromkeys(self.seconds, 0.0)
+    def __init__(self, tasks: list, warm_up_seed: int, config: BenchConfig):
+        self.tasks, self.warm_up_seed, self.config = tasks, warm_up_seed, config
+        self.seconds = dict.fromkeys(METHODS, 0.0)
+        self.cpu = dict.fromkeys(METHODS, 0.0)
+        self.programs = dict.fromkeys(METHODS, 0)
+        self.ir_lines = dict.fromkeys(METHODS, 0)
+        self.counts: dict[str, Any] = {}
         self.cpu_total = 0.0
         self.next_shard = 0
         self.ids: list[str] = []
         self.warm = False
+        self.children: dict[int, HostDevices] = {}
+
+    def _lower(self, method: str, rows: list[dict], loaded: dict[int, tuple]) -> tuple[list[int], dict, float, float]:
+        """(a) or (b) over one shard's rows with cold caches: rows needing host devices in
+        their child, the rest here. Returns the rows made, their texts, wall and CPU seconds."""
+        import jax
+
+        made = made_by(method, rows)
+        groups = by_host_devices(rows, made)
+        local = groups.pop(1, [])
+        jax.clear_caches()
+        t, c = time.perf_counter(), time.process_time()
+        texts = {i: lower_with(method, *loaded[i], symbolic_shapes(rows[i])) for i in local}
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        for devices, indices in groups.items():
+            if devices not in self.children:
+                self.children[devices] = HostDevices(devices)
+            out, s, c = self.children[devices].run(method, [rows[i] for i in indices])
+            texts.update(zip(indices, out))
+            seconds, cpu = seconds + s, cpu + c
+        return made, texts, seconds, cpu
+
+    @staticmethod
+    def _load(rows: list[dict]) -> dict[int, tuple]:
+        """The rows this process lowers, executed: ``(fn, example_args())`` by index."""
+        from generator.core.lowering import load_source
+
+        return {
+            i: load_source(r["python_source"], r["function_name"])
+            for i, r in enumerate(rows)
+            if row_host_devices(r) == 1
+        }
 
     def _warm_up(self) -> None:
-        """Imports, JAX's backend and first-use costs, on programs that are not measured."""
-        from generator.core.lowering import load_source
+        """Imports, JAX's backend, the host-devices children and first-use costs, on programs
+        that are not measured."""
         from generator.core.plan import plan_shards
         from generator.core.rows import ShardStats
         from generator.runtime.shards import generate_in_process
 
-        n = min(sum(t.num_rows for t in self.tasks), 50)
-        for task in plan_shards(
-            train_size=n, validation_size=0, seed=self.warm_up_seed, rows_per_shard=25, categories=self.categories
-        )["train"]:
-            for row in generate_in_process(task, ShardStats()):
-                _original(*load_source(row["python_source"], row["function_name"]))
+        n = warm_up_rows(self.config.categories, sum(t.num_rows for t in self.tasks))
+        plan = plan_shards(
+            train_size=n,
+            validation_size=0,
+            seed=self.warm_up_seed,
+            rows_per_shard=25,
+            categories=self.config.categories,
+            mixture=self.config.mixture,
+        )
+        for task in plan["train"]:
+            rows = list(generate_in_process(task, ShardStats()))
+            loaded = self._load(rows)
+            for method in ("original", "floor"):
+                self._lower(method, rows, loaded)
         self.warm = True
 
     def run_until(self, end: int) -> None:
         """Measure the shards not measured yet before index ``end``."""
         import jax
 
-        from generator.core.lowering import load_source
         from generator.core.rows import ShardStats
         from generator.runtime.shards import generate_in_process
 
@@ -235,29 +580,44 @@ class InProcess:
             rows = list(generate_in_process(self.tasks[k], ShardStats()))
             self.seconds["pipeline"] += time.perf_counter() - t
             self.cpu["pipeline"] += time.process_time() - c
-            loaded = [load_source(r["python_source"], r["function_name"]) for r in rows]
-            order = [("original", _original), ("floor", _floor)]
-            for name, method in order if k % 2 == 0 else order[::-1]:
-                jax.clear_caches()
-                t, c = time.perf_counter(), time.process_time()
-                texts = [method(fn, args) for fn, args in loaded]
-                self.seconds[name] += time.perf_counter() - t
-                self.cpu[name] += time.process_time() - c
-                for r, text in zip(rows, texts):
-                    if text != r["stablehlo_ir"]:
-                        raise AssertionError(f"{name}: IR of {r['function_name']} differs from the row's stablehlo_ir")
+            self.programs["pipeline"] += len(rows)
+            self.ir_lines["pipeline"] += sum(r["stablehlo_lines"] for r in rows)
+            loaded = self._load(rows)
+            order = ["original", "floor"]
+            for name in order if k % 2 == 0 else order[::-1]:
+                made, texts, seconds, cpu = self._lower(name, rows, loaded)
+                self.seconds[name] += seconds
+                self.cpu[name] += cpu
+                self.programs[name] += len(made)
+                self.ir_lines[name] += sum(rows[i]["stablehlo_lines"] for i in made)
+                for i in made:
+                    if texts[i] != rows[i]["stablehlo_ir"]:
+                        raise AssertionError(
+                            f"{name}: IR of {rows[i]['function_name']} ({rows[i]['category']}) differs from the "
+                            "row's stablehlo_ir"
+                        )
+            self.counts = add_counts(self.counts, count_programs(rows))
             self.ids += [r["id"] for r in rows]
             self.next_shard = k + 1
         self.cpu_total += time.process_time() - start
+
+    def close(self) -> None:
+        for child in self.children.values():
+            child.close()
+        self.children = {}
 
     def result(self) -> dict:
         return {
             "programs": len(self.ids),
             "shards": self.next_shard,
-            "cpu_seconds": self.cpu_total,
+            "cpu_seconds": self.cpu_total,  # this process's; the host-devices children's are in method_cpu_seconds
             "seconds": self.seconds,
             "method_cpu_seconds": self.cpu,
-            "pairs_per_second": {k: len(self.ids) / v for k, v in self.seconds.items()},
+            "method_programs": self.programs,
+            "ir_lines": self.ir_lines,
+            **rates(self.programs, self.ir_lines, self.seconds),
+            "left_out_of_original": self.counts.get("left_out_of_original", {"symbolic_shapes": 0}),
+            "host_devices_programs": self.counts.get("host_devices", {}),
             "peak_rss_mb": _rss_mb(os.getpid(), "VmHWM"),
         }
 
@@ -269,40 +629,62 @@ def ids_digest(ids: list[str]) -> str:
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()
 
 
-def check_same_programs(ids: list[str], runs: dict[str, list[dict]]) -> None:
-    """Raise unless every build made exactly the rows ``ids`` (those (c) made), in order."""
+def check_same_programs(ids: list[str], runs: dict[str, list[dict]], fingerprint: str | None = None) -> None:
+    """Raise unless every build made exactly the rows ``ids`` (those (c) made), in order.
+
+    The message says where the rows part and whether the code that decides rows changed on
+    disk during the run (``fingerprint``: ``generator.code_fingerprint()`` when (c) imported it).
+    """
     expected = ids_digest(ids)
     for key, builds in runs.items():
-        if any(b["ids_sha256"] != expected for b in builds):
-            raise AssertionError(f"{key}: the build's rows are not the programs (a)(b)(c) ran on")
+        for b in builds:
+            if b["ids_sha256"] == expected:
+                continue
+            why = []
+            if fingerprint and b.get("code_fingerprint") not in (None, fingerprint):
+                why.append(
+                    f"the generator's code changed during the run (fingerprint {fingerprint} in this process, "
+                    f"{b['code_fingerprint']} in the build)"
+                )
+            if b.get("ids") is not None:
+                got = b["ids"]
+                first = next((i for i, (x, y) in enumerate(zip(ids, got)) if x != y), min(len(ids), len(got)))
+                why.append(f"{len(got)} rows against {len(ids)}, the first different one at index {first}")
+            detail = ": " + "; ".join(why) if why else ""
+            raise AssertionError(f"{key}: the build's rows are not the programs (a)(b)(c) ran on{detail}")
 
 
-def _builder_child(rows: int, num_proc: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> None:
+def _builder_child(rows: int, num_proc: int, rows_per_shard: int, seed: int, config: str, categories: str) -> None:
     """Runs in a fresh interpreter: one ``load_dataset`` build; prints a JSON line."""
     from datasets import load_dataset
 
+    import generator
+
     validation = validation_rows(rows)
+    kwargs = {"categories": tuple(categories.split(","))} if categories else {}
     t = time.perf_counter()
     with tempfile.TemporaryDirectory() as cache:
         ds = load_dataset(
             str(SCRIPT),
-            "balanced",
+            config,
             trust_remote_code=True,
             cache_dir=cache,
             train_size=rows,
             validation_size=validation,
             rows_per_shard=rows_per_shard,
             seed=seed,
-            categories=categories,
             num_proc=num_proc if num_proc > 1 else None,
+            **kwargs,
         )
         seconds = time.perf_counter() - t
         ids = ds["train"]["id"] + ds["validation"]["id"]
-    print(json.dumps({"rows": len(ids), "seconds": seconds, "ids_sha256": ids_digest(ids)}))
+        ir_lines = sum(ds["train"]["stablehlo_lines"]) + sum(ds["validation"]["stablehlo_lines"])
+    out = {"rows": len(ids), "ir_lines": ir_lines, "seconds": seconds, "ids_sha256": ids_digest(ids), "ids": ids}
+    print(json.dumps({**out, "code_fingerprint": generator.code_fingerprint()}))
 
 
-def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, categories: tuple[str, ...]) -> dict:
-    """(d): one build in a fresh interpreter with its own HF cache; peak RSS per process.
+def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, config: BenchConfig) -> dict:
+    """(d): one build of ``config`` in a fresh interpreter with its own HF cache; peak RSS per process.
 
     Also the CPU seconds of the whole process tree: on a shared machine, ``cpu_seconds /
     build_seconds`` shows how many cores the build actually got.
@@ -315,7 +697,7 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, cate
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         }
         cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
-        cmd += [str(rows_per_shard), str(seed), ",".join(categories)]
+        cmd += [str(rows_per_shard), str(seed), config.name, ",".join(config.builder_kwargs().get("categories", ()))]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -324,18 +706,23 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, cate
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"builder run (rows={rows}, num_proc={num_proc}) failed:\n{err[-3000:]}")
+        raise RuntimeError(f"builder run ({config.label}, rows={rows}, num_proc={num_proc}) failed:\n{err[-3000:]}")
     result = json.loads(out.strip().splitlines()[-1])
     workers = [v for pid, v in mem.peaks.items() if pid != proc.pid]
     return {
+        "config": config.label,
         "num_proc": num_proc,
         "rows": result["rows"],
+        "ir_lines": result["ir_lines"],
         "ids_sha256": result["ids_sha256"],
+        "ids": result["ids"],  # dropped once checked (``run_section``)
+        "code_fingerprint": result["code_fingerprint"],
         "build_seconds": result["seconds"],
         "process_seconds": wall,
         "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
         "rows_per_shard": rows_per_shard,
         "pairs_per_second": result["rows"] / result["seconds"],
+        "ir_lines_per_second": result["ir_lines"] / result["seconds"],
         "main_peak_rss_mb": mem.peaks.get(proc.pid),
         # with num_proc=1 the main process is the only worker
         "worker_peak_rss_mb": max(workers) if workers else mem.peaks.get(proc.pid),
@@ -359,16 +746,20 @@ def pool_rounds(runs: list[dict]) -> dict:
     if len(runs) == 1:
         return runs[0]
     rows = sum(r["rows"] for r in runs)
+    ir_lines = sum(r["ir_lines"] for r in runs)
     seconds = sum(r["build_seconds"] for r in runs)
     workers = [p for r in runs for p in r["worker_peaks_mb"]]
     return {
+        "config": runs[0].get("config"),
         "num_proc": runs[0]["num_proc"],
         "rows": rows,
+        "ir_lines": ir_lines,
         "build_seconds": seconds,
         "process_seconds": sum(r["process_seconds"] for r in runs),
         "cpu_seconds": sum(r["cpu_seconds"] for r in runs),
         "rows_per_shard": runs[0]["rows_per_shard"],
         "pairs_per_second": rows / seconds,
+        "ir_lines_per_second": ir_lines / seconds,
         "main_peak_rss_mb": max(r["main_peak_rss_mb"] or 0.0 for r in runs),
         "worker_peak_rss_mb": max(r["worker_peak_rss_mb"] or 0.0 for r in runs),
         "worker_peaks_mb": sorted(workers),
@@ -389,22 +780,29 @@ def _halves(timeline: list[tuple[float, float]]) -> list[float] | None:
 # ---------------------------------------------------------------- report
 
 
-def summarize(inproc: dict, builders: dict) -> dict:
-    pps = dict(inproc["pairs_per_second"])
-    ratios = {
-        "floor_over_original": pps["floor"] / pps["original"],
-        "pipeline_cost_over_floor": pps["floor"] / pps["pipeline"],  # cost per pair, (c)/(b)
-    }
-    if "np2" in builders:
-        pps["builder_np2"] = builders["np2"]["pairs_per_second"]
-        ratios["builder_np2_over_original"] = pps["builder_np2"] / pps["original"]
-    if "np1" in builders:
-        pps["builder_np1"] = builders["np1"]["pairs_per_second"]
+def summarize(inproc: dict | None, builders: dict, targets: dict | None = None) -> dict:
+    """Rates, ratios and checks of one config's section (``inproc`` None: a memory build alone)."""
+    targets = targets or {"builder_np2_over_original": OP_SPEEDUP, **TARGETS}
+    pps = dict(inproc["pairs_per_second"]) if inproc else {}
+    lps = dict(inproc["ir_lines_per_second"]) if inproc else {}
+    original = pps.get("original")
+    ratios = {}
+    if original:
+        ratios["floor_over_original"] = pps["floor"] / original
+    if inproc:
+        ratios["pipeline_cost_over_floor"] = pps["floor"] / pps["pipeline"]  # cost per pair, (c)/(b)
+    for key in ("np2", "np1"):
+        if key in builders:
+            pps[f"builder_{key}"] = builders[key]["pairs_per_second"]
+            lps[f"builder_{key}"] = builders[key]["ir_lines_per_second"]
+    if "np2" in builders and original:
+        ratios["builder_np2_over_original"] = pps["builder_np2"] / original
+        ratios["builder_np2_over_original_ir_lines"] = lps["builder_np2"] / lps["original"]
+    if "np1" in builders and "np2" in builders:
         ratios["np2_over_np1"] = pps["builder_np2"] / pps["builder_np1"]
         rounds = zip(builders["np2"].get("rounds", []), builders["np1"].get("rounds", []))
         for i, (np2, np1) in enumerate(rounds, 1):
             ratios[f"np2_over_np1_round_{i}"] = np2["pairs_per_second"] / np1["pairs_per_second"]
-    if "np1" in builders and "np2" in builders:
         # The machine is shared: a build may get fewer cores than it has workers. Pairs per CPU
         # second show the per-core efficiency; "if 2 cores" projects it onto two free cores.
         per_core = {
@@ -413,8 +811,8 @@ def summarize(inproc: dict, builders: dict) -> dict:
         }
         ratios["np2_per_core_over_np1_per_core"] = per_core["np2"] / per_core["np1"]
         ratios["np2_over_np1_if_2_cores"] = 2 * per_core["np2"] / per_core["np1"]
-        # (a) as measured (its compiles already use more than one core) against (d) on 2 free cores
-        ratios["np2_over_original_if_2_cores"] = 2 * per_core["np2"] / pps["original"]
+        if original:  # (a) as measured (its compiles already use more than one core) against (d) on 2 free cores
+            ratios["np2_over_original_if_2_cores"] = 2 * per_core["np2"] / original
     if "np2_large" in builders and "np2" in builders:
         ratios["worker_rss_large_over_small"] = (
             builders["np2_large"]["worker_peak_rss_mb"] / builders["np2"]["worker_peak_rss_mb"]
@@ -422,83 +820,214 @@ def summarize(inproc: dict, builders: dict) -> dict:
     halves = builders.get("np2_large", {}).get("worker_rss_halves_mb")
     if halves:
         ratios["large_build_rss_second_half_over_first"] = halves[1] / halves[0]
-    # (a) keeps XLA executables alive in the benchmark's own process, so only builder workers
-    # (or, without builds, the whole in-process run) count as "a worker".
-    peak = max([b["worker_peak_rss_mb"] for b in builders.values()] or [inproc["peak_rss_mb"]])
+    # Only builder workers count as "a worker": this process also compiles for (a) and keeps
+    # XLA executables alive (its peak is in the JSON).
+    peak = max((b["worker_peak_rss_mb"] for b in builders.values()), default=None)
     checks = {}
+    speedup = targets["builder_np2_over_original"]
     if "builder_np2_over_original" in ratios:
-        checks["(d) >= 6x (a)"] = ratios["builder_np2_over_original"] >= TARGETS["builder_np2_over_original"]
-    checks["(c) <= 1.25x (b) per pair"] = ratios["pipeline_cost_over_floor"] <= TARGETS["pipeline_cost_over_floor_max"]
+        checks[f"(d) >= {speedup:g}x (a)"] = ratios["builder_np2_over_original"] >= speedup
+    if "pipeline_cost_over_floor" in ratios:
+        limit = targets["pipeline_cost_over_floor_max"]
+        checks[f"(c) <= {limit:g}x (b) per pair"] = ratios["pipeline_cost_over_floor"] <= limit
     if "np2_over_np1" in ratios:
-        checks["num_proc=2 >= 1.8x num_proc=1"] = ratios["np2_over_np1"] >= TARGETS["np2_over_np1"]
-    checks["peak RSS per worker <= 600 MB"] = peak <= TARGETS["peak_worker_rss_mb_max"]
-    if "large_build_rss_second_half_over_first" in ratios:
-        rows = builders["np2_large"]["rows"]
-        checks[f"no accumulation: {rows:,}-row build's 2nd-half worker RSS <= 1.1x its 1st half"] = (
-            ratios["large_build_rss_second_half_over_first"] <= TARGETS["large_build_rss_growth_max"]
+        checks[f"num_proc=2 >= {targets['np2_over_np1']:g}x num_proc=1"] = (
+            ratios["np2_over_np1"] >= targets["np2_over_np1"]
         )
-    return {"pairs_per_second": pps, "ratios": ratios, "peak_worker_rss_mb": peak, "checks": checks}
+    if peak is not None:
+        limit = targets["peak_worker_rss_mb_max"]
+        checks[f"peak RSS per worker <= {limit:g} MB"] = peak <= limit
+    if "large_build_rss_second_half_over_first" in ratios:
+        large = builders["np2_large"]
+        limit = targets["large_build_rss_growth_max"]
+        what = (
+            f"{large['rows']:,}-row {large['config']} build" if large.get("config") else f"{large['rows']:,}-row build"
+        )
+        checks[f"no accumulation: {what}'s 2nd-half worker RSS <= {limit:g}x its 1st half"] = (
+            ratios["large_build_rss_second_half_over_first"] <= limit
+        )
+    return {
+        "pairs_per_second": pps,
+        "ir_lines_per_second": lps,
+        "ratios": ratios,
+        "peak_worker_rss_mb": peak,
+        "checks": checks,
+    }
 
 
-def render_table(inproc: dict, builders: dict, summary: dict) -> str:
-    pps = summary["pairs_per_second"]
-    base = pps["original"]
-    lines = [
-        f"{'method':<44} {'pairs':>6} {'pairs/s':>8} {'x (a)':>6} {'cores used':>10} {'peak RSS/worker MB':>19}",
-        "-" * 98,
-    ]
+def _rate_text(rate: float | None, width: int, digits: int = 1) -> str:
+    return f"{rate:>{width}.{digits}f}" if rate is not None else f"{'-':>{width}}"
 
-    def row(label, pairs, rate, cores, rss):
+
+def render_table(title: str, inproc: dict | None, builders: dict, summary: dict) -> str:
+    pps, lps = summary["pairs_per_second"], summary["ir_lines_per_second"]
+    base = pps.get("original")
+    header = (
+        f"{'method':<44} {'pairs':>6} {'pairs/s':>8} {'IR lines/s':>10} {'x (a)':>6} {'cores used':>10} "
+        f"{'peak RSS/worker MB':>19}"
+    )
+    lines = [title, header, "-" * len(header)]
+
+    def row(label, pairs, rate, line_rate, cores, rss):
         rss_text = f"{rss:.0f}" if rss is not None else "-"
-        lines.append(f"{label:<44} {pairs:>6} {rate:>8.1f} {rate / base:>6.2f} {cores:>10.2f} {rss_text:>19}")
+        ratio = rate / base if base and rate is not None else None
+        cores_text = _rate_text(cores, 10, 2)
+        lines.append(
+            f"{label:<44} {pairs:>6} {_rate_text(rate, 8)} {_rate_text(line_rate, 10, 0)} {_rate_text(ratio, 6, 2)} "
+            f"{cores_text} {rss_text:>19}"
+        )
 
-    n, rss = inproc["programs"], None  # one process ran (a), (b) and (c): its peak is in the JSON
+    if inproc:
+        # one process ran (a), (b) and (c): its peak is in the JSON
+        def cores(name):  # XLA compiles with several threads, so (a) uses more than one core
+            s = inproc["seconds"][name]
+            return inproc["method_cpu_seconds"][name] / s if s else None
 
-    def cores(name):  # XLA compiles with several threads, so (a) uses more than one core
-        return inproc["method_cpu_seconds"][name] / inproc["seconds"][name]
-
-    row("(a) original: lower+compile+cost+as_text", n, pps["original"], cores("original"), rss)
-    row("(b) floor: lower+as_text+lowered.cost", n, pps["floor"], cores("floor"), rss)
-    row("(c) pipeline, one process", n, pps["pipeline"], cores("pipeline"), rss)
+        made = inproc["method_programs"]
+        for name, label in (
+            ("original", "(a) original: lower+compile+cost+as_text"),
+            ("floor", "(b) floor: lower+as_text+lowered.cost"),
+            ("pipeline", "(c) pipeline, one process"),
+        ):
+            row(label, made[name], pps[name], lps[name], cores(name), None)
     labels = {
         "np1": "(d) load_dataset num_proc=1",
         "np2": "(d) load_dataset num_proc=2",
-        "np2_large": "(d) load_dataset num_proc=2, larger",
+        "np2_large": "(d) load_dataset num_proc=2, memory build",
     }
     for key, label in labels.items():
         if key in builders:
             b = builders[key]
-            row(
-                label,
-                b["rows"],
-                b["pairs_per_second"],
-                b["cpu_seconds"] / b["process_seconds"],
-                b["worker_peak_rss_mb"],
-            )
+            cores = b["cpu_seconds"] / b["process_seconds"]
+            row(label, b["rows"], b["pairs_per_second"], b["ir_lines_per_second"], cores, b["worker_peak_rss_mb"])
     lines.append("")
+    if inproc:
+        left_out = inproc["left_out_of_original"].get("symbolic_shapes", 0)
+        if left_out:
+            lines.append(
+                f"(a) left out {left_out} of {inproc['programs']} programs: symbolic shapes cannot be compiled; "
+                f"its rates are over the {inproc['method_programs']['original']} it made"
+            )
+        for devices, n in inproc["host_devices_programs"].items():
+            lines.append(
+                f"(a) and (b) lowered {n} multi-device program{'s' if n != 1 else ''} in a child process with "
+                f"{devices} host CPU devices (timed there)"
+            )
+    halves = builders.get("np2_large", {}).get("worker_rss_halves_mb")
+    if halves:
+        large = builders["np2_large"]
+        lines.append(
+            f"worker RSS over the {large['rows']:,}-row memory build: {halves[0]:.0f} MB peak in its 1st half, "
+            f"{halves[1]:.0f} MB in its 2nd ({halves[1] / halves[0]:.2f}x)"
+        )
+    if lines[-1]:
+        lines.append("")
     for name, value in summary["ratios"].items():
-        lines.append(f"{name:<34} {value:6.2f}")
+        lines.append(f"{name:<40} {value:6.2f}")
     lines.append("")
     for name, ok in summary["checks"].items():
         lines.append(f"[{'ok' if ok else 'MISS'}] {name}")
     return "\n".join(lines)
 
 
+def section_title(config: BenchConfig, rows: int, rows_per_shard: int) -> str:
+    from generator.core.categories import MODEL_CATEGORIES
+
+    ops = "" if set(config.categories) <= set(MODEL_CATEGORIES) else "medium op programs, "
+    return (
+        f"== {config.label}: {len(config.categories)} categories, {config.mixture} mixture, {ops}"
+        f"{rows} train + {validation_rows(rows)} validation rows, {rows_per_shard}-row shards =="
+    )
+
+
+# ---------------------------------------------------------------- main
+
+
+def run_section(config: BenchConfig, args: argparse.Namespace, large: BenchConfig | None) -> dict:
+    """One config: (a)(b)(c) half before and half after the (d) builds; then the memory build if ``large`` is this config."""
+    print(f"\n== {config.label} ==", flush=True)
+    rows = rows_for(args.rows, config.name)
+    program_set_shards = program_set(config, rows, args.rows_per_shard, args.seed)
+    inproc = InProcess(spread(program_set_shards, args.programs), args.seed + 1, config)
+    # Half of (a)(b)(c) before the builds and half after, the num_proc builds in ABBA order:
+    # the machine's speed drifts during a run, and this way the drift weighs on both sides
+    # of every ratio.
+    middle = (len(inproc.tasks) + 1) // 2 if args.rounds else len(inproc.tasks)
+    total = sum(t.num_rows for t in inproc.tasks)
+    try:
+        print(f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[:middle])} of {total} programs ...", flush=True)
+        inproc.run_until(middle)
+        builders = {}
+        if args.rounds:
+            runs: dict[str, list[dict]] = {"np2": [], "np1": []}
+            for key in scaling_order(args.rounds):
+                num_proc = 2 if key == "np2" else 1
+                print(f"(d): load_dataset {config.label} train_size={rows} num_proc={num_proc} ...", flush=True)
+                runs[key].append(bench_builder(rows, num_proc, args.rows_per_shard, args.seed, config))
+            builders = {key: pool_rounds(r) for key, r in runs.items()}
+            print(f"(a)(b)(c): the other {total - len(inproc.ids)} programs ...", flush=True)
+            inproc.run_until(len(inproc.tasks))
+            # the same programs: every build made exactly the rows (c) made, in the same order
+            if inproc.next_shard == len(program_set_shards):
+                check_same_programs(inproc.ids, runs, args.code_fingerprint)
+            for build in (b for r in runs.values() for b in r):
+                del build["ids"]
+    finally:
+        inproc.close()
+    if large is not None and large.name == config.name:
+        builders["np2_large"] = memory_build(config, args)
+    result = inproc.result()
+    targets = targets_for(config)
+    summary = summarize(result, builders, targets)
+    table = render_table(section_title(config, rows, args.rows_per_shard), result, builders, summary)
+    return {
+        "config": config.name,
+        "categories": config.categories,
+        "mixture": config.mixture,
+        "rows": rows,
+        "in_process": result,
+        "builder": builders,
+        **summary,
+        "targets": targets,
+        "table": table,
+    }
+
+
+def memory_build(config: BenchConfig, args: argparse.Namespace) -> dict:
+    print(f"(d): load_dataset {config.label} train_size={args.large_rows} num_proc=2 (memory) ...", flush=True)
+    build = bench_builder(args.large_rows, 2, args.rows_per_shard, args.seed, config)
+    del build["ids"]
+    return build
+
+
+def memory_section(config: BenchConfig, args: argparse.Namespace) -> dict:
+    """The memory build of a config the run does not otherwise measure."""
+    print(f"\n== {config.label}: memory build ==", flush=True)
+    builders = {"np2_large": memory_build(config, args)}
+    targets = targets_for(config)
+    summary = summarize(None, builders, targets)
+    title = f"== {config.label}: memory build only, {args.rows_per_shard}-row shards =="
+    table = render_table(title, None, builders, summary)
+    return {"config": config.name, "categories": config.categories, "builder": builders, **summary, "table": table}
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["--builder-child"]:
-        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), tuple(argv[5].split(",")))
-        return 0
+def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[BenchConfig], BenchConfig | None]:
+    """The options, the configs of the run's sections, and the memory build's config (None: no memory build)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
+        "--config",
+        default=os.environ.get("BENCH_CONFIGS", ",".join(DEFAULT_CONFIGS)),
+        help="comma-separated builder configs, one section each, in order (default: models,balanced)",
+    )
+    p.add_argument(
         "--rows",
-        type=int,
-        default=_env_int("BENCH_ROWS", 3000),
-        help="train rows of the program set (validation: a tenth): the (d) builds build it, (a)(b)(c) run on it",
+        default=os.environ.get("BENCH_ROWS", ""),
+        help="train rows of each config's program set (validation: a tenth): the (d) builds build it, (a)(b)(c) "
+        f"run on it. N for every config, or CONFIG=N,... (others: {default_rows_text()})",
     )
     p.add_argument(
         "--programs",
@@ -509,8 +1038,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--large-rows",
         type=int,
-        default=_env_int("BENCH_LARGE_ROWS", 50_000),
-        help="train rows of the larger num_proc=2 build for memory flatness (0: skip; 50,000 take about 15 min)",
+        default=_env_int("BENCH_LARGE_ROWS", 2000),
+        help="train rows of the num_proc=2 build for memory flatness (0: skip)",
+    )
+    p.add_argument(
+        "--large-config",
+        default=os.environ.get("BENCH_LARGE_CONFIG", "models"),
+        help="config of the memory build (default: models)",
     )
     p.add_argument(
         "--rounds",
@@ -524,54 +1058,61 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--categories",
-        default=os.environ.get("BENCH_CATEGORIES", ",".join(CORE_CATEGORIES)),
-        help="comma-separated categories of every method's programs (default: the jit-lowered seven)",
+        default=os.environ.get("BENCH_CATEGORIES", ""),
+        help="comma-separated categories overriding every config's own (default: none, each config's own)",
     )
     p.add_argument(
         "--output", type=Path, default=None, help="JSON file (default benchmarks/results/throughput-<time>.json)"
     )
     args = p.parse_args(argv)
+    try:
+        for name in select_configs(args.config):
+            rows_for(args.rows, name)
+        override = tuple(c.strip() for c in args.categories.split(",") if c.strip()) or None
+        configs = [bench_config(name, override) for name in select_configs(args.config)]
+        large = bench_config(select_configs(args.large_config)[0], override) if args.large_rows else None
+    except ValueError as e:
+        p.error(str(e))
+    return args, configs, large
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["--builder-child"]:
+        _builder_child(int(argv[1]), int(argv[2]), int(argv[3]), int(argv[4]), argv[5], argv[6])
+        return 0
+    if argv[:1] == ["--host-devices-child"]:
+        from generator.runtime.child import serve
+
+        serve(_host_devices_child_answer, setup=_host_devices_child_setup, ready=True)
+        return 0
+    args, configs, large = parse_args(argv)
+    # what decides rows, as this process imports it: the builds import it again later
+    import generator
+    import generator.core.lowering
+    import generator.runtime.shards  # noqa: F401
+
+    args.code_fingerprint = generator.code_fingerprint()
 
     load_before = os.getloadavg()
     started = time.strftime("%Y%m%dT%H%M%S")
-    categories = tuple(args.categories.split(","))
-    program_set_shards = program_set(args.rows, args.rows_per_shard, args.seed, categories)
-    inproc = InProcess(spread(program_set_shards, args.programs), args.seed + 1, categories)
-    # Half of (a)(b)(c) before the builds and half after, the num_proc builds in ABBA order:
-    # the machine's speed drifts during a run, and this way the drift weighs on both sides
-    # of every ratio.
-    middle = (len(inproc.tasks) + 1) // 2 if args.rounds else len(inproc.tasks)
-    total = sum(t.num_rows for t in inproc.tasks)
-    print(f"(a)(b)(c): {sum(t.num_rows for t in inproc.tasks[:middle])} of {total} programs ...", flush=True)
-    inproc.run_until(middle)
-    builders = {}
-    if args.rounds:
-        runs: dict[str, list[dict]] = {"np2": [], "np1": []}
-        for key in scaling_order(args.rounds):
-            num_proc = 2 if key == "np2" else 1
-            print(f"(d): load_dataset train_size={args.rows} num_proc={num_proc} ...", flush=True)
-            runs[key].append(bench_builder(args.rows, num_proc, args.rows_per_shard, args.seed, categories))
-        builders = {key: pool_rounds(r) for key, r in runs.items()}
-        print(f"(a)(b)(c): the other {total - len(inproc.ids)} programs ...", flush=True)
-        inproc.run_until(len(inproc.tasks))
-        # the same programs: every build made exactly the rows (c) made, in the same order
-        if inproc.next_shard == len(program_set_shards):
-            check_same_programs(inproc.ids, runs)
-    if args.large_rows:
-        print(f"(d): load_dataset train_size={args.large_rows} num_proc=2 ...", flush=True)
-        builders["np2_large"] = bench_builder(args.large_rows, 2, args.rows_per_shard, args.seed, categories)
-    inproc = inproc.result()
-    summary = summarize(inproc, builders)
-    table = render_table(inproc, builders, summary)
-    print()
-    print(table)
+    sections = {}
+    for config in configs:
+        sections[config.label] = run_section(config, args, large)
+        print("\n" + sections[config.label]["table"], flush=True)
+    if large is not None and large.name not in {c.name for c in configs}:
+        label = f"{large.label} (memory)"
+        sections[label] = memory_section(large, args)
+        print("\n" + sections[label]["table"], flush=True)
+    table = "\n\n".join(s["table"] for s in sections.values())
 
     import jax
 
     result = {
         "started": started,
         "command": "python benchmarks/bench_throughput.py " + " ".join(argv),
-        "categories": categories,
+        "configs": [c.label for c in configs],
+        "code_fingerprint": args.code_fingerprint,
         "machine": {
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
@@ -579,10 +1120,7 @@ def main(argv: list[str] | None = None) -> int:
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
         },
-        "in_process": inproc,
-        "builder": builders,
-        **summary,
-        "targets": TARGETS,
+        "sections": sections,
         "table": table,
     }
     out = args.output or ROOT / "benchmarks" / "results" / f"throughput-{started}.json"
