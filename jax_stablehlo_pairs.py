@@ -23,7 +23,10 @@ RELEASE_NOTES = {
     "1.0.0": "Initial release: seventeen categories, balanced and mixed configs.",
     "1.1.0": "Shards partitioned in two levels (new rows for the same seed); zero cost figures recorded as 0.0; "
     "no bitcast of transcendental results; digamma/polygamma away from their pole.",
-    "2.0.0": "Lowered by jax/jaxlib 0.12.0.1 on Python 3.12; no bfloat16 triu (XLA's CPU compiler aborts on it).",
+    "2.0.0": "Lowered by jax/jaxlib 0.12.0.1 on Python 3.12; six model categories (transformer, decoding, moe, "
+    "vision, recurrent, train_step) in plain JAX, Flax NNX, Equinox and optax, and a models config; style and "
+    "flax/optax/equinox version columns; op-table programs without dead statements, named for what they "
+    "compute, at real sizes, with docstrings and type hints; no bfloat16 triu.",
 }
 
 

@@ -60,7 +60,7 @@ def example_args():
 
 @pytest.fixture(scope="module")
 def rows():
-    return rowkit.make_rows(train=3, validation=1, seed=11)
+    return rowkit.make_rows(train=3, validation=1, seed=12)
 
 
 def _foreign(template: dict, source: str, name: str, ir: str) -> dict:
@@ -303,3 +303,17 @@ def test_check_outcome_rejects_an_unknown_status():
         CheckOutcome.from_dict({"status": "ok"})
     with pytest.raises(ValueError, match="not a check outcome"):
         CheckOutcome.from_dict({"status": "pass", "reason": "x"})
+
+
+def test_float32_reduction_order_is_told_from_a_wrong_result():
+    import numpy as np
+
+    from generator.tools.validate.numerics import within_summation_error
+
+    reference = np.array([1.6e7, -3.0, 2.0])
+    reduces = "%0 = stablehlo.reduce(%arg0 init: %cst) applies stablehlo.add across dimensions = [0]"
+    close = reference + np.array([2.9e4, 0.0, 0.0])  # 0.2% of the output's scale
+    assert "float32 reductions" in within_summation_error(close, reference, reduces)
+    assert within_summation_error(close, reference, "stablehlo.add") is None  # no reduction: no excuse
+    assert within_summation_error(reference * 1.1, reference, reduces) is None  # 10% off is wrong
+    assert within_summation_error(np.array([np.nan, -3.0, 2.0]), reference, reduces) is None

@@ -1134,6 +1134,8 @@ def _nnx_step(spec: Spec) -> list[str]:
         lines.append("    return new_state, metrics")
     else:
         lines.append("    return nnx.state((model, optimizer)), metrics")
+    if not any("config." in line for line in lines if line != "    config = model.config"):
+        lines.remove("    config = model.config")  # every value the step computes is used
     ex = [
         "def example_args():",
         f"    config = {spec.config_name}()",
