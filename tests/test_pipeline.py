@@ -208,3 +208,19 @@ def test_shard_keeps_the_collector_off_older_objects_and_restores_it():
         assert gc.get_freeze_count() > frozen // 2
     finally:
         gc.unfreeze()
+
+
+def test_no_row_embeds_a_large_constant(monkeypatch):
+    """A lowering whose IR holds a dense literal longer than the cap is resampled and counted."""
+    from generator.core import rows as rows_module
+    from generator.core.irtext import largest_constant
+
+    assert largest_constant('%0 = stablehlo.constant dense<"0x' + "00" * 4096 + '"> : tensor<1024xf32>') > 8000
+    assert largest_constant("%0 = stablehlo.constant dense<0.000000e+00> : tensor<f32>") < 40
+    cap = 19  # "dense<1.000000e-03>": every longer literal (a negative float, a table) goes over it
+    monkeypatch.setattr(rows_module, "MAX_CONSTANT_CHARS", cap)
+    (task,) = plan_shards(train_size=12, validation_size=0, seed=4, categories=("indexing", "nn"))["train"]
+    stats = ShardStats()
+    out = list(rows_module.generate_rows(task, stats))
+    assert len(out) == 12 and all(largest_constant(r["stablehlo_ir"]) <= cap for r in out)
+    assert stats.large_constants > 0

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping
 from functools import cache
 from typing import Any
 
+from ..core.models import MODEL_CATEGORIES
 from ..core.naming import name_parses
 from ..core.ops import CATEGORIES, GUARDS, OPS_BY_NAME, ops_for
 from ..core.sampler import GLUE_OPS
@@ -381,6 +382,16 @@ def largest_input_dim(input_signature: Iterable[Mapping[str, Any]]) -> int:
     return max((d for spec in input_signature for d in spec["shape"] if d >= 0), default=1)
 
 
+def returned_values(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> int:
+    """How many values ``fn``'s last top-level ``return`` gives: the items of a tuple, else one
+    (a dict or other pytree is one value, as its caller sees it)."""
+    returns = [s for s in _body(fn) if isinstance(s, ast.Return)]
+    if not returns or returns[-1].value is None:
+        return 0
+    value = returns[-1].value
+    return len(value.elts) if isinstance(value, ast.Tuple) else 1
+
+
 def has_type_hints(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     return fn.returns is not None or any(a.annotation is not None for a in _params(fn.args))
 
@@ -405,14 +416,15 @@ class RealismTally:
         if row.get("input_signature") is not None:
             self.largest_dims.append(largest_input_dim(row["input_signature"]))
             self.dtypes.update(spec["dtype"] for spec in row["input_signature"])
-        if row.get("output_signature") is not None:
-            self.outputs.append(len(row["output_signature"]))
         source, name = row["python_source"], row["function_name"]
         try:
             fn = find_function(ast.parse(source), name)
         except (SyntaxError, ValueError):
             self.unparsed += 1
+            if row.get("output_signature") is not None:
+                self.outputs.append(len(row["output_signature"]))
             return
+        self.outputs.append(returned_values(fn))
         category = row.get("category") or "?"
         verdicts = liveness(fn)
         dead = sum(not live for _, live in verdicts)
@@ -422,7 +434,8 @@ class RealismTally:
         self.rows_with_dead[category] += dead > 0
         self.docstrings += ast.get_docstring(fn) is not None
         self.hints += has_type_hints(fn)
-        parses = name_parses(name, self.op_names)
+        # a model's function is named by idiom (train_step, forward): op-table naming is not its question
+        parses = name_parses(name, self.op_names) if category not in MODEL_CATEGORIES else []
         if parses:
             self.op_named += 1
             self.dead_named += bool(_dead_ops(source, verdicts, parses, row.get("category")))

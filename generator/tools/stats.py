@@ -148,7 +148,7 @@ def format_realism(r: Mapping[str, Any]) -> list[str]:
         f"largest input dimension: median {dim['median']:g}, p95 {dim['p95']:g}; "
         f"rows with a dimension >= 128: {100 * dim['large_share']:.1f}%",
         "input dtypes: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in r["input_dtypes"].items()),
-        f"outputs per function: median {out['median']:g}, p95 {out['p95']:g}",
+        f"values returned per function: median {out['median']:g}, p95 {out['p95']:g}",
     ]
     if r["unparsed"]:
         lines.append(f"rows whose source has no such function (not measured): {r['unparsed']}")
