@@ -317,3 +317,36 @@ def test_float32_reduction_order_is_told_from_a_wrong_result():
     assert within_summation_error(close, reference, "stablehlo.add") is None  # no reduction: no excuse
     assert within_summation_error(reference * 1.1, reference, reduces) is None  # 10% off is wrong
     assert within_summation_error(np.array([np.nan, -3.0, 2.0]), reference, reduces) is None
+
+
+@pytest.mark.skipif(not HAS_IREE, reason="IREE not installed (pip install .[iree])")
+def test_an_iree_module_that_answers_differently_each_run_is_a_skip_and_a_steady_wrong_one_fails(monkeypatch):
+    """IREE 3.13's runtime sometimes races (loops carrying a buffer): a module is a pure function,
+    so outputs that change between runs on the same inputs judge nothing; steady wrong ones fail."""
+    import iree.runtime
+    import jax
+    import numpy as np
+
+    from generator.tools.validate import iree as iree_check
+    from generator.tools.validate.numerics import XlaRun
+
+    fn = lambda x: x * 2.0  # noqa: E731
+    x = np.arange(4, dtype=np.float32)
+    ir = jax.jit(fn).lower(x).as_text()
+    run = XlaRun(fn=fn, inputs=[x], outputs=[np.asarray(fn(x))])
+
+    class Module:
+        def __init__(self, answers):
+            self.answers = iter(answers)
+
+        def main(self, *args):
+            return next(self.answers)
+
+    wrong = np.zeros(4, np.float32)
+    racing = Module([wrong, wrong + 1, wrong])
+    monkeypatch.setattr(iree.runtime, "load_vm_flatbuffer", lambda *a, **k: racing)
+    outcome = iree_check.check_iree(ir, run)
+    assert outcome.status == Status.SKIP and "nondeterministic" in outcome.note
+    steady = Module([wrong] * (1 + iree_check.RERUNS))
+    monkeypatch.setattr(iree.runtime, "load_vm_flatbuffer", lambda *a, **k: steady)
+    assert iree_check.check_iree(ir, run).status == Status.FAIL
