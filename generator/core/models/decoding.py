@@ -1228,7 +1228,7 @@ def _generate(spec: Spec, entry: _Entry) -> tuple[list[str], list[tuple[str, str
             f"_, generated = lax.scan(step_fn, ({', '.join(['next_token', 'cache', *carry_extra])}), steps)",
             "return jnp.concatenate([prompt, next_token[:, None], generated.T], axis=1)",
         ]
-        return _generate_doc(spec), args, "\n".join(body)
+        return _generate_doc(spec), args, _drop_unused_batch("\n".join(body))
 
     body.append("tokens = jnp.zeros((b, config.max_seq_len), jnp.int32).at[:, : config.prompt_len].set(prompt)")
     if prefill:
@@ -1249,7 +1249,7 @@ def _generate(spec: Spec, entry: _Entry) -> tuple[list[str], list[tuple[str, str
             f"tokens = lax.fori_loop({start}, config.max_seq_len - 1, body, ({carry}))[0]",
             "return tokens",
         ]
-        return _generate_doc(spec), args, "\n".join(body)
+        return _generate_doc(spec), args, _drop_unused_batch("\n".join(body))
     # while_loop: stop when every row has emitted eos_id (or the cache is full)
     carry = ", ".join(["step", "tokens", "cache", "done", *carry_extra])
     done0 = "next_token == eos_id" if prefill else "jnp.zeros((b,), jnp.bool_)"
@@ -1273,7 +1273,15 @@ def _generate(spec: Spec, entry: _Entry) -> tuple[list[str], list[tuple[str, str
         "tokens = lax.while_loop(keep_going, body, init)[1]",
         "return tokens",
     ]
-    return _generate_doc(spec), args, "\n".join(body)
+    return _generate_doc(spec), args, _drop_unused_batch("\n".join(body))
+
+
+def _drop_unused_batch(body: str) -> str:
+    """``body`` without its ``b = prompt.shape[0]`` line when nothing reads ``b`` (every value used)."""
+    first, rest = body.split("\n", 1)
+    if first == "b = prompt.shape[0]" and not re.search(r"\bb\b", rest):
+        return rest
+    return body
 
 
 def _generate_doc(spec: Spec) -> list[str]:
