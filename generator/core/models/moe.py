@@ -10,8 +10,8 @@ losses (Switch load balancing, ST-MoE router z-loss). What varies:
 - dispatch: ``dense`` (Mixtral-style: every expert on every token, a sparse gate),
   ``capacity`` (Switch/GShard: capacity slots by cumsum of one-hot, dispatch and combine
   tensors by einsum, tokens over capacity dropped), ``sorted`` (argsort by expert, scatter
-  into capacity buffers, ``jax.ops.segment_sum`` back) or ``ragged`` (argsort by expert,
-  ``lax.ragged_dot`` over expert groups, MaxText-style);
+  into capacity buffers, overflow to a spare slot that is sliced off, ``jax.ops.segment_sum``
+  back) or ``ragged`` (argsort by expert, ``lax.ragged_dot`` over expert groups, MaxText-style);
 - scope: the MoE layer alone, a pre-norm transformer block (attention then MoE MLP), or a
   small MoE language model with its blocks under ``lax.scan`` (plain JAX);
 - a DeepSeek/Qwen-style shared expert (optionally sigmoid-gated), top-k renormalisation,
@@ -367,13 +367,13 @@ def _dispatch(spec: Spec) -> str:
             "    group_sizes = jnp.bincount(flat_experts, length=config.num_experts)",
             "    group_starts = jnp.cumsum(group_sizes) - group_sizes",
             "    position_in_expert = jnp.arange(flat_experts.shape[0]) - group_starts[sorted_experts]",
-            "    expert_inputs = jnp.zeros((config.num_experts, capacity, config.d_model), tokens.dtype)",
-            "    expert_inputs = expert_inputs.at[sorted_experts, position_in_expert].set(",
-            '        jnp.take(tokens, sorted_token_ids, axis=0), mode="drop"',
-            "    )",
-            f"    expert_outputs = expert_ffn(expert_inputs, {wnames})",
-            '    sorted_outputs = expert_outputs.at[sorted_experts, position_in_expert].get(mode="fill", fill_value=0)',
             "    kept = position_in_expert < capacity",
+            "    # overflow goes to a spare last slot, sliced off: every scatter index is in bounds",
+            "    slot = jnp.where(kept, position_in_expert, capacity)",
+            "    expert_inputs = jnp.zeros((config.num_experts, capacity + 1, config.d_model), tokens.dtype)",
+            "    expert_inputs = expert_inputs.at[sorted_experts, slot].set(jnp.take(tokens, sorted_token_ids, axis=0))",
+            f"    expert_outputs = expert_ffn(expert_inputs[:, :capacity], {wnames})",
+            '    sorted_outputs = expert_outputs.at[sorted_experts, position_in_expert].get(mode="fill", fill_value=0)',
             "    sorted_gates = jnp.where(kept, jnp.take(gate_values.reshape(-1), sort_order), 0.0)",
             "    weighted = sorted_outputs * sorted_gates[:, None].astype(tokens.dtype)",
             *_combine(spec),
