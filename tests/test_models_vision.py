@@ -201,6 +201,31 @@ def test_training_mode_batchnorm_returns_updated_statistics():
     assert out.shape[0] == 2
 
 
+def test_evaluation_mode_bfloat16_resnet_runs_finite_on_xla_cpu():
+    """An evaluation-mode bfloat16 ResNet applies its ReLUs (after BatchNorm, after the residual
+    add) in float32: with bfloat16 ReLUs XLA CPU fused the network up to the average pooling into
+    one YNNPACK fusion that returned NaN (this row failed ``execute`` at reduced size)."""
+    spec = vision.Spec(
+        style="jax",
+        variant="resnet",
+        scope="net",
+        function_name="classify",
+        dtype="bfloat16",
+        batch_size=2,
+        image_size=32,
+        channels=256,
+        num_classes=10,
+        stage_sizes=(1, 2),
+        bn_train=False,
+        epsilon=1e-3,
+    )
+    program = vision.render(spec)
+    assert "config, relu=True)" in program.source and "jax.nn.relu(y + shortcut)" not in program.source
+    outcomes = validator_checks(program, lower_real(program).stablehlo_ir)
+    assert outcomes["execute"].status.value == "pass", outcomes["execute"]
+    assert outcomes["iree"].status.value == "pass", outcomes["iree"]
+
+
 # --- reduction ------------------------------------------------------------------------------------
 
 

@@ -76,7 +76,7 @@ _VERBS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
         ("rows", "entries"),
         "Gathers entries of {args}.",
     ),
-    "update": (("updated", "placed", "patched", "w_new", "params"), (), "Updates {args} in place (functionally)."),
+    "update": (("updated", "placed", "patched", "w_new", "params"), (), "Computes updated values from {args}."),
     "rearrange": (
         (
             "flat",
@@ -117,8 +117,12 @@ _VERBS: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "accumulate": (
         ("run", "prefix", "loop", "nxt", "acc", "out", "val", "waits"),
         ("states", "sequence"),
-        "Accumulates {args} over steps.",
+        "Runs loops or branches over {args}.",
     ),
+    "map": ((), ("batch", "examples"), "Maps a function over the batch axis of {args}."),
+    "differentiate": ((), ("loss", "objective"), "Differentiates functions of {args}."),
+    "process": ((), ("batch",), "Processes {args}, whose batch size is symbolic."),
+    "distribute": ((), ("shards",), "Computes over {args} across a mesh of devices."),
     "compute": (
         ("g", "jac", "hess", "tangent", "cotangent", "loss", "sim", "dist"),
         ("gradients", "loss"),
@@ -166,17 +170,23 @@ CATEGORY_VERBS: dict[str, tuple[str, ...]] = {
     "elementwise": ("transform",),
     "broadcasting": ("rearrange",),
     "composite": ("normalize", "transform", "compute"),
-    "control_flow": ("accumulate", "update"),
-    "batching": ("compute", "update"),
-    "autodiff": ("compute",),
+    "control_flow": ("accumulate",),
+    "batching": ("map",),
+    "autodiff": ("differentiate",),
     "indexing": ("gather", "update"),
     "linalg": ("solve",),
     "random": ("sample",),
     "nn": ("project", "normalize", "update"),
     "bitwise": ("encode",),
-    "dynamic_shapes": ("normalize", "summarize", "update"),
-    "multi_device": ("summarize", "update", "compute"),
+    "dynamic_shapes": ("process",),
+    "multi_device": ("distribute",),
 }
+
+# Categories whose functions are named by the op computing their last value; the others (a
+# random, linalg, autodiff... program is that whatever its last op) by the category's verbs.
+HINT_NAMED = frozenset(
+    {"arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite", "nn"}
+)
 
 # (kind, rank) -> argument names by preference (rank 4 stands for 4 and more)
 ARGUMENT_NAMES: dict[tuple[str, int], tuple[str, ...]] = {
@@ -243,9 +253,12 @@ def function_name(
     first_argument: str | None,
     rng: random.Random,
 ) -> str:
-    """``<verb>_<noun>``: the verb for the op computing the last value, the noun from the
-    first argument's name (or the verb's own nouns); never a name made of op names."""
-    verb = NAME_VERBS.get(last_hint or "") or rng.choice(CATEGORY_VERBS.get(category, ("compute",)))
+    """``<verb>_<noun>``: the verb for the op computing the last value (``HINT_NAMED``
+    categories) or the category's, the noun from the first argument's name (or the verb's own
+    nouns); never a name made of op names."""
+    own = CATEGORY_VERBS.get(category, ("compute",))
+    hinted = NAME_VERBS.get(last_hint or "") if category in HINT_NAMED else None
+    verb = hinted or rng.choice(own)
     nouns = list(_VERBS[verb][1])
     if first_argument and first_argument not in KEY_NAMES and not first_argument[-1].isdigit():
         nouns.insert(0, first_argument)

@@ -315,26 +315,37 @@ def batch_norm(x, params, stats, config):
     return y.astype(x.dtype), new_stats
 '''
 
+# Evaluation mode applies the ReLU that follows a BatchNorm (and the residual add and ReLU) in
+# float32 before casting back, as an inference epilogue does. With bfloat16 ReLUs instead, XLA CPU
+# (jaxlib 0.12) fuses a whole evaluation-mode network (convolutions and elementwise ops, no
+# reduction in between) up to the global average pooling into one YNNPACK fusion that returns
+# NaN for two bfloat16 ReLUs separated by a convolution, though every op is finite unfused.
 _JAX_BN_EVAL = '''
-def batch_norm(x, params, stats, config):
-    """BatchNorm in inference mode: normalise with the running averages."""
+def batch_norm(x, params, stats, config, relu=False):
+    """BatchNorm in inference mode (running averages), then the ReLU if ``relu``, in float32."""
     inv_std = lax.rsqrt(jnp.maximum(stats["var"], 0.0) + config.epsilon)
     y = (x.astype(jnp.float32) - stats["mean"]) * inv_std * params["scale"] + params["bias"]
+    if relu:
+        y = jax.nn.relu(y)
     return y.astype(x.dtype)
 '''
 
 
-def _jax_bn_line(train: bool, out: str, inp: str, name: str, indent: int = 4) -> str:
+def _jax_bn_line(train: bool, out: str, inp: str, name: str, indent: int = 4, relu: bool = False) -> str:
+    """A BatchNorm call (and, with ``relu``, the ReLU after it: its own line in training mode,
+    fused into the float32 ``batch_norm`` in evaluation mode)."""
     pad = " " * indent
     if train:
-        return f'{pad}{out}, new_stats["{name}"] = batch_norm({inp}, params["{name}"], stats["{name}"], config)'
-    return f'{pad}{out} = batch_norm({inp}, params["{name}"], stats["{name}"], config)'
+        line = f'{pad}{out}, new_stats["{name}"] = batch_norm({inp}, params["{name}"], stats["{name}"], config)'
+        return line + (f"\n{pad}{out} = jax.nn.relu({out})" if relu else "")
+    fused = ", relu=True" if relu else ""
+    return f'{pad}{out} = batch_norm({inp}, params["{name}"], stats["{name}"], config{fused})'
 
 
 def _jax_resnet_block(spec: Spec) -> str:
     """``init_block`` and the block's apply function (plain JAX)."""
     train = spec.bn_train
-    bn = lambda out, inp, name, indent=4: _jax_bn_line(train, out, inp, name, indent)  # noqa: E731
+    bn = lambda out, inp, name, indent=4, relu=False: _jax_bn_line(train, out, inp, name, indent, relu)  # noqa: E731
     if spec.bottleneck:
         init = '''
 def init_block(key, in_features, features, strides):
@@ -354,11 +365,9 @@ def init_block(key, in_features, features, strides):
 '''
         body = [
             '    y = conv2d(x, params["conv1"])',
-            bn("y", "y", "bn1"),
-            "    y = jax.nn.relu(y)",
+            bn("y", "y", "bn1", relu=True),
             '    y = conv2d(y, params["conv2"], strides)',
-            bn("y", "y", "bn2"),
-            "    y = jax.nn.relu(y)",
+            bn("y", "y", "bn2", relu=True),
             '    y = conv2d(y, params["conv3"])',
             bn("y", "y", "bn3"),
         ]
@@ -380,8 +389,7 @@ def init_block(key, in_features, features, strides):
 '''
         body = [
             '    y = conv2d(x, params["conv1"], strides)',
-            bn("y", "y", "bn1"),
-            "    y = jax.nn.relu(y)",
+            bn("y", "y", "bn1", relu=True),
             '    y = conv2d(y, params["conv2"])',
             bn("y", "y", "bn2"),
         ]
@@ -396,7 +404,10 @@ def init_block(key, in_features, features, strides):
         '        shortcut = conv2d(x, params["proj"], strides)',
         bn("shortcut", "shortcut", "proj_bn", 8),
     ]
-    lines.append("    return jax.nn.relu(y + shortcut)" + (", new_stats" if train else ""))
+    if train:
+        lines.append("    return jax.nn.relu(y + shortcut), new_stats")
+    else:
+        lines.append("    return jax.nn.relu(y.astype(jnp.float32) + shortcut.astype(jnp.float32)).astype(x.dtype)")
     return init + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -467,8 +478,7 @@ def init_params(config, key):
         lines.append(
             f'    x = conv2d(images.astype(config.dtype), params["stem"]{", 2" if spec.imagenet_stem else ""})'
         )
-        lines.append(_jax_bn_line(train, "x", "x", "stem_bn"))
-        lines.append("    x = jax.nn.relu(x)")
+        lines.append(_jax_bn_line(train, "x", "x", "stem_bn", relu=True))
         if spec.imagenet_stem:
             lines.append('    x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 3, 3, 1), (1, 2, 2, 1), "SAME")')
         target = "x, new_stats[name]" if train else "x"
