@@ -185,7 +185,7 @@ CATEGORY_VERBS: dict[str, tuple[str, ...]] = {
 # Categories whose functions are named by the op computing their last value; the others (a
 # random, linalg, autodiff... program is that whatever its last op) by the category's verbs.
 HINT_NAMED = frozenset(
-    {"arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite", "nn"}
+    {"arithmetic", "conditional", "reduction", "matrix", "elementwise", "broadcasting", "composite", "indexing", "nn"}
 )
 
 # (kind, rank) -> argument names by preference (rank 4 stands for 4 and more)
