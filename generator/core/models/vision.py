@@ -1091,7 +1091,7 @@ class EncoderBlock(nnx.Module):
         x = self.patch_embed(patches.transpose(0, 1, 3, 2, 4, 5).reshape(batch, grid * grid, -1))"""
     cls_init = "\n        self.cls_token = nnx.Param(jnp.zeros((1, 1, config.d_model)))" if spec.cls_token else ""
     cls_call = (
-        "\n        cls_token = jnp.broadcast_to(self.cls_token.value.astype(x.dtype), (x.shape[0], 1, x.shape[-1]))"
+        "\n        cls_token = jnp.broadcast_to(self.cls_token[...].astype(x.dtype), (x.shape[0], 1, x.shape[-1]))"
         "\n        x = jnp.concatenate([cls_token, x], axis=1)"
         if spec.cls_token
         else ""
@@ -1114,7 +1114,7 @@ class VisionTransformer(nnx.Module):
 
     def __call__(self, images: jax.Array) -> jax.Array:
         {patch_call}{cls_call}
-        x = x + self.pos_embed.value.astype(x.dtype)
+        x = x + self.pos_embed[...].astype(x.dtype)
         for block in self.blocks:
             x = block(x)
         x = self.final_ln(x)
