@@ -54,7 +54,7 @@ def _merge_template(into: TensorType, other: TensorType) -> str:
     return "{0} + " + summary + ".astype({0}.dtype)"
 
 
-MERGE_OP = Op(name="merge", template="{0} + {1}", categories=(), dtypes=(), hint="combined")
+MERGE_NAME, MERGE_HINT = "merge", "combined"  # the closing merges' op name (not an op-table entry) and result name
 OUTPUT_COUNT_WEIGHTS = ((1, 0.55), (2, 0.3), (3, 0.15))
 UNUSED_RESULT_WEIGHT = 40.0
 # Shares of functions written with a docstring and with type hints (real library code: about
@@ -216,8 +216,8 @@ class ProgramBuilder:
             pool = GLUE_OPS if (index > 0 and self.rng.random() < self.policy.glue_probability) else own
             op = _weighted(self.rng, pool, [o.weight for o in pool])
             if attempt < chained:
-                sinks = [v for v in self.sinks() if op.accepts(v.type)]
-                if self.sinks() and not sinks:
+                sinks = self.sinks()
+                if sinks and not any(op.accepts(v.type) for v in sinks):
                     continue
             try:
                 return self.try_apply(op)
@@ -233,11 +233,11 @@ class ProgramBuilder:
         """A statement folding ``b`` into ``a`` (or ``a`` into ``b``: the richer dtype keeps its type)."""
         into, other = (a, b) if _KIND_ORDER[_kind(a.type)] >= _KIND_ORDER[_kind(b.type)] else (b, a)
         op = Op(
-            name=MERGE_OP.name,
+            name=MERGE_NAME,
             template=_merge_template(into.type, other.type),
             categories=(),
             dtypes=(into.type.dtype,),
-            hint=MERGE_OP.hint,
+            hint=MERGE_HINT,
         )
         for v in (into, other):
             self.uses[v.name] = self.uses.get(v.name, 0) + 1

@@ -14,7 +14,7 @@ import hashlib
 import random
 
 from . import decoding, moe, recurrent, train_step, transformer, vision
-from .base import MODEL_LIBRARIES, STYLES, Family, ModelProgram
+from .base import MODEL_LIBRARIES, STYLES, Family, ModelProgram, imported_libraries
 from .reduce import reduce_source
 
 FAMILIES: dict[str, Family] = {
@@ -51,6 +51,7 @@ __all__ = [
     "Family",
     "ModelProgram",
     "bucket_of",
+    "imported_libraries",
     "reduce_source",
     "sample_model",
 ]

@@ -37,6 +37,12 @@ MODEL_LIBRARIES = ("flax", "optax", "equinox")
 _IMPORT_RE = re.compile(r"^(?:import|from)\s+(\w+)", re.M)
 
 
+def imported_libraries(source: str) -> tuple[str, ...]:
+    """The ``MODEL_LIBRARIES`` a source imports, in that order."""
+    imported = set(_IMPORT_RE.findall(source))
+    return tuple(lib for lib in MODEL_LIBRARIES if lib in imported)
+
+
 @dataclass(frozen=True)
 class ModelProgram:
     """A rendered model program: everything a row needs before lowering.
@@ -65,8 +71,7 @@ class ModelProgram:
     @property
     def libraries(self) -> tuple[str, ...]:
         """The model libraries the source imports, in ``MODEL_LIBRARIES`` order."""
-        imported = set(_IMPORT_RE.findall(self.source))
-        return tuple(lib for lib in MODEL_LIBRARIES if lib in imported)
+        return imported_libraries(self.source)
 
     @property
     def python_lines(self) -> int:

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ...core.models import MODEL_LIBRARIES
 from .build import ROOT
 from .staged import DEFAULT_CONFIG, StageResult
 
@@ -96,7 +97,7 @@ def measure(result: StageResult) -> dict[str, Any]:
             ),
             "library_versions": {
                 lib: sorted({r[f"{lib}_version"] for rs in rows.values() for r in rs if r.get(f"{lib}_version")})
-                for lib in ("flax", "optax", "equinox")
+                for lib in MODEL_LIBRARIES
             },
         }
     return per_config
@@ -208,8 +209,7 @@ def write_card(
             "jax_versions": sorted({v[1] for v in versions}),
             "jaxlib_versions": sorted({v[2] for v in versions}),
             "library_versions": {
-                lib: sorted({v for s in stats.values() for v in s["library_versions"][lib]})
-                for lib in ("flax", "optax", "equinox")
+                lib: sorted({v for s in stats.values() for v in s["library_versions"][lib]}) for lib in MODEL_LIBRARIES
             },
             "datasets_version": version("datasets"),
             "code_fingerprint": fingerprint(),

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import hashlib
 import random
-import re
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ...core.models import MODEL_CATEGORIES, MODEL_LIBRARIES, imported_libraries
 from ...core.schema import COLUMNS
 from .iree import IREE_UNPORTABLE
 from .outcome import CheckOutcome, Status
@@ -162,8 +162,6 @@ class Report:
 
     def reduced_size_counts(self) -> dict[str, dict[str, int]]:
         """Per execution check, counts over the model rows alone (they run at reduced size)."""
-        from ...core.models import MODEL_CATEGORIES
-
         counts: dict[str, dict[str, int]] = {}
         for r in self.row_results:
             if r.category not in MODEL_CATEGORIES:
@@ -299,8 +297,8 @@ def _row_problems(r: dict[str, Any]) -> list[str]:
         problems.append("stablehlo_lines does not match stablehlo_ir")
     if f"def {r['function_name']}(" not in r["python_source"]:
         problems.append(f"python_source defines no function {r['function_name']!r}")
-    imported = set(re.findall(r"^(?:import|from)\s+(\w+)", r["python_source"], re.M))
-    for lib in ("flax", "optax", "equinox"):
+    imported = imported_libraries(r["python_source"])
+    for lib in MODEL_LIBRARIES:
         if (r[f"{lib}_version"] is not None) != (lib in imported):
             problems.append(
                 f"{lib}_version is {r[f'{lib}_version']!r} but python_source {'imports' if lib in imported else 'does not import'} {lib}"
