@@ -16,6 +16,8 @@ from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
 from generator.core.plan import example_key, plan_shards
 from generator.core.policy import policy_for
 from generator.core.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
+from generator.core.views import PAIRS, check_view, view_row
+from generator.core.views import features as view_features
 from generator.runtime.shards import generate_shard, preload
 
 VERSION = datasets.Version(generator.__version__)
@@ -42,6 +44,10 @@ class PairsConfig(datasets.BuilderConfig):
       rows_per_shard: rows per generation shard (the unit of ``num_proc`` parallelism).
       program_size: "small", "medium" or "large": statements per program (a sampler policy).
       with_optimized_hlo: also compile each program and add XLA's optimized HLO (slower).
+      view: "pairs" (the rows), or a task view of them for fine-tuning: "forward",
+        "conversational", "reverse", "optimize" (needs with_optimized_hlo) or "cost".
+      max_tokens: a context budget: pairs whose view rows (any view) would exceed this many
+        Tekken tokens are resampled, never truncated. None: no budget.
     """
 
     categories: tuple[str, ...] = CATEGORIES
@@ -52,10 +58,14 @@ class PairsConfig(datasets.BuilderConfig):
     rows_per_shard: int = 500
     program_size: str = "medium"
     with_optimized_hlo: bool = False
+    view: str = PAIRS
+    max_tokens: int | None = None
     version: datasets.Version = field(default_factory=lambda: VERSION)
 
     def shard_plan(self):
         """Shards per split; raises ``ValueError`` naming any bad field value."""
+        if check_view(self.view) == "optimize" and not self.with_optimized_hlo:
+            raise ValueError("view 'optimize' needs with_optimized_hlo=True (its completions are optimized HLO)")
         return plan_shards(
             train_size=self.train_size,
             validation_size=self.validation_size,
@@ -65,6 +75,7 @@ class PairsConfig(datasets.BuilderConfig):
             rows_per_shard=self.rows_per_shard,
             policy=policy_for(self.program_size),
             with_optimized_hlo=self.with_optimized_hlo,
+            max_tokens=self.max_tokens,
         )
 
 
@@ -101,7 +112,11 @@ class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
 
     def _info(self) -> datasets.DatasetInfo:
         return datasets.DatasetInfo(
-            description=DESCRIPTION, features=FEATURES, homepage=HOMEPAGE, license=LICENSE, citation=CITATION
+            description=DESCRIPTION,
+            features=view_features(self.config.view) or FEATURES,
+            homepage=HOMEPAGE,
+            license=LICENSE,
+            citation=CITATION,
         )
 
     def _split_generators(self, dl_manager):
@@ -114,6 +129,10 @@ class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, tasks):
+        view = self.config.view
         for task in tasks:
             for i, row in enumerate(generate_shard(task)):
-                yield example_key(task, i), row
+                if view != PAIRS:
+                    row = view_row(row, view, task.seed)  # None: the pair has no such row
+                if row is not None:
+                    yield example_key(task, i), row

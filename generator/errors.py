@@ -18,3 +18,7 @@ class OtherShard(Reject):
 
 class GeneratorBug(RuntimeError):
     """Something that should be impossible happened; generation must stop loudly."""
+
+
+class BudgetTooSmall(ValueError):
+    """A build's ``max_tokens`` is below what a category's programs need; the user must raise it."""

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from generator.core.irtext import stablehlo_ops
 from generator.core.plan import plan_shards
+from generator.core.tokens import count_tokens
 from generator.runtime.shards import generate_shard
 
 
@@ -20,13 +21,15 @@ def make_rows(train: int = 7, validation: int = 3, seed: int = 0) -> dict[str, l
 
 
 def rederive(row: dict, **changes) -> dict:
-    """``row`` with ``changes`` and its derived columns (id, op list, line counts) made consistent."""
+    """``row`` with ``changes`` and its derived columns (id, op list, line and token counts) made consistent."""
     r = {**row, **changes}
     ops = stablehlo_ops(r["stablehlo_ir"])
     r["id"] = hashlib.sha256(r["python_source"].encode()).hexdigest()[:16]
     r["stablehlo_ops"] = sorted(ops)
     r["num_stablehlo_ops"] = sum(ops.values())
     r["stablehlo_lines"] = r["stablehlo_ir"].count("\n")
+    r["python_tokens"] = count_tokens(r["python_source"])
+    r["stablehlo_tokens"] = count_tokens(r["stablehlo_ir"])
     return r
 
 

@@ -16,8 +16,9 @@ import hashlib
 from importlib.metadata import version
 from pathlib import Path
 
-# Distributions whose version changes the rows (recorded in every row and in the card).
-ROW_LIBRARIES: tuple[str, ...] = ("jax", "jaxlib", "flax", "optax", "equinox")
+# Distributions whose version changes the rows (recorded in every row and in the card; the
+# tokenizer's package, whose version the token counts depend on, in the card).
+ROW_LIBRARIES: tuple[str, ...] = ("jax", "jaxlib", "flax", "optax", "equinox", "mistral-common")
 
 _HERE = Path(__file__).resolve().parent
 # Files outside core/ that core imports: they are part of what decides rows.

@@ -38,6 +38,8 @@ class ShardTask:
       mixture: ``"balanced"`` (round-robin over categories) or ``"mixed"`` (drawn at random).
       policy: the sampler's weights and limits.
       with_optimized_hlo: also compile each program and record XLA's optimized HLO.
+      max_tokens: if set, every view row of a pair (``views.fits``) is within this many
+        tokens; pairs that miss it are resampled.
     """
 
     split: str
@@ -51,6 +53,7 @@ class ShardTask:
     mixture: str = "balanced"
     policy: Policy = DEFAULT_POLICY
     with_optimized_hlo: bool = False
+    max_tokens: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +108,7 @@ def plan_shards(
     rows_per_shard: int = 500,
     policy: Policy = DEFAULT_POLICY,
     with_optimized_hlo: bool = False,
+    max_tokens: int | None = None,
 ) -> dict[str, list[ShardTask]]:
     """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
     sizes = {
@@ -121,6 +125,8 @@ def plan_shards(
     categories = check_categories(categories)
     if not isinstance(with_optimized_hlo, bool):
         raise ValueError(f"with_optimized_hlo must be True or False, got {with_optimized_hlo!r}")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive integer or None (no budget), got {max_tokens!r}")
     # Each split rounds its shard count up, so leave one shard of slack per split.
     rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / (MAX_SHARDS - len(SPLITS))))
     counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
@@ -134,7 +140,18 @@ def plan_shards(
             n = min(rows_per_shard, sizes[split] - start)
             tasks.append(
                 ShardTask(
-                    split, i, bucket, num_buckets, start, n, seed, categories, mixture, policy, with_optimized_hlo
+                    split,
+                    i,
+                    bucket,
+                    num_buckets,
+                    start,
+                    n,
+                    seed,
+                    categories,
+                    mixture,
+                    policy,
+                    with_optimized_hlo,
+                    max_tokens,
                 )
             )
             bucket += 1

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import GeneratorBug, OtherShard, Reject
+from ..errors import BudgetTooSmall, GeneratorBug, OtherShard, Reject
 from ..version import __version__
 from .irtext import largest_constant, normalize_ir, stablehlo_ops
 from .models import MODEL_CATEGORIES, MODEL_LIBRARIES, ModelProgram, sample_model
@@ -35,6 +35,8 @@ from .plan import ShardTask
 from .program import Program
 from .render import render_function, render_source
 from .sampler import Partition, sample_program
+from .tokens import count_tokens
+from .views import fits
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,9 @@ LOWERING_TIME_LIMIT_S = 30.0
 # No row embeds a large table: a lowering with a longer dense<...> literal is resampled
 # (real code builds its tables inside the function; a closed-over NumPy array is a constant).
 MAX_CONSTANT_CHARS = 16 * 1024
+# A row whose views would not fit a build's ``max_tokens`` is resampled; a budget that this
+# many programs of a category in a row miss is too small for the category, and says so.
+MAX_OVER_BUDGET_PER_ROW = 200
 
 
 class LoweringTimeout(Exception):
@@ -92,6 +97,7 @@ class ShardStats:
     lowering_failures: int = 0
     lowering_timeouts: int = 0
     large_constants: int = 0
+    over_budget: int = 0
     duplicates: int = 0
     failure_examples: list[str] = field(default_factory=list)
 
@@ -104,6 +110,7 @@ class ShardStats:
             "lowering_failures",
             "lowering_timeouts",
             "large_constants",
+            "over_budget",
             "duplicates",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
@@ -208,6 +215,9 @@ def build_row(drawn: Drawn, pair) -> dict[str, Any]:
         "num_stablehlo_ops": sum(ops.values()),
         "python_lines": drawn.python_lines,
         "stablehlo_lines": pair.stablehlo_ir.count("\n"),
+        "python_tokens": count_tokens(drawn.source),
+        "stablehlo_tokens": count_tokens(pair.stablehlo_ir),
+        "optimized_hlo_tokens": None if pair.optimized_hlo is None else count_tokens(pair.optimized_hlo),
         "jax_transforms": ["jit", *drawn.transforms],
         "lowering": lowering_method(drawn.host_devices),
         "mesh": MESH_TEXT if drawn.host_devices > 1 else None,
@@ -254,6 +264,7 @@ def generate_rows(
             jax.clear_caches()
         index = task.row_offset + i
         category = task.category_of(index)
+        over_budget: list[int] = []  # tokens of this row's programs that missed the budget
         for attempt in range(MAX_ATTEMPTS_PER_ROW):
             stats.attempts += 1
             rng = random.Random(f"{task.seed}:{task.split}:{task.shard_index}:{i}:{attempt}")
@@ -292,9 +303,20 @@ def generate_rows(
             if ir_key in seen:
                 stats.duplicates += 1
                 continue
+            row = build_row(drawn, pair)
+            if not fits(row, task.seed, task.max_tokens):
+                stats.over_budget += 1
+                over_budget.append(row["python_tokens"] + row["stablehlo_tokens"])
+                if len(over_budget) >= MAX_OVER_BUDGET_PER_ROW:
+                    raise BudgetTooSmall(
+                        f"max_tokens={task.max_tokens} is too small for {category!r}: {len(over_budget)} programs in a "
+                        f"row missed it (the smallest pair had {min(over_budget)} tokens before its instruction); "
+                        "raise max_tokens or leave the category out"
+                    )
+                continue
             seen.update((key, ir_key))
             stats.rows += 1
-            yield build_row(drawn, pair)
+            yield row
             break
         else:
             raise GeneratorBug(

@@ -56,6 +56,9 @@ COLUMNS: dict[str, tuple[object, str]] = {
         "(config, modules, functions; no imports, no example_args)",
     ),
     "stablehlo_lines": (datasets.Value("int32"), "lines of stablehlo_ir"),
+    "python_tokens": (datasets.Value("int32"), "tokens of python_source (Tekken, the tokenizer the card names)"),
+    "stablehlo_tokens": (datasets.Value("int32"), "tokens of stablehlo_ir (Tekken)"),
+    "optimized_hlo_tokens": (datasets.Value("int32"), "tokens of optimized_hlo (Tekken; null without it)"),
     "jax_transforms": (
         [datasets.Value("string")],
         "jit, then the transforms the function applies inside it, in order of first use",

@@ -216,8 +216,11 @@ def _stage(args: argparse.Namespace, repo_id: str | None = None):
         num_proc=args.num_proc,
         script=args.script,
         repo_id=repo_id,
+        views=None if args.views is None else [v for v in args.views if v != "none"],
+        max_tokens=args.max_tokens,
+        with_optimized_hlo=args.with_optimized_hlo,
     )
-    for name, config in result.configs.items():
+    for name, config in result.hub_configs().items():
         print(f"staged {name}: " + ", ".join(f"{split} {len(d)} rows" for split, d in config.row_digests.items()))
     print(f"staged version {result.version} in {result.path}")
     if args.check_with:
@@ -335,6 +338,21 @@ def build_parser() -> argparse.ArgumentParser:
         h.add_argument("--num-proc", type=_non_negative_int, default=None)
         h.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
         h.add_argument("--check-with", metavar="PYTHON", help="a python with the newest datasets; load as the viewer")
+        h.add_argument(
+            "--views",
+            nargs="+",
+            metavar="VIEW",
+            help="task views staged beside each config as <config>-<view> (default: forward conversational reverse "
+            "cost, and optimize with --with-optimized-hlo; 'none': no views)",
+        )
+        h.add_argument(
+            "--max-tokens",
+            type=_at_least_one,
+            help="context budget: resample pairs whose view rows exceed this many Tekken tokens (default: none)",
+        )
+        h.add_argument(
+            "--with-optimized-hlo", action="store_true", help="also compile every program (XLA's optimized HLO)"
+        )
         h.set_defaults(func=func)
     return parser
 

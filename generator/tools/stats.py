@@ -30,6 +30,7 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
     ir_texts: list[str] = []
     styles: Counter = Counter()
     per_category: dict[str, dict[str, list[float]]] = {}
+    tokens: dict[str, list[int]] = {"python": [], "stablehlo": [], "optimized_hlo": []}
     for split, rows in rows_by_split.items():
         n = 0
         for row in rows:
@@ -48,6 +49,10 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
                 c["styles"][row.get("style") or "jax"] += 1
             if row.get("flops") is not None:
                 flops.append(row["flops"])
+            if row.get("python_tokens") is not None:  # rows of 2.0.0 and later
+                tokens["python"].append(row["python_tokens"])
+                tokens["stablehlo"].append(row["stablehlo_tokens"])
+                tokens["optimized_hlo"].append(row.get("optimized_hlo_tokens") or 0)
             realism.add(row)
         out["splits"][split] = n
     out["rows"] = sum(out["splits"].values())
@@ -76,6 +81,17 @@ def summarize(rows_by_split: Mapping[str, Iterable[Mapping[str, Any]]]) -> dict[
         }
         for category, c in sorted(per_category.items(), key=lambda kv: MODEL_CATEGORIES.index(kv[0]))
     }
+    if tokens["python"]:
+        pair = [p + i for p, i in zip(tokens["python"], tokens["stablehlo"])]
+        out["tokens"] = {
+            "rows": len(pair),
+            "python": sum(tokens["python"]),
+            "stablehlo": sum(tokens["stablehlo"]),
+            "optimized_hlo": sum(tokens["optimized_hlo"]),
+            "pair": {"median": statistics.median(pair), "p95": nearest_rank(pair, 95), "max": max(pair)},
+            "python_median": statistics.median(tokens["python"]),
+            "stablehlo_median": statistics.median(tokens["stablehlo"]),
+        }
     out["realism"] = realism.summary()
     return out
 
@@ -119,6 +135,15 @@ def format_summary(s: Mapping[str, Any]) -> str:
         nd = s["near_duplicates"]
         lines.append(
             f"near-duplicates (IR equal up to SSA names and constants): {nd['rows']} rows ({100 * nd['rate']:.2f}%)"
+        )
+    if s.get("tokens"):
+        from ..core.tokens import TOKENIZER_NAME
+
+        t = s["tokens"]
+        lines.append(
+            f"tokens ({TOKENIZER_NAME}): python {t['python']:,} (median {t['python_median']:g}), stablehlo "
+            f"{t['stablehlo']:,} (median {t['stablehlo_median']:g}); per pair (python + stablehlo) median "
+            f"{t['pair']['median']:g}, p95 {t['pair']['p95']:g}, max {t['pair']['max']:g}"
         )
     if s.get("styles"):
         lines.append("styles: " + ", ".join(f"{k} {v}" for k, v in s["styles"].items()))

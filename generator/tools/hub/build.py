@@ -114,7 +114,16 @@ def build_config(
         builder.download_and_prepare(num_proc=num_proc)
     stats = None
     if len(seen) == planned:  # every shard reported: the numbers are complete
-        keys = ("rows", "attempts", "other_bucket", "sampling_rejects", "lowering_failures", "duplicates")
+        keys = (
+            "rows",
+            "attempts",
+            "other_bucket",
+            "sampling_rejects",
+            "lowering_failures",
+            "large_constants",
+            "over_budget",
+            "duplicates",
+        )
         stats = {k: sum(int(s.get(k, 0)) for s in seen) for k in keys}
     return builder, builder.as_dataset(), stats
 

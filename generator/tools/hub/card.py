@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ...core.models import MODEL_LIBRARIES
+from ...core.tokens import TOKENIZER_NAME, tokenizer_version
+from ...core.views import VIEW_COLUMNS, VIEWS
 from .build import ROOT
 from .staged import DEFAULT_CONFIG, StageResult
 
@@ -19,7 +21,9 @@ if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, DatasetCardData
 
 CARD_TEMPLATE = ROOT / "dataset_card" / "template.md"
-PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png"}
+PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png", "tokens": "plots/tokens.png"}
+# Context lengths the card counts rows and tokens under (what ``max_tokens`` would keep).
+BUDGETS = (2048, 4096, 8192, 16384, 32768)
 PRETTY_NAME = "JAX StableHLO Pairs"
 TAGS = ["jax", "stablehlo", "mlir", "xla", "compilers", "code", "synthetic"]
 TASK_CATEGORIES = ["text-generation"]
@@ -60,7 +64,7 @@ def _yaml_metadata(result: StageResult, card_data: DatasetCardData) -> None:
     from ...core.schema import FEATURES
 
     metadata_configs, infos = MetadataConfigs(), DatasetInfosDict()
-    for name, sc in result.configs.items():
+    for name, sc in result.hub_configs().items():
         entry: dict[str, Any] = {"data_files": [{"split": split, "path": f"{name}/{split}-*"} for split in sc.files]}
         if name == DEFAULT_CONFIG:
             entry["default"] = True
@@ -79,16 +83,54 @@ def _yaml_metadata(result: StageResult, card_data: DatasetCardData) -> None:
     infos.to_dataset_card_data(card_data)
 
 
+def budget_table(rows: list[Mapping[str, Any]], seed: int) -> dict[int, dict[str, int]]:
+    """Per context length in ``BUDGETS``: the rows whose every view row fits it (what ``max_tokens``
+    keeps, ``views.fits``) and their tokens (python + StableHLO)."""
+    from ...core.views import view_tokens
+
+    longest = [max([r["python_tokens"] + r["stablehlo_tokens"], *view_tokens(r, seed).values()]) for r in rows]
+    pair = [r["python_tokens"] + r["stablehlo_tokens"] for r in rows]
+    return {
+        b: {"rows": sum(n <= b for n in longest), "tokens": sum(p for p, n in zip(pair, longest) if n <= b)}
+        for b in BUDGETS
+    }
+
+
+def measure_views(result: StageResult) -> dict[str, dict[str, Any]]:
+    """Rows and tokens of each staged view."""
+    import pyarrow.parquet as pq
+
+    out = {}
+    for name, sv in result.views.items():
+        tables = [
+            pq.read_table(result.path / f, columns=["prompt_tokens", "completion_tokens"])
+            for fs in sv.files.values()
+            for f in fs
+        ]
+        prompt = [n for t in tables for n in t.column("prompt_tokens").to_pylist()]
+        completion = [n for t in tables for n in t.column("completion_tokens").to_pylist()]
+        out[name] = {
+            "rows": len(prompt),
+            "splits": {split: len(d) for split, d in sv.row_digests.items()},
+            "prompt_tokens": sum(prompt),
+            "completion_tokens": sum(completion),
+            "max_row_tokens": max(p + c for p, c in zip(prompt, completion)),
+            "parquet_bytes": sum(p.stat().st_size for p in (result.path / name).glob("*.parquet")),
+        }
+    return out
+
+
 def measure(result: StageResult) -> dict[str, Any]:
     """Statistics of the staged Parquet, per config and over all configs (``generator.tools.stats.summarize``)."""
     from ..io import read_rows
     from ..stats import summarize
 
     per_config = {}
-    for name in result.configs:
+    for name, sc in result.configs.items():
         rows = read_rows(result.path / name)
         flat = [r for rs in rows.values() for r in rs]
         per_config[name] = summarize(rows) | {
+            "budgets": budget_table(flat, sc.seed),
             "transforms": dict(Counter(t for r in flat for t in r["jax_transforms"]).most_common()),
             "lowerings": dict(Counter(r["lowering"] for r in flat).most_common()),
             "parquet_bytes": sum(p.stat().st_size for p in (result.path / name).glob("*.parquet")),
@@ -141,6 +183,39 @@ def _plot(result: StageResult, focus: str, summary: Mapping[str, Any]) -> None:
     fig.savefig(result.path / PLOTS["sizes"], dpi=100, metadata=png)
     plt.close(fig)
 
+    _plot_tokens(result, focus, rows, plt, png)
+
+
+def _plot_tokens(result: StageResult, focus: str, rows: list[Mapping[str, Any]], plt: Any, png: dict) -> None:
+    """Token distributions: python and StableHLO tokens per row of ``focus``, and per config the
+    share of rows within each context length."""
+    from ..io import read_rows
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    ax = axes[0]
+    for column, color in (("python_tokens", "#4c72b0"), ("stablehlo_tokens", "#dd8452")):
+        ax.hist([math.log10(max(1, r[column])) for r in rows], bins=30, alpha=0.7, color=color, label=column)
+    ax.set_xlabel("log10(tokens per row)")
+    ax.set_ylabel("rows")
+    ax.set_title(f"'{focus}', {len(rows)} rows")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    shown = [n for n in ("balanced", "mixed", "models") if n in result.configs] or list(result.configs)[:5]
+    for name in shown:
+        flat = [r for rs in read_rows(result.path / name).values() for r in rs]
+        pair = sorted(r["python_tokens"] + r["stablehlo_tokens"] for r in flat)
+        ax.step(pair, [(i + 1) / len(pair) for i in range(len(pair))], where="post", label=name)
+    for b in BUDGETS:
+        ax.axvline(b, color="#999999", linewidth=0.6, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("python + StableHLO tokens per row")
+    ax.set_ylabel("share of rows at or below")
+    ax.legend(fontsize=8)
+    fig.suptitle(f"Tokens: {TOKENIZER_NAME}")
+    fig.tight_layout()
+    fig.savefig(result.path / PLOTS["tokens"], dpi=100, metadata=png)
+    plt.close(fig)
+
 
 def build_command(result: StageResult, num_proc: int | None) -> str:
     """The command that stages the same data again."""
@@ -189,6 +264,7 @@ def write_card(
                 "failures": st["sampling_rejects"] + st["lowering_failures"] + st["duplicates"],
             }
     all_ops = sorted({op for s in stats.values() for op in s["op_frequency"]})
+
     card = DatasetCard.from_template(
         card_data,
         template_path=str(CARD_TEMPLATE),
@@ -198,6 +274,13 @@ def write_card(
         repo_id=repo_id or "<user>/jax-stablehlo-pairs",
         columns=[(name, feature_type(feat), meaning) for name, (feat, meaning) in COLUMNS.items()],
         configs=result.configs,
+        views=result.views,
+        view_stats=measure_views(result),
+        view_kinds=VIEWS,
+        view_columns=VIEW_COLUMNS,
+        tokenizer=tokenizer_version(),
+        budgets=BUDGETS,
+        max_tokens=result.max_tokens,
         stats=stats,
         focus=focus,
         plots=PLOTS,

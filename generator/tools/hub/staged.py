@@ -37,9 +37,38 @@ class StagedConfig:
 
 
 @dataclass
+class StagedView:
+    """A task view (``generator.core.views``) of a staged config, staged as a Hub config of its own.
+
+    Attributes:
+      name: the Hub config, ``<pairs_config>-<view>``.
+      pairs_config: the staged config whose rows it is made from.
+      view: the view's name.
+      features: its ``datasets.Features``.
+      files, row_digests: as for ``StagedConfig``; splits without rows are left out.
+    """
+
+    name: str
+    pairs_config: str
+    view: str
+    features: Any = None
+    files: dict[str, list[str]] = field(default_factory=dict)
+    row_digests: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
 class StageResult:
-    """What ``stage`` wrote: the folder, the dataset version and each config."""
+    """What ``stage`` wrote: the folder, the dataset version, each config and each view of one.
+
+    ``max_tokens`` is the budget the configs were built under (``None``: none).
+    """
 
     path: Path
     version: str
     configs: dict[str, StagedConfig]
+    views: dict[str, StagedView] = field(default_factory=dict)
+    max_tokens: int | None = None
+
+    def hub_configs(self) -> dict[str, StagedConfig | StagedView]:
+        """Every Hub config the folder holds: the pairs configs, then the views."""
+        return {**self.configs, **self.views}

@@ -55,16 +55,18 @@ def compare_viewer_report(result: StageResult, report: Mapping[str, Any]) -> lis
     ):
         problems.append(f"default config is {report.get('default_config')!r}, expected {DEFAULT_CONFIG!r}")
     loaded = report.get("configs", {})
-    if sorted(loaded) != sorted(result.configs):
-        problems.append(f"configs seen by the viewer {sorted(loaded)} != staged {sorted(result.configs)}")
-    for name, sc in result.configs.items():
+    staged = result.hub_configs()
+    if sorted(loaded) != sorted(staged):
+        problems.append(f"configs seen by the viewer {sorted(loaded)} != staged {sorted(staged)}")
+    for name, sc in staged.items():
+        columns = list(sc.features) if name in result.views else list(COLUMNS)
         for split, digests in sc.row_digests.items():
             got = loaded.get(name, {}).get(split)
             if got is None:
                 problems.append(f"{name}/{split}: not loaded")
                 continue
-            if got["columns"] != list(COLUMNS):
-                problems.append(f"{name}/{split}: columns {got['columns']} != {list(COLUMNS)}")
+            if got["columns"] != columns:
+                problems.append(f"{name}/{split}: columns {got['columns']} != {columns}")
             if got["row_digests"] != digests:
                 diff = next(
                     (i for i, (a, b) in enumerate(zip(got["row_digests"], digests, strict=False)) if a != b),

@@ -268,7 +268,7 @@ _TYPE_CHECKS: dict[str, tuple[str, Callable[[Any], bool]]] = {
 
 
 # Columns that may be null (numbers may always be: a cost figure XLA does not report).
-NULLABLE = {"optimized_hlo", "mesh", "flax_version", "optax_version", "equinox_version"}
+NULLABLE = {"optimized_hlo", "optimized_hlo_tokens", "mesh", "flax_version", "optax_version", "equinox_version"}
 
 
 def _kind(feature: Any) -> str:
@@ -280,6 +280,8 @@ def _kind(feature: Any) -> str:
 def _row_problems(r: dict[str, Any]) -> list[str]:
     """Type and consistency problems of one row that has every column."""
     from ...core.irtext import stablehlo_ops
+    from ...core.tokens import count_tokens
+    from ...core.views import TOKEN_COLUMNS
 
     problems = []
     for name, (feature, _) in COLUMNS.items():
@@ -295,6 +297,12 @@ def _row_problems(r: dict[str, Any]) -> list[str]:
         problems.append("stablehlo_ops/num_stablehlo_ops do not match stablehlo_ir")
     if r["stablehlo_lines"] != r["stablehlo_ir"].count("\n"):
         problems.append("stablehlo_lines does not match stablehlo_ir")
+    for text, column in TOKEN_COLUMNS.items():
+        if r[text] is None:
+            if r[column] is not None:
+                problems.append(f"{column} is {r[column]} but {text} is null")
+        elif r[column] != count_tokens(r[text]):
+            problems.append(f"{column} is {r[column]} but {text} has {count_tokens(r[text])} tokens")
     if f"def {r['function_name']}(" not in r["python_source"]:
         problems.append(f"python_source defines no function {r['function_name']!r}")
     imported = imported_libraries(r["python_source"])
