@@ -49,16 +49,20 @@ def staged(tmp_path_factory):
     return hub.stage(out, CONFIGS, **SIZES, repo_id="someone/jsp")
 
 
+VIEWS = ["forward", "conversational", "reverse", "cost"]  # staged by default (optimize needs optimized HLO)
+
+
 def test_layout_is_the_hub_layout(staged):
-    assert sorted(tree(staged.path)) == [
-        "README.md",
-        "balanced/train-00000-of-00001.parquet",
-        "balanced/validation-00000-of-00001.parquet",
-        "matrix/train-00000-of-00001.parquet",
-        "matrix/validation-00000-of-00001.parquet",
-        "plots/op_frequency.png",
-        "plots/sizes.png",
-    ]
+    folders = [*CONFIGS, *(f"{c}-{v}" for c in CONFIGS for v in VIEWS)]
+    assert sorted(tree(staged.path)) == sorted(
+        [
+            "README.md",
+            *(f"{folder}/{split}-00000-of-00001.parquet" for folder in folders for split in ("train", "validation")),
+            "plots/op_frequency.png",
+            "plots/sizes.png",
+            "plots/tokens.png",
+        ]
+    )
     assert [p.name for p in staged.path.parent.iterdir()] == ["staged"]  # no temporary folder left behind
     for png in (staged.path / "plots").iterdir():
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -71,6 +75,53 @@ def test_parquet_holds_the_builder_rows(staged):
         assert [hub.row_digest(r) for r in rows["train"]] == staged.configs[name].row_digests["train"]
         assert pq.read_schema(staged.path / name / "train-00000-of-00001.parquet").names == list(COLUMNS)
     assert {r["category"] for r in read_rows(staged.path / "matrix")["train"]} == {"matrix"}
+
+
+def test_views_are_staged_beside_each_config(staged):
+    from generator.core.views import features, view_row
+
+    assert sorted(staged.views) == sorted(f"{c}-{v}" for c in CONFIGS for v in VIEWS)
+    for name in CONFIGS:
+        pairs = read_rows(staged.path / name)
+        for view in VIEWS:
+            rows = read_rows(staged.path / f"{name}-{view}")
+            expected = {s: [v for v in (view_row(r, view, 0) for r in rs) if v] for s, rs in pairs.items()}
+            assert rows == expected
+            assert pq.read_schema(next((staged.path / f"{name}-{view}").glob("train-*"))).names == list(features(view))
+    # cost has no row for symbolic shapes (balanced holds dynamic_shapes rows); the others have one per pair
+    n = {split: len(rs) for split, rs in read_rows(staged.path / "balanced-cost").items()}
+    assert 0 < n["train"] < 40 and len(read_rows(staged.path / "balanced-reverse")["train"]) == 40
+
+
+def test_row_groups_stay_small_however_long_the_rows(tmp_path, monkeypatch):
+    """Row groups hold at most ROW_GROUP_BYTES of data (the viewer refuses groups over about 286 MiB)."""
+    import numpy as np
+    import pyarrow as pa
+
+    from generator.tools.hub import staging
+
+    table = pa.table(
+        {
+            "text": ["x" * n for n in (10, 5_000, 200, 40_000, 7)] * 4,
+            "messages": [[{"role": "user", "content": "y" * n}] for n in (3, 9, 60_000, 1, 2)] * 4,
+        }
+    )
+    sizes = staging.row_nbytes(table.column("text")) + staging.row_nbytes(table.column("messages"))
+    # a string: its bytes + a 4-byte offset; a list: its items + an offset; a struct: its fields
+    expected = [
+        len(t) + 4 + sum(len(m["content"]) + 4 + len(m["role"]) + 4 for m in ms) + 4
+        for t, ms in zip(table.column("text").to_pylist(), table.column("messages").to_pylist())
+    ]
+    assert list(sizes) == expected
+    assert staging.rows_per_row_group(table, 200_000) == 200_000 // int(sizes.max())
+    ds = datasets.Dataset(table)
+    paths = staging._write_parquet_shards(ds, tmp_path, "train", 1 << 30, row_group_bytes=130_000)
+    meta = pq.ParquetFile(paths[0]).metadata
+    assert meta.num_row_groups == 10  # 2 rows per group: 2 x 60 KB rows fit in 130 KB, 3 do not
+    assert all(meta.row_group(i).num_rows == 2 for i in range(meta.num_row_groups))
+    assert pq.read_table(paths[0]).equals(table)
+    assert staging.rows_per_row_group(table.slice(0, 0)) == staging.MAX_ROWS_PER_ROW_GROUP
+    assert np.all(sizes > 0)
 
 
 def test_card_yaml_describes_configs_and_splits(staged):
@@ -93,6 +144,12 @@ def test_card_yaml_describes_configs_and_splits(staged):
     # The YAML features are what datasets reads back for the config.
     info = datasets.DatasetInfo._from_yaml_dict(infos["matrix"])
     assert info.features == datasets.Features({n: f for n, (f, _) in COLUMNS.items()})
+    from generator.core.views import features
+
+    for view in VIEWS:
+        name = f"matrix-{view}"
+        assert configs[name]["data_files"][0] == {"split": "train", "path": f"{name}/train-*"}
+        assert datasets.DatasetInfo._from_yaml_dict(infos[name]).features == features(view)
 
 
 def test_card_numbers_come_from_the_staged_data(staged):
@@ -105,7 +162,19 @@ def test_card_numbers_come_from_the_staged_data(staged):
         )
     for column in COLUMNS:
         assert f"| `{column}` |" in text
-    assert "(plots/op_frequency.png)" in text and "(plots/sizes.png)" in text
+    assert "(plots/op_frequency.png)" in text and "(plots/sizes.png)" in text and "(plots/tokens.png)" in text
+    tokens = s["tokens"]  # matrix's, from the staged rows
+    assert f"| `matrix` | 50 | {tokens['python']:,} | {tokens['stablehlo']:,} |" in text
+    assert "tekken_240911.json from mistral-common 1.9.1" in text
+    from generator.tools.hub.card import budget_table
+
+    flat = [r for rs in read_rows(staged.path / "matrix").values() for r in rs]
+    budgets = budget_table(flat, 0)
+    assert budgets[32768]["rows"] >= budgets[2048]["rows"]
+    assert "| `matrix` | " + " | ".join(f"{b['rows']} ({b['tokens']:,})" for b in budgets.values()) + " |" in text
+    fwd = read_rows(staged.path / "matrix-forward")
+    prompt = sum(r["prompt_tokens"] for rs in fwd.values() for r in rs)
+    assert f"| `matrix-forward` | Python source -> StableHLO | 40 | 10 | {prompt:,} |" in text
     assert 'load_dataset("someone/jsp", "balanced")' in text
     assert f"jax / jaxlib | {version('jax')} / {version('jaxlib')}" in text
     assert "--configs balanced matrix --train-size 40 --validation-size 10 --seed 0" in text
@@ -129,8 +198,10 @@ def test_staged_folder_loads_without_script(staged):
 def test_restaging_gives_identical_bytes(staged, tmp_path):
     again = hub.stage(tmp_path / "again", ["matrix"], **SIZES)
     before, after = tree(staged.path), tree(again.path)
-    for f in ("matrix/train-00000-of-00001.parquet", "matrix/validation-00000-of-00001.parquet"):
-        assert before[f] == after[f]
+    assert any(f.startswith("matrix-forward/") for f in after)
+    for f in after:
+        if f.endswith(".parquet"):  # the pairs and their views
+            assert before[f] == after[f], f
     # Restaging over an existing staging replaces it whole (balanced is gone) with the same bytes.
     readme = (again.path / "README.md").read_text()
     assert hub.stage(again.path, ["matrix"], **SIZES).path == again.path
@@ -146,6 +217,12 @@ def test_restaging_gives_identical_bytes(staged, tmp_path):
 def test_bad_input_fails_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"unknown configs \['nope'\]; valid configs: balanced"):
         hub.stage(tmp_path / "out", ["balanced", "nope"])
+    with pytest.raises(ValueError, match=r"unknown views \['fwd'\]; valid views: forward, conversational"):
+        hub.stage(tmp_path / "out", ["matrix"], views=["forward", "fwd"])
+    with pytest.raises(ValueError, match="view 'optimize' needs with_optimized_hlo=True"):
+        hub.stage(tmp_path / "out", ["matrix"], views=["optimize"])
+    with pytest.raises(ValueError, match="max_tokens must be a positive integer or None"):
+        hub.stage(tmp_path / "out", ["matrix"], max_tokens=0)
     with pytest.raises(ValueError, match="train_size must be a non-negative integer, got -1"):
         hub.stage(tmp_path / "out", ["matrix"], train_size=-1)
     foreign = tmp_path / "mine"
@@ -210,7 +287,8 @@ def test_upload_creates_repo_uploads_and_tags_the_version(staged, tmp_path):
     assert kwargs["repo_id"] == "someone/jsp" and kwargs["repo_type"] == "dataset"
     assert Path(kwargs["folder_path"]) == staged.path
     # Only the pushed configs' files (and the plots) may be deleted: other configs stay on the Hub.
-    assert sorted(kwargs["delete_patterns"]) == ["balanced/*", "matrix/*", "plots/*"]
+    assert sorted(kwargs["delete_patterns"]) == sorted([f"{name}/*" for name in staged.hub_configs()] + ["plots/*"])
+    assert "matrix-forward/*" in kwargs["delete_patterns"]
     assert "revision" not in kwargs or kwargs["revision"] in (None, "main")
     api.create_tag.assert_called_once_with(
         "someone/jsp",
@@ -231,7 +309,11 @@ def test_upload_of_one_config_keeps_the_others(tmp_path):
     )
     api = fake_api(remote_readme=remote)
     hub.upload(one.path, "someone/jsp", version="1.0.0", token="hf_x", api=api)
-    assert api.upload_folder.call_args.kwargs["delete_patterns"] == ["matrix/*", "plots/*"]
+    assert api.upload_folder.call_args.kwargs["delete_patterns"] == [
+        "matrix/*",
+        *(f"matrix-{v}/*" for v in sorted(VIEWS)),
+        "plots/*",
+    ]
     data = DatasetCard.load(one.path / "README.md").data
     configs = {c["config_name"]: c for c in data.configs}
     assert configs["balanced"] == {"config_name": "balanced", "data_files": "balanced/*", "default": True}  # kept
@@ -305,11 +387,16 @@ def test_viewer_report_comparison_catches_differences(staged):
         "project_importable": False,
         "default_config": "balanced",
         "configs": {
-            n: {s: {"columns": list(COLUMNS), "row_digests": d} for s, d in c.row_digests.items()}
-            for n, c in staged.configs.items()
+            n: {
+                s: {"columns": list(c.features) if n in staged.views else list(COLUMNS), "row_digests": d}
+                for s, d in c.row_digests.items()
+            }
+            for n, c in staged.hub_configs().items()
         },
     }
     assert hub.compare_viewer_report(staged, good) == []
+    missing = {**good, "configs": {n: c for n, c in good["configs"].items() if n != "matrix-reverse"}}
+    assert any("configs seen by the viewer" in p for p in hub.compare_viewer_report(staged, missing))
     bad = {**good, "project_importable": True, "default_config": "matrix", "configs": dict(good["configs"])}
     rows = list(good["configs"]["matrix"]["train"]["row_digests"])
     rows[3] = "0" * 32
