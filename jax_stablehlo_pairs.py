@@ -28,7 +28,8 @@ RELEASE_NOTES = {
     "2.0.0": "Lowered by jax/jaxlib 0.12.0.1 on Python 3.12; six model categories (transformer, decoding, moe, "
     "vision, recurrent, train_step) in plain JAX, Flax NNX, Equinox and optax, and a models config; style and "
     "flax/optax/equinox version columns; op-table programs without dead statements, named for what they "
-    "compute, at real sizes, with docstrings and type hints; no bfloat16 triu.",
+    "compute, at real sizes, with docstrings and type hints; no bfloat16 triu; token counts (Tekken) per "
+    "row; fine-tuning views (forward, conversational, reverse, optimize, cost) and a max_tokens budget.",
 }
 
 
