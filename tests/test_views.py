@@ -8,7 +8,8 @@ import pytest
 from generator.core import views
 from generator.core.categories import CATEGORIES
 from generator.core.plan import plan_shards
-from generator.core.rows import MAX_OVER_BUDGET_PER_ROW, ShardStats
+from generator.core import rows as rows_module
+from generator.core.rows import ShardStats
 from generator.core.tokens import count_tokens
 from generator.errors import BudgetTooSmall
 from generator.runtime.shards import generate_in_process
@@ -146,10 +147,13 @@ def test_a_budget_keeps_every_view_row_within_it():
     assert {r["id"] for r in free if max(views.view_tokens(r, 2).values()) <= budget} <= {r["id"] for r in kept}
 
 
-def test_a_budget_too_small_for_a_category_says_so():
-    with pytest.raises(BudgetTooSmall, match=r"max_tokens=50 is too small for 'arithmetic'.*raise max_tokens"):
+def test_a_budget_too_small_for_a_category_says_so(monkeypatch):
+    assert rows_module.MAX_OVER_BUDGET_PER_ROW == 200
+    monkeypatch.setattr(rows_module, "MAX_OVER_BUDGET_PER_ROW", 20)  # the same stop, sooner
+    with pytest.raises(
+        BudgetTooSmall, match=r"max_tokens=50 is too small for 'arithmetic': 20 programs.*raise max_tokens"
+    ):
         build(("arithmetic",), n=1, max_tokens=50)
-    assert MAX_OVER_BUDGET_PER_ROW >= 100
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "16k"])
@@ -173,7 +177,7 @@ def test_builder_gives_a_view(cache_dir):
 
 
 def test_budgeted_builder_rows_fit(cache_dir):
-    kw = {"train_size": 8, "validation_size": 0, "trust_remote_code": True, "cache_dir": cache_dir}
-    ds = datasets.load_dataset(SCRIPT, "composite", view="reverse", max_tokens=1500, **kw)["train"]
-    assert ds.num_rows == 8
-    assert all(p + c <= 1500 for p, c in zip(ds["prompt_tokens"], ds["completion_tokens"]))
+    kw = {"train_size": 6, "validation_size": 0, "trust_remote_code": True, "cache_dir": cache_dir}
+    ds = datasets.load_dataset(SCRIPT, "arithmetic", view="reverse", max_tokens=2000, **kw)["train"]
+    assert ds.num_rows == 6
+    assert all(p + c <= 2000 for p, c in zip(ds["prompt_tokens"], ds["completion_tokens"]))
