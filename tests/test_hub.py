@@ -10,6 +10,7 @@ from pathlib import Path
 from unittest import mock
 
 import datasets
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -96,7 +97,6 @@ def test_views_are_staged_beside_each_config(staged):
 def test_row_groups_stay_small_however_long_the_rows(tmp_path, monkeypatch):
     """Row groups hold at most ROW_GROUP_BYTES of data (the viewer refuses groups over about 286 MiB)."""
     import numpy as np
-    import pyarrow as pa
 
     from generator.tools.hub import staging
 
@@ -426,7 +426,6 @@ def test_newest_datasets_loads_every_config_as_the_builder_made_it(staged, tmp_p
     assert version.stdout.startswith("5."), version
     assert hub.check_viewer(staged, python) == []
     # The check can fail: a Parquet file whose rows differ from the builder's is caught.
-    import pyarrow as pa
 
     changed = hub.StageResult(tmp_path / "changed", staged.version, staged.configs)
     shutil.copytree(staged.path, changed.path)
@@ -446,3 +445,22 @@ def test_resample_counts_are_collected_from_forked_workers(tmp_path):
     _, two, workers = hub.build_config(module, "matrix", cache_dir=str(tmp_path / "b"), num_proc=2, **small)
     assert in_process == workers and workers["rows"] == 6 and workers["attempts"] >= 6
     assert one["train"].to_list() == two["train"].to_list()
+
+
+def test_validate_checks_staged_views_against_their_pairs(staged, tmp_path, capsys):
+    assert cli.main(["validate", str(staged.path), "--structure-only"]) == 0
+    out = capsys.readouterr().out
+    assert "view matrix-reverse: 50 rows; each is its pair's reverse row: ok" in out
+    assert "view balanced-conversational: 50 rows; each is its pair's conversational row: ok" in out
+    changed = tmp_path / "changed"
+    shutil.copytree(staged.path, changed)
+    path = changed / "matrix-forward" / "validation-00000-of-00001.parquet"
+    table = pq.read_table(path)
+    completions = table.column("completion").to_pylist()
+    i = table.schema.get_field_index("completion")
+    cut = completions[1][: len(completions[1]) // 2]  # a truncated IR is caught
+    pq.write_table(table.set_column(i, table.schema.field(i), pa.array([completions[0], cut, *completions[2:]])), path)
+    assert cli.main(["validate", str(changed), "--structure-only"]) == 1
+    out = capsys.readouterr().out
+    assert "view matrix-forward: 50 rows; each is its pair's forward row: FAILED" in out
+    assert "forward/validation row 1" in out and "differs from its pair's forward row in completion" in out

@@ -5,10 +5,10 @@ import re
 import datasets
 import pytest
 
+from generator.core import rows as rows_module
 from generator.core import views
 from generator.core.categories import CATEGORIES
 from generator.core.plan import plan_shards
-from generator.core import rows as rows_module
 from generator.core.rows import ShardStats
 from generator.core.tokens import count_tokens
 from generator.errors import BudgetTooSmall

@@ -187,13 +187,18 @@ def _tokens(row: Mapping[str, Any], column: str) -> int:
     return counted if counted is not None else count_tokens(row[column])
 
 
-def view_row(row: Mapping[str, Any], view: str, seed: int) -> dict[str, Any] | None:
-    """The ``view`` row of a pairs row, or ``None`` if the pair has no such row (no optimized HLO, no cost)."""
+def view_row(
+    row: Mapping[str, Any], view: str, seed: int | None = None, *, template: int | None = None
+) -> dict[str, Any] | None:
+    """The ``view`` row of a pairs row, or ``None`` if the pair has no such row (no optimized HLO, no cost).
+
+    The instruction is template ``template`` if given, else the one the build's ``seed`` draws for the row.
+    """
     v = VIEWS[view]
     completion = cost_text(row) if v.target == "cost" else row.get(v.target)
     if completion is None:
         return None
-    index = template_index(seed, view, row["id"])
+    index = template if template is not None else template_index(seed, view, row["id"])
     head = instruction(v, index, row)
     prompt = head + row[v.source]
     counts = {

@@ -6,7 +6,9 @@ import argparse
 import json
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ..core.categories import CATEGORIES
 from .io import DEFAULT_OUTPUT_DIR
@@ -110,9 +112,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Validate a folder/file, or (``--build``) a config this tool builds right now, which it trusts."""
     from .io import ensure_writable_dir, read_configs, write_json
-    from .validate import validate_dataset, validate_rows
+    from .validate import check_view_rows, validate_dataset, validate_rows
 
-    report_json = None
+    report_json, view_problems = None, 0
     if args.report_json:
         report_json = Path(args.report_json)
         ensure_writable_dir(report_json.parent)  # fail before any work
@@ -141,16 +143,38 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     f"no PATH given and the default folder {path!r} does not exist (in {Path.cwd()}): "
                     "make it with `python -m generator generate --count N`, or pass a PATH or --build"
                 )
+        configs = read_configs(path)
+        views = staged_views(configs)
         reports = [
             validate_rows(rows, trust_code=args.trust_code, config=config, progress=_progress(), **options)
-            for config, rows in sorted(read_configs(path).items())
+            for config, rows in sorted(configs.items())
+            if config not in views
         ]
+        for name, (pairs, view) in sorted(views.items()):  # a staged folder's task views
+            problems = check_view_rows(configs[name], configs[pairs], view)
+            n = sum(len(rows) for rows in configs[name].values())
+            print(f"view {name}: {n} rows; each is its pair's {view} row: {'FAILED' if problems else 'ok'}")
+            for problem in problems[:20]:
+                print(f"  {problem}")
+            view_problems += len(problems)
     print("\n\n".join(r.format() for r in reports))
     if report_json is not None:
         write_json([r.to_json() for r in reports], report_json)
     if any(r.refused for r in reports):
         return 3
-    return 0 if all(r.ok for r in reports) else 1
+    return 0 if all(r.ok for r in reports) and not view_problems else 1
+
+
+def staged_views(configs: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
+    """The task views among a staged folder's configs: ``<pairs config>-<view>`` -> (pairs config, view)."""
+    from ..core.views import VIEWS
+
+    out = {}
+    for name in configs:
+        pairs, _, view = name.rpartition("-")
+        if view in VIEWS and pairs in configs:
+            out[name] = (pairs, view)
+    return out
 
 
 def _progress():

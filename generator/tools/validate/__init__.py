@@ -475,3 +475,39 @@ def validate_dataset(ds: datasets.DatasetDict | datasets.Dataset, **kwargs: Any)
     from ..io import rows_of_dataset
 
     return validate_rows(rows_of_dataset(ds), **kwargs)
+
+
+def check_view_rows(
+    view_rows: Mapping[str, list[dict[str, Any]]], pairs_rows: Mapping[str, list[dict[str, Any]]], view: str
+) -> list[str]:
+    """Problems of a task view's rows (``core.views``): each must be the view of its pair (joined
+    by ``id``) with the template it names, and its token counts must count its texts."""
+    from ...core.tokens import count_tokens
+    from ...core.views import VIEWS, view_row
+
+    pairs = {r["id"]: r for rows in pairs_rows.values() for r in rows}
+    problems: list[str] = []
+    for split, rows in view_rows.items():
+        for i, r in enumerate(rows):
+            where = f"{view}/{split} row {i} ({r.get('id')!r})"
+            pair = pairs.get(r.get("id"))
+            template = r.get("template")
+            if pair is None:
+                problems.append(f"{where}: no pair has this id")
+                continue
+            if not _is_int(template) or not 0 <= template < len(VIEWS[view].templates):
+                problems.append(f"{where}: template {template!r} is not one of the view's {len(VIEWS[view].templates)}")
+                continue
+            expected = view_row(pair, view, template=template)
+            if r != expected:
+                keys = sorted(k for k in {*r, *(expected or {})} if r.get(k) != (expected or {}).get(k))
+                problems.append(f"{where}: differs from its pair's {view} row in {', '.join(keys)}")
+                continue
+            prompt, completion = (
+                (r["messages"][0]["content"], r["messages"][1]["content"])
+                if "messages" in r
+                else (r["prompt"], r["completion"])
+            )
+            if (count_tokens(prompt), count_tokens(completion)) != (r["prompt_tokens"], r["completion_tokens"]):
+                problems.append(f"{where}: prompt_tokens/completion_tokens do not count the prompt and completion")
+    return problems
