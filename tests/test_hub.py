@@ -464,3 +464,17 @@ def test_validate_checks_staged_views_against_their_pairs(staged, tmp_path, caps
     out = capsys.readouterr().out
     assert "view matrix-forward: 50 rows; each is its pair's forward row: FAILED" in out
     assert "forward/validation row 1" in out and "differs from its pair's forward row in completion" in out
+
+
+def test_optimize_view_is_staged_for_builds_with_optimized_hlo(tmp_path):
+    result = hub.stage(
+        tmp_path / "opt", ["arithmetic"], train_size=3, validation_size=1, with_optimized_hlo=True, views=["optimize"]
+    )
+    assert sorted(result.hub_configs()) == ["arithmetic", "arithmetic-optimize"]
+    pairs = read_rows(result.path / "arithmetic")
+    rows = read_rows(result.path / "arithmetic-optimize")
+    assert [r["completion"] for r in rows["train"]] == [r["optimized_hlo"] for r in pairs["train"]]
+    assert all(r["completion"].startswith("HloModule") for r in rows["train"])
+    text = (result.path / "README.md").read_text()
+    assert "| `arithmetic-optimize` | StableHLO -> XLA's optimized HLO" in text
+    assert "without compiling: no optimized HLO" not in text
