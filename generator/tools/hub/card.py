@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 CARD_TEMPLATE = ROOT / "dataset_card" / "template.md"
 PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png", "tokens": "plots/tokens.png"}
 # Context lengths the card counts rows and tokens under (what ``max_tokens`` would keep).
-BUDGETS = (2048, 4096, 8192, 16384, 32768)
+BUDGETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
 PRETTY_NAME = "JAX StableHLO Pairs"
 TAGS = ["jax", "stablehlo", "mlir", "xla", "compilers", "code", "synthetic"]
 TASK_CATEGORIES = ["text-generation"]
