@@ -223,10 +223,11 @@ def view_tokens(row: Mapping[str, Any], seed: int) -> dict[str, int]:
     return out
 
 
+def longest_tokens(row: Mapping[str, Any], seed: int) -> int:
+    """Tokens of the pair's longest view row, or of its two texts if longer: what a budget must hold."""
+    return max([row["python_tokens"] + row["stablehlo_tokens"], *view_tokens(row, seed).values()])
+
+
 def fits(row: Mapping[str, Any], seed: int, max_tokens: int | None) -> bool:
     """Whether every view row of the pair (and the pair's two texts) fits in ``max_tokens``."""
-    if max_tokens is None:
-        return True
-    return row["python_tokens"] + row["stablehlo_tokens"] <= max_tokens and all(
-        n <= max_tokens for n in view_tokens(row, seed).values()
-    )
+    return max_tokens is None or longest_tokens(row, seed) <= max_tokens

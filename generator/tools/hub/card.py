@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...core.models import MODEL_LIBRARIES
 from ...core.tokens import TOKENIZER_NAME, tokenizer_version
-from ...core.views import VIEW_COLUMNS, VIEWS, view_tokens
+from ...core.views import VIEW_COLUMNS, VIEWS, longest_tokens
 from .build import ROOT
 from .staged import DEFAULT_CONFIG, StageResult
 
@@ -86,7 +86,7 @@ def _yaml_metadata(result: StageResult, card_data: DatasetCardData) -> None:
 def budget_table(rows: list[Mapping[str, Any]], seed: int) -> dict[int, dict[str, int]]:
     """Per context length in ``BUDGETS``: the rows whose every view row fits it (what ``max_tokens``
     keeps, ``views.fits``) and their tokens (python + StableHLO)."""
-    longest = [max([r["python_tokens"] + r["stablehlo_tokens"], *view_tokens(r, seed).values()]) for r in rows]
+    longest = [longest_tokens(r, seed) for r in rows]
     pair = [r["python_tokens"] + r["stablehlo_tokens"] for r in rows]
     return {
         b: {"rows": sum(n <= b for n in longest), "tokens": sum(p for p, n in zip(pair, longest) if n <= b)}
