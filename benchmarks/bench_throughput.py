@@ -3,10 +3,11 @@
 Methods, measured side by side in one run (timings on a shared machine are noisy, so the
 ratios are what matter):
 
-  a. original: per program ``jit``, ``lower``, ``compile``, ``compiled.cost_analysis()``,
-     ``as_text()`` (the design this project replaced);
-  b. floor: ``jit``, ``lower``, ``as_text()``, ``lowered.cost_analysis()``: the least JAX work
-     that yields what a row holds (no cost analysis for symbolic shapes: rows hold none);
+  a. original: per program ``example_args()``, ``jit``, ``lower``, ``compile``,
+     ``compiled.cost_analysis()``, ``as_text()`` (the design this project replaced);
+  b. floor: ``example_args()``, ``jit``, ``lower``, ``as_text()``, ``lowered.cost_analysis()``:
+     the least JAX work that yields what a row holds from its executed source (no cost analysis
+     for symbolic shapes: rows hold none);
   c. pipeline: ``generator.runtime.shards.generate_in_process`` in this process (sample, render,
      exec, lower, cost analysis, dedup, row building);
   d. builder: ``load_dataset(jax_stablehlo_pairs.py, <config>, num_proc=2)`` end to end, in a
@@ -35,8 +36,14 @@ shard's mean cost per row varies by about 13%), so comparing (d) with (a) on dif
 of programs would measure the samples. JAX caches the traces of the jitted ``jax.numpy``
 functions a program calls, so whichever method met a shard first would pay for everyone:
 ``jax.clear_caches()`` before each method's pass over a shard gives all three the same (cold)
-start. Sources are executed outside the (a)/(b) timers; (c) pays for sampling, rendering and
-``exec``.
+start. Sources are executed outside the (a)/(b) timers (Python compiling a module and
+creating its classes; (c) pays for sampling, rendering and ``exec``); the arguments are not:
+(a) and (b) make a pair the way the dataset documents it, ``example_args()`` included, so a
+model row's floor includes ``jax.eval_shape`` of the model's init (the ``ShapeDtypeStruct``
+pytrees it lowers on). That part is also timed on its own (``example_args_seconds`` per method
+in the JSON), and the table gives (c) over (b) without it, for information
+(``pipeline_cost_over_floor_lowering_only``: the definition before 2.0.0, when every program's
+arguments were plain shapes).
 
 Rows that (a)/(b) cannot make here. Multi-device rows (``lowering`` ``jit:host_devices=N``)
 need N host CPU devices, which XLA fixes when a process starts: (a) and (b) lower them in a
@@ -290,7 +297,7 @@ class PeakMemory:
 # ---------------------------------------------------------------- (a), (b), (c)
 
 
-def _original(fn, args) -> str:
+def _original(fn, args: tuple) -> str:
     import jax
 
     from generator.core.lowering import static_argnums
@@ -301,7 +308,7 @@ def _original(fn, args) -> str:
     return lowered.as_text()
 
 
-def _floor(fn, args, *, cost: bool = True) -> str:
+def _floor(fn, args: tuple, *, cost: bool = True) -> str:
     import jax
 
     from generator.core.lowering import static_argnums
@@ -313,11 +320,30 @@ def _floor(fn, args, *, cost: bool = True) -> str:
     return text
 
 
-def lower_with(method: str, fn, args, symbolic: bool) -> str:
-    """The IR text ``method`` ("original" or "floor") makes of one loaded program."""
+def lower_with(method: str, fn, example_args, symbolic: bool) -> tuple[str, float]:
+    """The IR text ``method`` ("original" or "floor") makes of one executed program, from its
+    ``example_args()`` on; with the seconds its ``example_args()`` took (part of the method's)."""
+    t = time.perf_counter()
+    args = example_args()
+    args_seconds = time.perf_counter() - t
     if method == "original":
-        return _original(fn, args)
-    return _floor(fn, args, cost=not symbolic)
+        return _original(fn, args), args_seconds
+    return _floor(fn, args, cost=not symbolic), args_seconds
+
+
+def lower_all(method: str, executed: list[tuple], symbolic: list[bool]) -> list[tuple[str, float]]:
+    """``lower_with`` over executed programs, one after another, under the collector policy
+    the pipeline's shards run under (``runtime.shards.collector_kept_off_survivors``): what
+    each program leaves alive in JAX's caches is kept out of the collector's walks, so (a),
+    (b) and (c) differ by their work, not by how often the collector walks old objects."""
+    from generator.runtime.shards import collector_kept_off_survivors
+
+    made = []
+    with collector_kept_off_survivors() as after_program:
+        for program, sym in zip(executed, symbolic):
+            made.append(lower_with(method, *program, sym))
+            after_program(caches_cleared=False)
+    return made
 
 
 def symbolic_shapes(row: dict) -> bool:
@@ -436,8 +462,9 @@ class HostDevices:
             raise RuntimeError(f"the {self.devices}-device child exited (code {self.proc.wait()})")
         return json.loads(line)
 
-    def run(self, method: str, rows: list[dict]) -> tuple[list[str], float, float]:
-        """IR texts of ``rows`` by ``method``, with the wall and CPU seconds the child spent on them."""
+    def run(self, method: str, rows: list[dict]) -> tuple[list[str], float, float, float]:
+        """IR texts of ``rows`` by ``method``, with the wall and CPU seconds the child spent on
+        them and the wall seconds of their ``example_args()`` (part of those)."""
         programs = [
             {"source": r["python_source"], "function_name": r["function_name"], "symbolic": symbolic_shapes(r)}
             for r in rows
@@ -447,7 +474,7 @@ class HostDevices:
         msg = self._receive()
         if "error" in msg:
             raise RuntimeError(f"{method} in the {self.devices}-device child: {msg['error']}")
-        return msg["texts"], msg["seconds"], msg["cpu"]
+        return msg["texts"], msg["seconds"], msg["cpu"], msg["example_args_seconds"]
 
     def close(self) -> None:
         self.proc.stdin.close()
@@ -472,15 +499,21 @@ def _host_devices_child_answer(request: dict) -> Iterator[dict]:
     cold caches, then the method timed as in this process."""
     import jax
 
-    from generator.core.lowering import load_source
+    from generator.core.lowering import exec_source
 
     try:
         programs = request["programs"]
-        loaded = [load_source(p["source"], p["function_name"]) for p in programs]
+        executed = [exec_source(p["source"], p["function_name"]) for p in programs]
         jax.clear_caches()
         t, c = time.perf_counter(), time.process_time()
-        texts = [lower_with(request["method"], fn, args, p["symbolic"]) for (fn, args), p in zip(loaded, programs)]
-        yield {"texts": texts, "seconds": time.perf_counter() - t, "cpu": time.process_time() - c}
+        made = lower_all(request["method"], executed, [p["symbolic"] for p in programs])
+        seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        yield {
+            "texts": [text for text, _ in made],
+            "seconds": seconds,
+            "cpu": cpu,
+            "example_args_seconds": sum(s for _, s in made),
+        }
     except Exception as e:  # reported to the parent, which stops the bench
         yield {"error": f"{type(e).__name__}: {str(e)[:3000]}"}
 
@@ -503,6 +536,7 @@ class InProcess:
         self.cpu = dict.fromkeys(METHODS, 0.0)
         self.programs = dict.fromkeys(METHODS, 0)
         self.ir_lines = dict.fromkeys(METHODS, 0)
+        self.example_args_seconds = dict.fromkeys(("original", "floor"), 0.0)
         self.counts: dict[str, Any] = {}
         self.cpu_total = 0.0
         self.next_shard = 0
@@ -510,9 +544,10 @@ class InProcess:
         self.warm = False
         self.children: dict[int, HostDevices] = {}
 
-    def _lower(self, method: str, rows: list[dict], loaded: dict[int, tuple]) -> tuple[list[int], dict, float, float]:
+    def _lower(self, method: str, rows: list[dict], executed: dict[int, tuple]) -> tuple[list[int], dict, float, float]:
         """(a) or (b) over one shard's rows with cold caches: rows needing host devices in
-        their child, the rest here. Returns the rows made, their texts, wall and CPU seconds."""
+        their child, the rest here. Returns the rows made, their texts, wall and CPU seconds
+        (adding the ``example_args()`` part of the wall seconds to ``example_args_seconds``)."""
         import jax
 
         made = made_by(method, rows)
@@ -520,23 +555,28 @@ class InProcess:
         local = groups.pop(1, [])
         jax.clear_caches()
         t, c = time.perf_counter(), time.process_time()
-        texts = {i: lower_with(method, *loaded[i], symbolic_shapes(rows[i])) for i in local}
+        lowered = lower_all(method, [executed[i] for i in local], [symbolic_shapes(rows[i]) for i in local])
         seconds, cpu = time.perf_counter() - t, time.process_time() - c
+        texts = {i: text for i, (text, _) in zip(local, lowered)}
+        args_seconds = sum(s for _, s in lowered)
         for devices, indices in groups.items():
             if devices not in self.children:
                 self.children[devices] = HostDevices(devices)
-            out, s, c = self.children[devices].run(method, [rows[i] for i in indices])
+            out, s, c, a = self.children[devices].run(method, [rows[i] for i in indices])
             texts.update(zip(indices, out))
-            seconds, cpu = seconds + s, cpu + c
+            seconds, cpu, args_seconds = seconds + s, cpu + c, args_seconds + a
+        if self.warm:
+            self.example_args_seconds[method] += args_seconds
         return made, texts, seconds, cpu
 
     @staticmethod
-    def _load(rows: list[dict]) -> dict[int, tuple]:
-        """The rows this process lowers, executed: ``(fn, example_args())`` by index."""
-        from generator.core.lowering import load_source
+    def _exec(rows: list[dict]) -> dict[int, tuple]:
+        """The rows this process lowers, executed: ``(fn, example_args)`` by index, the
+        arguments not made yet (the methods make them)."""
+        from generator.core.lowering import exec_source
 
         return {
-            i: load_source(r["python_source"], r["function_name"])
+            i: exec_source(r["python_source"], r["function_name"])
             for i, r in enumerate(rows)
             if row_host_devices(r) == 1
         }
@@ -559,9 +599,9 @@ class InProcess:
         )
         for task in plan["train"]:
             rows = list(generate_in_process(task, ShardStats()))
-            loaded = self._load(rows)
+            executed = self._exec(rows)
             for method in ("original", "floor"):
-                self._lower(method, rows, loaded)
+                self._lower(method, rows, executed)
         self.warm = True
 
     def run_until(self, end: int) -> None:
@@ -582,10 +622,10 @@ class InProcess:
             self.cpu["pipeline"] += time.process_time() - c
             self.programs["pipeline"] += len(rows)
             self.ir_lines["pipeline"] += sum(r["stablehlo_lines"] for r in rows)
-            loaded = self._load(rows)
+            executed = self._exec(rows)
             order = ["original", "floor"]
             for name in order if k % 2 == 0 else order[::-1]:
-                made, texts, seconds, cpu = self._lower(name, rows, loaded)
+                made, texts, seconds, cpu = self._lower(name, rows, executed)
                 self.seconds[name] += seconds
                 self.cpu[name] += cpu
                 self.programs[name] += len(made)
@@ -614,6 +654,8 @@ class InProcess:
             "seconds": self.seconds,
             "method_cpu_seconds": self.cpu,
             "method_programs": self.programs,
+            # the wall seconds of example_args() calls, part of each method's seconds
+            "example_args_seconds": self.example_args_seconds,
             "ir_lines": self.ir_lines,
             **rates(self.programs, self.ir_lines, self.seconds),
             "left_out_of_original": self.counts.get("left_out_of_original", {"symbolic_shapes": 0}),
@@ -791,6 +833,13 @@ def summarize(inproc: dict | None, builders: dict, targets: dict | None = None) 
         ratios["floor_over_original"] = pps["floor"] / original
     if inproc:
         ratios["pipeline_cost_over_floor"] = pps["floor"] / pps["pipeline"]  # cost per pair, (c)/(b)
+        args_seconds = (inproc.get("example_args_seconds") or {}).get("floor")
+        if args_seconds and pps["pipeline"]:
+            # (b) without its example_args() calls (for information: the definition before 2.0.0)
+            lowering_only = inproc["seconds"]["floor"] - args_seconds
+            ratios["pipeline_cost_over_floor_lowering_only"] = (
+                inproc["method_programs"]["floor"] / lowering_only / pps["pipeline"]
+            )
     for key in ("np2", "np1"):
         if key in builders:
             pps[f"builder_{key}"] = builders[key]["pairs_per_second"]
@@ -885,8 +934,8 @@ def render_table(title: str, inproc: dict | None, builders: dict, summary: dict)
 
         made = inproc["method_programs"]
         for name, label in (
-            ("original", "(a) original: lower+compile+cost+as_text"),
-            ("floor", "(b) floor: lower+as_text+lowered.cost"),
+            ("original", "(a) original: args+lower+compile+cost+text"),
+            ("floor", "(b) floor: args+lower+as_text+lowered.cost"),
             ("pipeline", "(c) pipeline, one process"),
         ):
             row(label, made[name], pps[name], lps[name], cores(name), None)

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -357,3 +358,46 @@ def test_a_memory_build_alone_is_summarized_without_the_scaling_builds():
     }
     table = bench.render_table("== models: memory build only ==", None, {"np2_large": large}, alone)
     assert "(d) load_dataset num_proc=2, memory build" in table and "(a) original" not in table
+
+
+def test_the_floor_includes_example_args_and_the_ratio_without_them_is_given_for_information():
+    """(a) and (b) make a pair from its executed source, example_args() included (JAX's
+    eval_shape of a model's init); (c) over (b) without those calls is given for information."""
+    inproc = {
+        **_inproc(floor=4.0, pipeline=3.2),
+        "seconds": {"original": 10.0, "floor": 25.0, "pipeline": 31.25},
+        "method_programs": {"original": 100, "floor": 100, "pipeline": 100},
+        "example_args_seconds": {"original": 6.0, "floor": 6.25},
+    }
+    summary = bench.summarize(inproc, {}, BALANCED)
+    assert abs(summary["ratios"]["pipeline_cost_over_floor"] - 1.25) < 1e-9  # 31.25 / 25
+    assert abs(summary["ratios"]["pipeline_cost_over_floor_lowering_only"] - 31.25 / 18.75) < 1e-9
+    assert summary["checks"]["(c) <= 1.1x (b) per pair"] is False  # the target is on (b)
+    assert "pipeline_cost_over_floor_lowering_only" not in bench.summarize(_inproc(), {}, BALANCED)["ratios"]
+
+
+def test_each_method_makes_the_arguments_inside_its_timer():
+    calls = []
+
+    def example_args():
+        calls.append("args")
+        return (jnp.ones(3),)
+
+    text, args_seconds = bench.lower_with("floor", lambda x: 2 * x, example_args, symbolic=False)
+    assert calls == ["args"] and "stablehlo.multiply" in text and args_seconds >= 0.0
+
+
+def test_the_methods_run_under_the_pipelines_collector_policy(monkeypatch):
+    """(a) and (b) keep what each program leaves alive out of the collector's walks, as the
+    pipeline's shards do, so the ratios compare work, not collector policies."""
+    import gc
+
+    from generator.runtime import shards
+
+    after = []
+    monkeypatch.setattr(shards, "_freeze_row_survivors", lambda **kw: after.append((gc.get_freeze_count() > 0, kw)))
+    programs = [(lambda x: x + 1, lambda: (jnp.ones(2),)), (lambda x: x * 3, lambda: (jnp.ones(4),))]
+    made = bench.lower_all("floor", programs, [False, False])
+    assert ["stablehlo.add" in made[0][0], "stablehlo.multiply" in made[1][0]] == [True, True]
+    assert after == [(True, {"caches_cleared": False})] * 2  # after each program, older objects frozen
+    assert gc.get_freeze_count() <= shards.FROZEN_AT_IMPORT

@@ -13,6 +13,7 @@ import textwrap
 import types
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,24 +230,50 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
 ROW_MODULE = "jax_stablehlo_pairs_row"
 
 
-def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
-    """Execute a row's self-contained source; return its function and ``example_args()``.
-
-    The source runs as a module of its own: under its own ``__future__`` imports (not this
-    module's), and registered in ``sys.modules`` while it runs, since ``dataclasses`` (and
-    libraries built on it: Flax NNX, Equinox) look up a class's module as it is defined.
-    """
-    module = types.ModuleType(ROW_MODULE)
+@contextmanager
+def _as_row_module(module: types.ModuleType) -> Iterator[None]:
+    """``module`` registered in ``sys.modules`` as ``ROW_MODULE`` (whatever was there is restored)."""
     previous = sys.modules.get(ROW_MODULE)
     sys.modules[ROW_MODULE] = module
     try:
-        exec(compile(source, f"<{function_name}>", "exec", dont_inherit=True), module.__dict__)
-        return module.__dict__[function_name], tuple(module.__dict__["example_args"]())
+        yield
     finally:
         if previous is None:
             sys.modules.pop(ROW_MODULE, None)
         else:
             sys.modules[ROW_MODULE] = previous
+
+
+def exec_source(source: str, function_name: str) -> tuple[Callable, Callable[[], tuple]]:
+    """Execute a row's self-contained source; return its function and its ``example_args`` (a
+    callable returning the arguments as a tuple), not yet called.
+
+    The source runs as a module of its own: under its own ``__future__`` imports (not this
+    module's), and registered in ``sys.modules`` while it runs and while ``example_args`` runs,
+    since ``dataclasses`` (and libraries built on it: Flax NNX, Equinox) look up a class's
+    module as it is defined.
+
+    Executing a source is Python's work (compiling it, creating its classes); calling
+    ``example_args()`` is JAX's for model sources (``jax.eval_shape`` of the model's init, which
+    traces it), so the benchmark times them apart.
+    """
+    module = types.ModuleType(ROW_MODULE)
+    with _as_row_module(module):
+        exec(compile(source, f"<{function_name}>", "exec", dont_inherit=True), module.__dict__)
+    fn = module.__dict__[function_name]
+
+    def example_args() -> tuple:
+        with _as_row_module(module):
+            return tuple(module.__dict__["example_args"]())
+
+    return fn, example_args
+
+
+def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
+    """Execute a row's self-contained source; return its function and ``example_args()``
+    (``exec_source``, then its ``example_args`` called)."""
+    fn, example_args = exec_source(source, function_name)
+    return fn, example_args()
 
 
 def lower_source(source: str, function_name: str, *, optimize: bool = False) -> IRPair:

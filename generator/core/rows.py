@@ -232,6 +232,12 @@ def build_row(drawn: Drawn, pair) -> dict[str, Any]:
     }
 
 
+def clears_caches_before(i: int) -> bool:
+    """Whether ``generate_rows`` drops JAX's caches before row ``i`` of a shard (row 0: at the
+    shard's start)."""
+    return i % CLEAR_CACHES_EVERY == 0
+
+
 def generate_rows(
     task: ShardTask, stats: ShardStats, *, lower_multi_device: Callable[..., Any] | None = None
 ) -> Iterator[dict[str, Any]]:
@@ -260,7 +266,7 @@ def generate_rows(
     partition = Partition(task.bucket, task.num_buckets)
 
     for i in range(task.num_rows):
-        if i and i % CLEAR_CACHES_EVERY == 0:
+        if i and clears_caches_before(i):
             jax.clear_caches()
         index = task.row_offset + i
         category = task.category_of(index)
