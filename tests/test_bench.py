@@ -189,7 +189,7 @@ def test_rates_give_pairs_and_ir_lines_per_second_over_what_each_method_made():
     )
     assert none["pairs_per_second"] == {"original": None, "floor": 3.0, "pipeline": 3.0}
     summary = bench.summarize({**none, "peak_rss_mb": 300.0}, {"np2": _builder(33, 6.0, 10.0, 6.0, 300.0)})
-    assert summary["ratios"] == {"pipeline_cost_over_floor": 1.0}
+    assert set(summary["ratios"]) == {"pipeline_cost_over_floor", "builder_np2_over_two_floors"}  # none over (a)
     assert "(d) >= 6x (a)" not in summary["checks"]
 
 
@@ -401,3 +401,11 @@ def test_the_methods_run_under_the_pipelines_collector_policy(monkeypatch):
     assert ["stablehlo.add" in made[0][0], "stablehlo.multiply" in made[1][0]] == [True, True]
     assert after == [(True, {"caches_cleared": False})] * 2  # after each program, older objects frozen
     assert gc.get_freeze_count() <= shards.FROZEN_AT_IMPORT
+
+
+def test_the_builder_is_compared_with_two_floors_for_information():
+    inproc = {**_inproc(floor=4.0, pipeline=3.6), "example_args_seconds": {"original": 0.0, "floor": 0.0}}
+    builders = {"np2": _builder(100, 6.0, 30.0, 16.0, 400.0)}
+    summary = bench.summarize(inproc, builders, BALANCED)
+    assert abs(summary["ratios"]["builder_np2_over_two_floors"] - 0.75) < 1e-9  # 6 / (2 * 4)
+    assert "pipeline_cost_over_floor_lowering_only" not in summary["ratios"]  # no example_args time
