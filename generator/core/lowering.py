@@ -255,7 +255,8 @@ def exec_source(source: str, function_name: str) -> tuple[Callable, Callable[[],
 
     Executing a source is Python's work (compiling it, creating its classes); calling
     ``example_args()`` is JAX's for model sources (``jax.eval_shape`` of the model's init, which
-    traces it), so the benchmark times them apart.
+    traces it). The benchmark executes sources outside its timers and calls ``example_args``
+    inside them.
     """
     module = types.ModuleType(ROW_MODULE)
     with _as_row_module(module):
