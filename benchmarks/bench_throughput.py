@@ -44,8 +44,8 @@ creating its classes; (c) pays for sampling, rendering and ``exec``); the argume
 model row's floor includes ``jax.eval_shape`` of the model's init (the ``ShapeDtypeStruct``
 pytrees it lowers on). That part is also timed on its own (``example_args_seconds`` per method
 in the JSON), and the table gives (c) over (b) without it, for information
-(``pipeline_cost_over_floor_lowering_only``: the definition before 2.0.0, when every program's
-arguments were plain shapes).
+(``pipeline_cost_over_floor_lowering_only``: the bench's definition before model programs,
+whose arguments were plain shapes).
 
 Rows that (a)/(b) cannot make here. Multi-device rows (``lowering`` ``jit:host_devices=N``)
 need N host CPU devices, which XLA fixes when a process starts: (a) and (b) lower them in a
@@ -837,7 +837,7 @@ def summarize(inproc: dict | None, builders: dict, targets: dict | None = None) 
         ratios["pipeline_cost_over_floor"] = pps["floor"] / pps["pipeline"]  # cost per pair, (c)/(b)
         args_seconds = (inproc.get("example_args_seconds") or {}).get("floor")
         if args_seconds and pps["pipeline"]:
-            # (b) without its example_args() calls (for information: the definition before 2.0.0)
+            # (b) without its example_args() calls (for information: the definition before model programs)
             lowering_only = inproc["seconds"]["floor"] - args_seconds
             ratios["pipeline_cost_over_floor_lowering_only"] = (
                 inproc["method_programs"]["floor"] / lowering_only / pps["pipeline"]
