@@ -233,9 +233,9 @@ def build_row(drawn: Drawn, pair) -> dict[str, Any]:
 
 
 def clears_caches_before(i: int) -> bool:
-    """Whether ``generate_rows`` drops JAX's caches before row ``i`` of a shard (row 0: at the
-    shard's start)."""
-    return i % CLEAR_CACHES_EVERY == 0
+    """Whether ``generate_rows`` drops JAX's caches between rows ``i - 1`` and ``i`` of a shard
+    (besides at the shard's start)."""
+    return i > 0 and i % CLEAR_CACHES_EVERY == 0
 
 
 def generate_rows(
@@ -266,7 +266,7 @@ def generate_rows(
     partition = Partition(task.bucket, task.num_buckets)
 
     for i in range(task.num_rows):
-        if i and clears_caches_before(i):
+        if clears_caches_before(i):
             jax.clear_caches()
         index = task.row_offset + i
         category = task.category_of(index)

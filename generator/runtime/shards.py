@@ -80,7 +80,7 @@ def generate_in_process(task: ShardTask, stats: ShardStats) -> Iterator[dict[str
         rows = generate_rows(task, stats, lower_multi_device=lower_on_host_devices)
         for index, row in enumerate(rows):
             yield row
-            after_row(caches_cleared=index > 0 and clears_caches_before(index))
+            after_row(caches_cleared=clears_caches_before(index))
 
 
 def preload() -> None:
