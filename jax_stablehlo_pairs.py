@@ -30,6 +30,9 @@ RELEASE_NOTES = {
     "flax/optax/equinox version columns; op-table programs without dead statements, named for what they "
     "compute, at real sizes, with docstrings and type hints; no bfloat16 triu; token counts (Tekken) per "
     "row; fine-tuning views (forward, conversational, reverse, optimize, cost) and a max_tokens budget.",
+    "3.0.0": "Splits by structure: every row has a structure key (what the program computes without sizes, names, "
+    "constants and style), which alone decides its split, so no structure is in two splits; a test split "
+    "(test_size, default validation_size) in every config; model specs own their shard by a hash of the spec.",
 }
 
 
@@ -41,6 +44,8 @@ class PairsConfig(datasets.BuilderConfig):
       categories: categories the config draws from.
       mixture: "balanced" (equal share per category) or "mixed" (drawn at random).
       train_size, validation_size: rows per split.
+      test_size: rows of the test split; None: as many as validation_size. A row's split follows
+        from its structure (``generator.core.structure``): no structure is in two splits.
       seed: the build's seed; same version, config, seed and sizes give identical rows.
       rows_per_shard: rows per generation shard (the unit of ``num_proc`` parallelism).
       program_size: "small", "medium" or "large": statements per program (a sampler policy).
@@ -55,6 +60,7 @@ class PairsConfig(datasets.BuilderConfig):
     mixture: str = "balanced"
     train_size: int = 10_000
     validation_size: int = 1_000
+    test_size: int | None = None
     seed: int = 0
     rows_per_shard: int = 500
     program_size: str = "medium"
@@ -70,6 +76,7 @@ class PairsConfig(datasets.BuilderConfig):
         return plan_shards(
             train_size=self.train_size,
             validation_size=self.validation_size,
+            test_size=self.validation_size if self.test_size is None else self.test_size,
             seed=self.seed,
             categories=self.categories,
             mixture=self.mixture,

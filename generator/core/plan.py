@@ -1,9 +1,10 @@
 """The shard plan: a build split into shards, each a pure function of its ``ShardTask``.
 
 Every shard is a pure function of its ``ShardTask`` (config, seed, split, shard index and
-sizes), so shards can run in any process, in any order, and give the same rows. The shards
-of both splits partition program space (``sampler.Partition``): a build has at most
-``MAX_SHARDS`` shards, and larger builds get larger shards.
+sizes), so shards can run in any process, in any order, and give the same rows. A program's
+split follows from its structure (``structure.split_of``); the shards of a split partition
+that split's program space (``sampler.Partition``). A build has at most ``MAX_SHARDS``
+shards, and larger builds get larger shards.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from .categories import CATEGORIES
 from .policy import DEFAULT_POLICY, Policy
+from .structure import SPLITS
 
 MIXTURES = ("balanced", "mixed")
-SPLITS = ("train", "validation")
 MAX_SHARDS = 128
 
 
@@ -27,10 +28,10 @@ class ShardTask:
     """Everything one shard's rows depend on.
 
     Attributes:
-      split: ``"train"`` or ``"validation"``.
+      split: ``"train"``, ``"validation"`` or ``"test"``.
       shard_index: index of the shard within its split.
-      bucket: this shard's part of program space, in ``range(num_buckets)``.
-      num_buckets: number of shards of all splits together.
+      bucket: this shard's part of its split's program space, in ``range(num_buckets)``.
+      num_buckets: number of shards of its split.
       row_offset: index in the split of this shard's first row.
       num_rows: rows this shard yields.
       seed: the build's seed.
@@ -102,6 +103,7 @@ def plan_shards(
     *,
     train_size: int,
     validation_size: int,
+    test_size: int = 0,
     seed: int,
     categories: tuple[str, ...] = CATEGORIES,
     mixture: str = "balanced",
@@ -114,10 +116,11 @@ def plan_shards(
     sizes = {
         "train": check_size("train_size", train_size),
         "validation": check_size("validation_size", validation_size),
+        "test": check_size("test_size", test_size),
     }
     check_size("seed", seed)
     if not any(sizes.values()):
-        raise ValueError("train_size and validation_size are both 0; at least one split needs rows")
+        raise ValueError("train_size, validation_size and test_size are all 0; at least one split needs rows")
     if isinstance(rows_per_shard, bool) or not isinstance(rows_per_shard, int) or rows_per_shard < 1:
         raise ValueError(f"rows_per_shard must be a positive integer, got {rows_per_shard!r}")
     if mixture not in MIXTURES:
@@ -130,9 +133,7 @@ def plan_shards(
     # Each split rounds its shard count up, so leave one shard of slack per split.
     rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / (MAX_SHARDS - len(SPLITS))))
     counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
-    num_buckets = max(1, sum(counts.values()))
     plan: dict[str, list[ShardTask]] = {}
-    bucket = 0
     for split in SPLITS:
         tasks = []
         for i in range(counts[split]):
@@ -142,8 +143,8 @@ def plan_shards(
                 ShardTask(
                     split,
                     i,
-                    bucket,
-                    num_buckets,
+                    i,
+                    counts[split],
                     start,
                     n,
                     seed,
@@ -154,7 +155,6 @@ def plan_shards(
                     max_tokens,
                 )
             )
-            bucket += 1
         plan[split] = tasks
     return plan
 

@@ -1,11 +1,15 @@
 """Shard -> rows: sample, render, lower, deduplicate and emit the rows of one shard.
 
-Uniqueness without coordination: the shards of both splits partition program space. A
+Splits by structure: a program's split follows from its structure (``core.structure``), so a
+shard keeps only programs whose structure is in its split, and no structure is in two splits.
+
+Uniqueness without coordination: the shards of a split partition its program space. A
 program belongs to the bucket given by hashes of its first statements with their operand
-types (``sampler.Partition``), and each shard samples only programs of its own bucket (its
-second and third statements are redrawn until they fit, long before lowering). Identical
-programs have identical first statements, so a program can appear in one shard only; within
-a shard a set of hashes removes repeats (by source and by normalized IR).
+types (``sampler.Partition``; a model program: a hash of its spec), and each shard samples
+only programs of its own bucket (its second and third statements are redrawn until they fit,
+long before lowering). Identical programs have identical structures and first statements, so
+a program can appear in one shard only; within a shard a set of hashes removes repeats (by
+source and by normalized IR).
 
 This module decides rows and runs in whatever process calls it; which process that is
 (this one, a shard server, a lowering server for multi-device programs) is ``runtime``'s
@@ -35,6 +39,7 @@ from .plan import ShardTask
 from .program import Program
 from .render import render_function, render_source
 from .sampler import Partition, sample_program
+from .structure import program_structure, split_of, structure_key
 from .tokens import count_tokens
 from .views import fits
 
@@ -93,6 +98,7 @@ class ShardStats:
     rows: int = 0
     attempts: int = 0
     other_bucket: int = 0
+    other_split: int = 0
     sampling_rejects: int = 0
     lowering_failures: int = 0
     lowering_timeouts: int = 0
@@ -106,6 +112,7 @@ class ShardStats:
             "rows",
             "attempts",
             "other_bucket",
+            "other_split",
             "sampling_rejects",
             "lowering_failures",
             "lowering_timeouts",
@@ -140,6 +147,7 @@ class Drawn:
       python_lines: the ``python_lines`` column.
       style: the ``style`` column.
       libraries: the model libraries the source imports (``MODEL_LIBRARIES``).
+      structure: the ``structure`` key, which decides the program's split (``core.structure``).
     """
 
     category: str
@@ -151,9 +159,10 @@ class Drawn:
     python_lines: int = 0
     style: str = "jax"
     libraries: tuple[str, ...] = ()
+    structure: str = ""
 
     @classmethod
-    def of_program(cls, program: Program) -> Drawn:
+    def of_program(cls, program: Program, structure: str) -> Drawn:
         function = render_function(program)
         return cls(
             category=program.category,
@@ -163,6 +172,7 @@ class Drawn:
             host_devices=program.host_devices,
             transforms=tuple(dict.fromkeys(t for s in program.statements for t in s.op.transforms)),
             python_lines=function.count("\n"),
+            structure=structure,
         )
 
     @classmethod
@@ -176,14 +186,25 @@ class Drawn:
             python_lines=program.python_lines,
             style=program.style,
             libraries=program.libraries,
+            structure=program.structure,
         )
 
 
+class OtherSplit(Reject):
+    """A sampled program's structure belongs to another split; the caller resamples."""
+
+
 def draw(rng: random.Random, category: str, task: ShardTask, partition: Partition) -> Drawn:
-    """One program of ``category`` in ``task``'s part of program space (``OtherShard``/``Reject``: draw again)."""
+    """One program of ``category`` in ``task``'s split and part of program space
+    (``OtherShard``/``OtherSplit``/``Reject``: draw again)."""
     if category in MODEL_CATEGORIES:
-        return Drawn.of_model(sample_model(rng, category, bucket=task.bucket, num_buckets=task.num_buckets))
-    return Drawn.of_program(sample_program(rng, category, task.policy, partition=partition))
+        model = sample_model(rng, category, split=task.split, bucket=task.bucket, num_buckets=task.num_buckets)
+        return Drawn.of_model(model)
+    program = sample_program(rng, category, task.policy, partition=partition)
+    structure = structure_key(program_structure(program))
+    if split_of(structure) != task.split:
+        raise OtherSplit(f"structure {structure} is in {split_of(structure)}")
+    return Drawn.of_program(program, structure)
 
 
 @functools.cache
@@ -203,6 +224,7 @@ def build_row(drawn: Drawn, pair) -> dict[str, Any]:
     return {
         "id": hashlib.sha256(drawn.source.encode()).hexdigest()[:16],
         "category": drawn.category,
+        "structure": drawn.structure,
         "function_name": drawn.function_name,
         "python_source": drawn.source,
         "stablehlo_ir": pair.stablehlo_ir,
@@ -278,6 +300,9 @@ def generate_rows(
                 drawn = draw(rng, category, task, partition)
             except OtherShard:
                 stats.other_bucket += 1
+                continue
+            except OtherSplit:
+                stats.other_split += 1
                 continue
             except Reject:
                 stats.sampling_rejects += 1

@@ -31,6 +31,11 @@ _SIGNATURE = [{"shape": [datasets.Value("int32")], "dtype": datasets.Value("stri
 COLUMNS: dict[str, tuple[object, str]] = {
     "id": (datasets.Value("string"), "stable id: first 16 hex digits of sha256(python_source)"),
     "category": (datasets.Value("string"), "program category (arithmetic, conditional, ..., transformer, train_step)"),
+    "structure": (
+        datasets.Value("string"),
+        "what the program computes without sizes, names, constants and style (16 hex digits of a hash); "
+        "it decides the row's split, so no structure is in two splits",
+    ),
     "function_name": (datasets.Value("string"), "name of the function in python_source"),
     "python_source": (
         datasets.Value("string"),

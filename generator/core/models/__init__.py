@@ -4,15 +4,17 @@ Equinox; optax for optimizers), at the sizes real models use.
 
 Each category is one module with a ``FAMILY`` (``base.Family``): ``sample(rng) -> spec`` draws
 every choice, ``render(spec) -> ModelProgram`` writes the module text. ``sample_model`` is
-what ``rows`` calls; it keeps to a shard's part of program space by redrawing specs (a spec
-is cheap; lowering is not).
+what ``rows`` calls; it keeps to a split's structures (``core.structure``) and a shard's part of
+them by redrawing specs, before rendering (a spec is cheap; lowering is not).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 
+from ..structure import check_split, split_of, structure_key
 from . import decoding, moe, recurrent, train_step, transformer, vision
 from .base import MODEL_LIBRARIES, STYLES, Family, ModelProgram, imported_libraries
 from .reduce import reduce_source
@@ -25,22 +27,31 @@ MODEL_CATEGORIES: tuple[str, ...] = tuple(FAMILIES)
 MAX_DRAWS = 100_000
 
 
-def bucket_of(program: ModelProgram, num_buckets: int) -> int:
-    """The shard bucket that owns a program: a hash of its source (identical programs, one owner)."""
-    digest = hashlib.sha256(program.source.encode()).digest()
+def bucket_of(spec, num_buckets: int) -> int:
+    """The shard bucket (of its split's shards) that owns a spec: a hash of the spec, which is the
+    program (``render`` draws nothing), so identical programs have one owner."""
+    digest = hashlib.sha256(repr(spec).encode()).digest()
     return int.from_bytes(digest[:8], "big") % num_buckets
 
 
-def sample_model(rng: random.Random, category: str, *, bucket: int = 0, num_buckets: int = 1) -> ModelProgram:
-    """A program of ``category`` owned by ``bucket`` (specs are redrawn until one is)."""
+def sample_model(
+    rng: random.Random, category: str, *, split: str | None = None, bucket: int = 0, num_buckets: int = 1
+) -> ModelProgram:
+    """A program of ``category`` whose structure is in ``split`` (any split when ``None``), owned by
+    ``bucket`` of that split's ``num_buckets`` shards; specs are redrawn until one is."""
     if category not in FAMILIES:
         raise ValueError(f"unknown model category {category!r}; valid: {', '.join(MODEL_CATEGORIES)}")
+    if split is not None:
+        check_split(split)
     family = FAMILIES[category]
     for _ in range(MAX_DRAWS):
-        program = family.render(family.sample(rng))
-        if bucket_of(program, num_buckets) == bucket:
-            return program
-    raise RuntimeError(f"no {category} program in bucket {bucket} of {num_buckets} after {MAX_DRAWS} draws")
+        spec = family.sample(rng)
+        structure = structure_key(family.structure_of(spec))
+        if (split is None or split_of(structure) == split) and bucket_of(spec, num_buckets) == bucket:
+            return dataclasses.replace(family.render(spec), structure=structure)
+    raise RuntimeError(
+        f"no {category} program of split {split} in bucket {bucket} of {num_buckets} after {MAX_DRAWS} draws"
+    )
 
 
 __all__ = [

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from ...errors import GeneratorBug
 
 STYLES = ("jax", "flax_nnx", "equinox")
 # Libraries a model source may import besides jax and numpy (recorded per row with their versions).
@@ -54,6 +56,7 @@ class ModelProgram:
       source: the self-contained module text.
       transforms: JAX transforms the function applies inside ``jit``, in order of first use
         (``"value_and_grad"``, ``"scan"``, ``"checkpoint"``, ``"vmap"``...).
+      structure: the ``structure`` key of its spec (``core.structure``); set by ``sample_model``.
     """
 
     category: str
@@ -61,6 +64,7 @@ class ModelProgram:
     function_name: str
     source: str
     transforms: tuple[str, ...] = ()
+    structure: str = ""
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -82,17 +86,40 @@ class ModelProgram:
 
 @dataclass(frozen=True)
 class Family:
-    """One model category: how its specs are drawn and how a spec becomes a program.
+    """One model category: how its specs are drawn, how a spec becomes a program, and which of a
+    spec's choices make its structure (what decides its split, ``core.structure``).
 
     Attributes:
       category: the category name (a config of its own).
       sample: ``rng -> spec``; the spec is a frozen dataclass holding every choice.
       render: ``spec -> ModelProgram``; draws no random numbers.
+      context: the spec fields that say what kind of program it is (``variant``, ``scope``...).
+      structure: for each value of the ``context`` fields, the spec fields that change what the
+        program computes there. Left out: sizes, constants, names, style and dtype, and the
+        choices that are only an idiom or go unused in that context (a field drawn but not
+        written would put one program in several structures). Measured, not guessed: no two
+        structures of 4,000 draws share their ordered ``jnp.``/``lax.``/``jax.``/``nnx.``/
+        ``eqx.``/``optax.`` calls in more than 0.5% of a context's draws.
     """
 
     category: str
     sample: Callable[[random.Random], Any]
     render: Callable[[Any], ModelProgram]
+    context: tuple[str, ...]
+    structure: Mapping[tuple[str, ...], tuple[str, ...]]
+
+    def structure_of(self, spec: Any) -> str:
+        """The spec's structure, as text (``core.structure.structure_key`` hashes it)."""
+        context = tuple(getattr(spec, name) for name in self.context)
+        if context not in self.structure:
+            raise GeneratorBug(f"{self.category}: no structure declared for {dict(zip(self.context, context))}")
+        parts = [self.category, *(f"{n}={v}" for n, v in zip(self.context, context))]
+        for name in self.structure[context]:
+            value = getattr(spec, name)
+            if isinstance(value, tuple):  # (name, size) or (name, constant) pairs: their names
+                value = tuple(v[0] if isinstance(v, tuple) else v for v in value)
+            parts.append(f"{name}={value!r}")
+        return "\n".join(parts)
 
 
 # --- sizes real models use ----------------------------------------------------------------

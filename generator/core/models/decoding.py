@@ -1525,4 +1525,24 @@ def _transforms(spec: Spec) -> tuple[str, ...]:
     return tuple(dict.fromkeys(order))
 
 
-FAMILY = Family(CATEGORY, sample, render)
+# What decides a program's split (``Family.structure``): the choices that change what it computes.
+STRUCTURE = {
+    ("decode_step",): ("attention", "cache_update", "layers", "norm", "positional", "returns", "scale_embed", "softcap"),
+    ("generate",): (
+        "attention",
+        "cache_update",
+        "layers",
+        "loop",
+        "norm",
+        "positional",
+        "projection",
+        "prompt_mode",
+        "repetition_penalty",
+        "sampler",
+        "scale_embed",
+        "softcap",
+    ),
+    ("prefill",): ("attention", "layers", "norm", "positional", "ragged_prompts", "returns", "scale_embed", "softcap"),
+    ("sample",): ("sampler",),
+}
+FAMILY = Family(CATEGORY, sample, render, context=("variant",), structure=STRUCTURE)

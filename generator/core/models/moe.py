@@ -1120,4 +1120,10 @@ def _spaced(source: str) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-FAMILY = Family(CATEGORY, sample, render)
+# What decides a program's split (``Family.structure``): the choices that change what it computes.
+STRUCTURE = {
+    ("layer",): ("dispatch", "expert_act", "router", "shared_expert", "shared_gate", "z_loss"),
+    ("block",): ("attention", "dispatch", "expert_act", "norm", "router", "shared_expert", "shared_gate", "z_loss"),
+    ("stack",): ("attention", "dispatch", "expert_act", "norm", "router", "shared_expert", "shared_gate", "z_loss"),
+}
+FAMILY = Family(CATEGORY, sample, render, context=("scope",), structure=STRUCTURE)

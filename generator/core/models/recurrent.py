@@ -1812,4 +1812,13 @@ def render(spec: Spec) -> ModelProgram:
     )
 
 
-FAMILY = Family(CATEGORY, sample, render)
+# What decides a program's split (``Family.structure``): the choices that change what it computes.
+STRUCTURE = {
+    ("gru",): ("bidirectional", "cell", "inputs", "objective", "precompute_inputs"),
+    ("lstm",): ("bidirectional", "cell", "inputs", "objective", "precompute_inputs"),
+    ("mamba",): ("conv_impl", "inputs", "layer_loop", "norm", "objective", "remat", "scan_impl", "tie_embeddings"),
+    ("rglru",): ("conv_impl", "inputs", "layer_loop", "norm", "objective", "remat", "scan_impl", "tie_embeddings"),
+    ("s4d",): ("inputs", "layer_loop", "norm", "objective", "remat", "scan_impl", "tie_embeddings"),
+    ("s5",): ("inputs", "layer_loop", "norm", "objective", "remat", "scan_impl", "tie_embeddings"),
+}
+FAMILY = Family(CATEGORY, sample, render, context=("variant",), structure=STRUCTURE)

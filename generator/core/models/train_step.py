@@ -1472,4 +1472,52 @@ def _eqx_step(spec: Spec) -> list[str]:
     return out
 
 
-FAMILY = Family(CATEGORY, sample, render)
+# What decides a program's split (``Family.structure``): the choices that change what it computes.
+STRUCTURE = {
+    ("cnn",): (
+        "accumulation",
+        "activation",
+        "clip",
+        "dropout",
+        "floats",
+        "logits_stats",
+        "optimizer",
+        "schedule",
+        "sizes",
+        "skip_nonfinite",
+        "smoothing",
+    ),
+    ("lm",): (
+        "accumulation",
+        "clip",
+        "dropout",
+        "floats",
+        "fused_attention",
+        "gated",
+        "logits_stats",
+        "lr_metric",
+        "mixed_precision",
+        "nesterov",
+        "optimizer",
+        "remat",
+        "rms_norm",
+        "rope",
+        "scan_layers",
+        "schedule",
+        "sizes",
+        "skip_nonfinite",
+        "smoothing",
+        "tied",
+    ),
+    ("mlp",): (
+        "accumulation",
+        "activation",
+        "floats",
+        "logits_stats",
+        "optimizer",
+        "schedule",
+        "skip_nonfinite",
+        "smoothing",
+    ),
+}
+FAMILY = Family(CATEGORY, sample, render, context=("model",), structure=STRUCTURE)

@@ -1053,4 +1053,9 @@ def render(spec: Spec) -> ModelProgram:
     )
 
 
-FAMILY = Family(CATEGORY, sample, render)
+# What decides a program's split (``Family.structure``): the choices that change what it computes.
+STRUCTURE = {
+    ("block",): ("norm", "rope"),
+    ("lm",): ("layout", "norm", "rope", "scale_embeddings"),
+}
+FAMILY = Family(CATEGORY, sample, render, context=("variant",), structure=STRUCTURE)

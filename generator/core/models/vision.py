@@ -2118,4 +2118,12 @@ def render(spec: Spec) -> ModelProgram:
     return ModelProgram(CATEGORY, spec.style, spec.function_name, source, transforms)
 
 
-FAMILY = Family(CATEGORY, sample, render)
+# What decides a program's split (``Family.structure``): the choices that change what it computes.
+STRUCTURE = {
+    ("resnet", "block"): ("bn_train", "split_stats"),
+    ("resnet", "net"): ("bn_train", "imagenet_stem", "split_stats"),
+    ("unet", "block"): ("self_attention",),
+    ("unet", "net"): ("resize_upsample", "self_attention", "strided_downsample"),
+    ("vit", "net"): ("attention", "cls_token", "conv_patches", "scan_layers"),
+}
+FAMILY = Family(CATEGORY, sample, render, context=("variant", "scope"), structure=STRUCTURE)

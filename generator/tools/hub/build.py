@@ -118,6 +118,7 @@ def build_config(
             "rows",
             "attempts",
             "other_bucket",
+            "other_split",
             "sampling_rejects",
             "lowering_failures",
             "large_constants",
