@@ -55,14 +55,15 @@ lint: install
 	$(VENV)/bin/ruff check generator tests examples jax_stablehlo_pairs.py
 	$(VENV)/bin/ruff format --check generator tests examples jax_stablehlo_pairs.py
 
-# Hub publishing. CONFIGS (default: all), TRAIN_SIZE, VALIDATION_SIZE, SEED (default: the builder's),
+# Hub publishing. CONFIGS (default: all), TRAIN_SIZE, VALIDATION_SIZE, TEST_SIZE, SEED (default: the builder's),
 # STAGE_EXTRA (more stage options: --views ..., --max-tokens N, --with-optimized-hlo).
 STAGED ?= staged
 VIEWER_VENV ?= build/venv-viewer
 STAGE_ARGS = $(if $(CONFIGS),--configs $(CONFIGS)) $(if $(TRAIN_SIZE),--train-size $(TRAIN_SIZE)) \
-	$(if $(VALIDATION_SIZE),--validation-size $(VALIDATION_SIZE)) $(if $(SEED),--seed $(SEED)) --num-proc $(NUM_PROC) \
+	$(if $(VALIDATION_SIZE),--validation-size $(VALIDATION_SIZE)) $(if $(TEST_SIZE),--test-size $(TEST_SIZE)) \
+	$(if $(SEED),--seed $(SEED)) --num-proc $(NUM_PROC) \
 	$(STAGE_EXTRA)
-CHECK_SIZES ?= --train-size 40 --validation-size 10
+CHECK_SIZES ?= --train-size 40 --validation-size 10 --test-size 10
 
 stage: install  ## build configs through the builder into $(STAGED)/: Parquet per config and split, card, plots
 	$(PY) -m pip install --quiet -e ".[hub]"

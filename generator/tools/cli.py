@@ -130,7 +130,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         import datasets
 
         kwargs = {
-            k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None
+            k: getattr(args, k)
+            for k in ("train_size", "validation_size", "test_size", "seed")
+            if getattr(args, k) is not None
         }
         ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
         reports = [validate_dataset(ds, trust_code=True, config=args.config, progress=_progress(), **options)]
@@ -216,7 +218,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from .stats import format_summary, summarize
 
-    kwargs = {k: getattr(args, k) for k in ("train_size", "validation_size", "seed") if getattr(args, k) is not None}
+    kwargs = {
+        k: getattr(args, k)
+        for k in ("train_size", "validation_size", "test_size", "seed")
+        if getattr(args, k) is not None
+    }
     start = time.perf_counter()
     ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
     elapsed = time.perf_counter() - start
@@ -228,6 +234,26 @@ def cmd_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_leakage(args: argparse.Namespace) -> int:
+    """Measure, per staged config, how many held-out rows share a sequence with train (``tools.leakage``)."""
+    from . import leakage
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise ValueError(f"no staged folder at {str(folder)!r}")
+    configs = args.configs or sorted(p.name for p in folder.iterdir() if p.is_dir() and any(p.glob("train-*.parquet")))
+    if not configs:
+        raise ValueError(f"{str(folder)!r} holds no staged config (<config>/train-*.parquet)")
+    reports = {}
+    for name in configs:
+        reports[name] = leakage.staged_leakage(folder, name)
+        print(f"== {name}: {reports[name]['train_rows']} train rows")
+        print(leakage.format_table(reports[name]))
+    if args.report_json:
+        args.report_json.write_text(json.dumps(reports, indent=2) + "\n")
+    return 0
+
+
 def _stage(args: argparse.Namespace, repo_id: str | None = None):
     from . import hub
 
@@ -236,6 +262,7 @@ def _stage(args: argparse.Namespace, repo_id: str | None = None):
         args.configs,
         train_size=args.train_size,
         validation_size=args.validation_size,
+        test_size=args.test_size,
         seed=args.seed,
         num_proc=args.num_proc,
         script=args.script,
@@ -329,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--config", default="balanced", help="config for --build")
     v.add_argument("--train-size", type=_non_negative_int)
     v.add_argument("--validation-size", type=_non_negative_int)
+    v.add_argument("--test-size", type=_non_negative_int, help="rows of the test split (default: as validation)")
     v.add_argument("--seed", type=_non_negative_int)
     v.add_argument("--num-proc", type=_non_negative_int, default=None)
     v.set_defaults(func=cmd_validate)
@@ -338,9 +366,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--config", default="balanced")
     b.add_argument("--train-size", type=_non_negative_int)
     b.add_argument("--validation-size", type=_non_negative_int)
+    b.add_argument("--test-size", type=_non_negative_int, help="rows of the test split (default: as validation)")
     b.add_argument("--seed", type=_non_negative_int)
     b.add_argument("--num-proc", type=_non_negative_int, default=None)
     b.set_defaults(func=cmd_build)
+
+    lk = sub.add_parser(
+        "leakage",
+        help="share of held-out rows whose IR op sequence or source call sequence also occurs in train",
+    )
+    lk.add_argument("folder", help="a staged folder (python -m generator stage)")
+    lk.add_argument("--configs", nargs="+", help="configs to measure (default: every config in the folder)")
+    lk.add_argument("--report-json", type=Path, help="also write the figures as JSON here")
+    lk.set_defaults(func=cmd_leakage)
 
     s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
     s.add_argument("path", nargs="?")
@@ -358,6 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         h.add_argument("--output-dir", default="staged")
         h.add_argument("--train-size", type=_non_negative_int)
         h.add_argument("--validation-size", type=_non_negative_int)
+        h.add_argument("--test-size", type=_non_negative_int, help="rows of the test split (default: as validation)")
         h.add_argument("--seed", type=_non_negative_int)
         h.add_argument("--num-proc", type=_non_negative_int, default=None)
         h.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")

@@ -98,6 +98,7 @@ def generate_with_ray(
     config: str = "balanced",
     train_size: int | None = None,
     validation_size: int | None = None,
+    test_size: int | None = None,
     seed: int | None = None,
     rows_per_shard: int | None = None,
     max_retries: int = DEFAULT_MAX_RETRIES,
@@ -110,7 +111,7 @@ def generate_with_ray(
     Args:
       output_dir: the staging folder; ``<config>`` inside it is replaced once every shard is in.
       config: a builder config name (``balanced``, ``mixed``, a category).
-      train_size, validation_size, seed, rows_per_shard: override the config's fields.
+      train_size, validation_size, test_size, seed, rows_per_shard: override the config's fields.
       max_retries: how often Ray re-runs a failed shard (exception or lost worker).
       address: Ray address; ``None`` starts (or reuses) a local Ray.
       script: the builder script (default: the project's ``jax_stablehlo_pairs.py``).
@@ -128,6 +129,7 @@ def generate_with_ray(
         script=script,
         train_size=train_size,
         validation_size=validation_size,
+        test_size=test_size,
         seed=seed,
         rows_per_shard=rows_per_shard,
     )
@@ -183,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output-dir", required=True)
     p.add_argument("--train-size", type=int)
     p.add_argument("--validation-size", type=int)
+    p.add_argument("--test-size", type=int)
     p.add_argument("--seed", type=int)
     p.add_argument("--rows-per-shard", type=int)
     p.add_argument("--max-retries", type=int, default=DEFAULT_MAX_RETRIES)
@@ -194,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             config=args.config,
             train_size=args.train_size,
             validation_size=args.validation_size,
+            test_size=args.test_size,
             seed=args.seed,
             rows_per_shard=args.rows_per_shard,
             max_retries=args.max_retries,

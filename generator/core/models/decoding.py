@@ -1527,7 +1527,16 @@ def _transforms(spec: Spec) -> tuple[str, ...]:
 
 # What decides a program's split (``Family.structure``): the choices that change what it computes.
 STRUCTURE = {
-    ("decode_step",): ("attention", "cache_update", "layers", "norm", "positional", "returns", "scale_embed", "softcap"),
+    ("decode_step",): (
+        "attention",
+        "cache_update",
+        "layers",
+        "norm",
+        "positional",
+        "returns",
+        "scale_embed",
+        "softcap",
+    ),
     ("generate",): (
         "attention",
         "cache_update",

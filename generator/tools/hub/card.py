@@ -7,9 +7,11 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...core.models import MODEL_LIBRARIES
+from ...core.models import MODEL_CATEGORIES, MODEL_LIBRARIES
+from ...core.structure import HELD_OUT_SHARE, SPLITS
 from ...core.tokens import TOKENIZER_NAME, tokenizer_version
 from ...core.views import VIEW_COLUMNS, VIEWS, longest_tokens
 from .build import ROOT
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from huggingface_hub import DatasetCard, DatasetCardData
 
 CARD_TEMPLATE = ROOT / "dataset_card" / "template.md"
+# Baseline scores of the benchmark (``python -m generator evaluate --baseline ...`` on the test
+# splits of a stated build), shown on the card of the dataset version they were measured on.
+BASELINES = ROOT / "dataset_card" / "baselines.json"
 PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png", "tokens": "plots/tokens.png"}
 # Context lengths the card counts rows and tokens under (what ``max_tokens`` would keep).
 BUDGETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
@@ -120,6 +125,7 @@ def measure_views(result: StageResult) -> dict[str, dict[str, Any]]:
 
 def measure(result: StageResult) -> dict[str, Any]:
     """Statistics of the staged Parquet, per config and over all configs (``generator.tools.stats.summarize``)."""
+    from .. import leakage
     from ..io import read_rows
     from ..stats import summarize
 
@@ -131,6 +137,14 @@ def measure(result: StageResult) -> dict[str, Any]:
             "budgets": budget_table(flat, sc.seed),
             "transforms": dict(Counter(t for r in flat for t in r["jax_transforms"]).most_common()),
             "lowerings": dict(Counter(r["lowering"] for r in flat).most_common()),
+            "leakage": leakage.measure(rows),
+            "structures": {
+                cat: {
+                    split: len({r["structure"] for r in rows.get(split, ()) if r["category"] == cat})
+                    for split in SPLITS
+                }
+                for cat in sorted({r["category"] for r in flat})
+            },
             "parquet_bytes": sum(p.stat().st_size for p in (result.path / name).glob("*.parquet")),
             "versions": sorted(
                 {(r["generator_version"], r["jax_version"], r["jaxlib_version"]) for rs in rows.values() for r in rs}
@@ -215,11 +229,45 @@ def _plot_tokens(result: StageResult, focus: str, rows: list[Mapping[str, Any]],
     plt.close(fig)
 
 
+def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | None:
+    """The baseline table for the card, if ``path`` holds one measured on dataset ``version``.
+
+    The file is ``{"version", "measured_on", "command", "note", "reports": [{"config", "task",
+    "baseline", "report"}]}``, each report as ``evaluate`` writes it.
+    """
+    import json
+
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("version") != version:
+        return None
+    rows, layers = [], []
+    for entry in data["reports"]:
+        report = entry["report"]
+        cells = {}
+        for layer, r in report["layers"].items():
+            if r.get("denominator"):
+                cells[layer] = f"{100 * r['rate']:.1f}%"
+                layers.append(layer)
+        rows.append(
+            {
+                "config": entry["config"],
+                "task": entry["task"],
+                "baseline": entry["baseline"],
+                "rows": report.get("rows", ""),
+                "layers": cells,
+            }
+        )
+    return {**data, "rows": rows, "layers": list(dict.fromkeys(layers))}
+
+
 def build_command(result: StageResult, num_proc: int | None) -> str:
     """The command that stages the same data again."""
     any_cfg = next(iter(result.configs.values()))
     parts = ["python -m generator stage", "--configs", *result.configs, "--train-size", str(any_cfg.sizes["train"])]
-    parts += ["--validation-size", str(any_cfg.sizes["validation"]), "--seed", str(any_cfg.seed)]
+    parts += ["--validation-size", str(any_cfg.sizes["validation"]), "--test-size", str(any_cfg.sizes["test"])]
+    parts += ["--seed", str(any_cfg.seed)]
     if num_proc:
         parts += ["--num-proc", str(num_proc)]
     return " ".join(parts + ["--output-dir", "staged"])
@@ -262,6 +310,7 @@ def write_card(
                 "failures": st["sampling_rejects"] + st["lowering_failures"] + st["duplicates"],
             }
     all_ops = sorted({op for s in stats.values() for op in s["op_frequency"]})
+    baselines = load_baselines(result.version)
 
     card = DatasetCard.from_template(
         card_data,
@@ -285,6 +334,9 @@ def write_card(
         resample=resample,
         total_rows=total_rows,
         all_ops=all_ops,
+        held_out_share=f"{HELD_OUT_SHARE:.0%}",
+        model_categories=MODEL_CATEGORIES,
+        baselines=baselines,
         provenance={
             "generator_versions": sorted({v[0] for v in versions}),
             "jax_versions": sorted({v[1] for v in versions}),

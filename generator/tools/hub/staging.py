@@ -134,6 +134,7 @@ def stage(
     *,
     train_size: int | None = None,
     validation_size: int | None = None,
+    test_size: int | None = None,
     seed: int | None = None,
     num_proc: int | None = None,
     script: str | os.PathLike = DEFAULT_SCRIPT,
@@ -149,7 +150,8 @@ def stage(
     Args:
       output_dir: the folder to (re)write; replaced atomically, and only if empty or a staging.
       configs: config names; all configs when empty.
-      train_size, validation_size, seed: passed to every config (its defaults when ``None``).
+      train_size, validation_size, test_size, seed: passed to every config (its defaults when
+        ``None``; a config's test split is as large as its validation split by default).
       num_proc: builder processes (forked; resample counts are collected from each).
       repo_id: the Hub repo the card's loading examples name.
       max_shard_bytes: Parquet shards hold about this many bytes of Arrow data.
@@ -172,6 +174,7 @@ def stage(
         for k, v in (
             ("train_size", train_size),
             ("validation_size", validation_size),
+            ("test_size", test_size),
             ("seed", seed),
             ("max_tokens", max_tokens),
             ("with_optimized_hlo", with_optimized_hlo or None),
@@ -198,7 +201,11 @@ def stage(
                     description=cfg.description or "",
                     categories=tuple(cfg.categories),
                     mixture=cfg.mixture,
-                    sizes={"train": cfg.train_size, "validation": cfg.validation_size},
+                    sizes={
+                        "train": cfg.train_size,
+                        "validation": cfg.validation_size,
+                        "test": cfg.validation_size if cfg.test_size is None else cfg.test_size,
+                    },
                     seed=cfg.seed,
                     shard_stats=stats,
                     features=next(iter(dsd.values())).features,
