@@ -21,7 +21,7 @@ def load(config="balanced", cache_dir=None, **kwargs):
 
 def test_load_dataset_builds_versioned_splits(cache_dir):
     ds = load(cache_dir=cache_dir)
-    assert ds.num_rows == {"train": 17, "validation": 5}
+    assert ds.num_rows == {"train": 17, "validation": 5, "test": 5}  # test: as validation by default
     assert str(ds["train"].info.version) == generator.__version__
     assert ds["train"].info.config_name == "balanced"
     assert set(ds["train"]["category"]) == set(CATEGORIES)
@@ -29,8 +29,8 @@ def test_load_dataset_builds_versioned_splits(cache_dir):
 
 @pytest.mark.parametrize("config", ["mixed", *CATEGORIES])
 def test_every_config_builds(config, cache_dir):
-    ds = load(config, cache_dir=cache_dir, train_size=4, validation_size=2)
-    assert ds.num_rows == {"train": 4, "validation": 2}
+    ds = load(config, cache_dir=cache_dir, train_size=4, validation_size=2, test_size=1)
+    assert ds.num_rows == {"train": 4, "validation": 2, "test": 1}
     if config in CATEGORIES:
         assert set(ds["train"]["category"]) == {config}
 
@@ -38,7 +38,7 @@ def test_every_config_builds(config, cache_dir):
 def test_rows_identical_whatever_num_proc(cache_dir, tmp_path):
     one = load(cache_dir=cache_dir, num_proc=1)
     two = load(cache_dir=str(tmp_path / "other"), num_proc=2)
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "test"):
         assert one[split].to_list() == two[split].to_list()
 
 
@@ -91,7 +91,7 @@ def test_builder_class_used_directly(builder_module, tmp_path):
 def test_a_split_of_size_zero_is_left_out(cache_dir):
     ds = load("matrix", cache_dir=cache_dir, train_size=3, validation_size=0)
     assert list(ds) == ["train"] and ds["train"].num_rows == 3
-    with pytest.raises(ValueError, match="both 0"):
+    with pytest.raises(ValueError, match="all 0"):
         load("matrix", cache_dir=cache_dir, train_size=0, validation_size=0)
 
 

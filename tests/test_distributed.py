@@ -20,7 +20,7 @@ from generator.tools.distributed import builder_config, generate_with_ray, shard
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
-SIZES = {"train_size": 6, "validation_size": 3, "rows_per_shard": 2, "seed": 3}
+SIZES = {"train_size": 6, "validation_size": 3, "test_size": 2, "rows_per_shard": 2, "seed": 3}
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +48,9 @@ def test_ray_build_writes_the_builders_rows_in_hub_layout(local_ray, tmp_path):
     assert names == [f"train-0000{i}-of-00003.parquet" for i in range(3)] + [
         f"validation-0000{i}-of-00002.parquet" for i in range(2)
     ]
-    assert result.rows == {"train": 6, "validation": 3}
+    assert result.rows == {"train": 6, "validation": 3, "test": 2}
     expected = _expected_rows("matrix")
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "test"):
         rows = _written_rows(result.files[split])
         assert rows == expected[split]
         assert all(r["category"] == "matrix" for r in rows)
@@ -81,7 +81,7 @@ def test_failed_shards_are_retried_without_lost_or_duplicated_rows(local_ray, tm
 
     assert len(list(marks.iterdir())) == 5  # every shard failed once, then succeeded
     expected = _expected_rows("balanced")
-    for split in ("train", "validation"):
+    for split in ("train", "validation", "test"):
         assert _written_rows(result.files[split]) == expected[split]
 
 

@@ -31,7 +31,7 @@ from generator.tools.stats import summarize
 
 from .conftest import ROOT
 
-SIZES = {"train_size": 40, "validation_size": 10}
+SIZES = {"train_size": 40, "validation_size": 10, "test_size": 5}
 CONFIGS = ["balanced", "matrix"]
 
 
@@ -58,7 +58,7 @@ def test_layout_is_the_hub_layout(staged):
     assert sorted(tree(staged.path)) == sorted(
         [
             "README.md",
-            *(f"{folder}/{split}-00000-of-00001.parquet" for folder in folders for split in ("train", "validation")),
+            *(f"{folder}/{split}-00000-of-00001.parquet" for folder in folders for split in ("train", "validation", "test")),
             "plots/op_frequency.png",
             "plots/sizes.png",
             "plots/tokens.png",
@@ -72,7 +72,7 @@ def test_layout_is_the_hub_layout(staged):
 def test_parquet_holds_the_builder_rows(staged):
     for name in CONFIGS:
         rows = read_rows(staged.path / name)
-        assert {split: len(r) for split, r in rows.items()} == {"train": 40, "validation": 10}
+        assert {split: len(r) for split, r in rows.items()} == {"train": 40, "validation": 10, "test": 5}
         assert [hub.row_digest(r) for r in rows["train"]] == staged.configs[name].row_digests["train"]
         assert pq.read_schema(staged.path / name / "train-00000-of-00001.parquet").names == list(COLUMNS)
     assert {r["category"] for r in read_rows(staged.path / "matrix")["train"]} == {"matrix"}
@@ -134,11 +134,12 @@ def test_card_yaml_describes_configs_and_splits(staged):
     assert configs["matrix"]["data_files"] == [
         {"split": "train", "path": "matrix/train-*"},
         {"split": "validation", "path": "matrix/validation-*"},
+        {"split": "test", "path": "matrix/test-*"},
     ]
     infos = {i["config_name"]: i for i in data.dataset_info}
     for name in CONFIGS:
         assert [f["name"] for f in infos[name]["features"]] == list(COLUMNS)
-        assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == {"train": 40, "validation": 10}
+        assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == {"train": 40, "validation": 10, "test": 5}
         parquet = sum(p.stat().st_size for p in (staged.path / name).glob("*.parquet"))
         assert infos[name]["download_size"] == parquet
     # The YAML features are what datasets reads back for the config.
@@ -184,14 +185,14 @@ def test_card_numbers_come_from_the_staged_data(staged):
     assert f"Version {__version__}" in text and f"`v{__version__}`" in text
     assert "@misc{jax_stablehlo_pairs" in text
     # resampling was observed (shards ran in this process): every emitted row is counted once
-    assert all(c.shard_stats and c.shard_stats["rows"] == 50 for c in staged.configs.values())
-    assert "| `matrix` | 50 | " in text.split("**Resampling.**")[1]
+    assert all(c.shard_stats and c.shard_stats["rows"] == 55 for c in staged.configs.values())
+    assert "| `matrix` | 55 | " in text.split("**Resampling.**")[1]
 
 
 def test_staged_folder_loads_without_script(staged):
     """datasets 3.6 in-process; generator/tools/hub/viewer_check.py does the same with the newest datasets (slow test)."""
     ds = datasets.load_dataset(str(staged.path), "matrix", cache_dir=str(staged.path.parent / "cache"))
-    assert ds.num_rows == {"train": 40, "validation": 10}
+    assert ds.num_rows == {"train": 40, "validation": 10, "test": 5}
     assert [hub.row_digest(r) for r in ds["validation"]] == staged.configs["matrix"].row_digests["validation"]
 
 
@@ -300,7 +301,7 @@ def test_upload_creates_repo_uploads_and_tags_the_version(staged, tmp_path):
 
 
 def test_upload_of_one_config_keeps_the_others(tmp_path):
-    one = hub.stage(tmp_path / "one", ["matrix"], train_size=2, validation_size=1)
+    one = hub.stage(tmp_path / "one", ["matrix"], train_size=2, validation_size=1, test_size=0)
     remote = tmp_path / "remote.md"
     remote.write_text(
         "---\nconfigs:\n- config_name: balanced\n  data_files: balanced/*\n  default: true\n"

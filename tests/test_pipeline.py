@@ -24,7 +24,7 @@ def rows(plan):
 
 def test_plan_is_independent_of_anything_but_sizes_and_seed(plan):
     assert [t.num_rows for t in plan["train"]] == [17, 17, 17]
-    assert [t.bucket for ts in plan.values() for t in ts] == [0, 1, 2, 3]
+    assert {s: [t.bucket for t in ts] for s, ts in plan.items()} == {"train": [0, 1, 2], "validation": [0], "test": []}
     assert plan == plan_shards(train_size=51, validation_size=17, seed=3, rows_per_shard=17)
 
 
@@ -59,6 +59,7 @@ def test_balanced_gives_equal_shares(rows):
 
 def test_no_duplicates_and_no_ir_in_both_splits(rows):
     all_rows = rows["train"] + rows["validation"]
+    assert not {r["structure"] for r in rows["train"]} & {r["structure"] for r in rows["validation"]}
     assert len({r["id"] for r in all_rows}) == len(all_rows)
     assert len({r["python_source"] for r in all_rows}) == len(all_rows)
     train_ir = {normalize_ir(r["stablehlo_ir"]) for r in rows["train"]}

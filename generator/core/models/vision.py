@@ -2120,8 +2120,8 @@ def render(spec: Spec) -> ModelProgram:
 
 # What decides a program's split (``Family.structure``): the choices that change what it computes.
 STRUCTURE = {
-    ("resnet", "block"): ("bn_train", "split_stats"),
-    ("resnet", "net"): ("bn_train", "imagenet_stem", "split_stats"),
+    ("resnet", "block"): ("bn_train",),
+    ("resnet", "net"): ("bn_train", "imagenet_stem"),
     ("unet", "block"): ("self_attention",),
     ("unet", "net"): ("resize_upsample", "self_attention", "strided_downsample"),
     ("vit", "net"): ("attention", "cls_token", "conv_patches", "scan_layers"),
