@@ -6,6 +6,7 @@ import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
 from generator.tools import leakage
 from generator.tools.cli import main
 
