@@ -26,7 +26,7 @@ reach at most twice (b) over (a): the table gives (d) over 2x (b) beside it, for
 (``builder_np2_over_two_floors``).
 
 The same programs. A config's program set is its shard plan at ``--rows`` train rows (and a
-tenth of that in validation). The (d) builds build exactly it (checked: every build's row ids
+tenth of that in validation, as many in test). The (d) builds build exactly it (checked: every build's row ids
 equal those (c) made; if they do not, the error says where they part and whether the code
 that decides rows, ``generator.code_fingerprint()``, changed on disk during the run), and (a),
 (b), (c) go through it shard by shard: the pipeline makes a
@@ -411,13 +411,14 @@ def validation_rows(rows: int) -> int:
 
 def program_set(config: BenchConfig, rows: int, rows_per_shard: int, seed: int) -> list:
     """The shards of the (d) builds (``config`` at ``rows`` train rows and a tenth of that in
-    validation): (a), (b) and (c) run on these same programs."""
+    validation, as many in test): (a), (b) and (c) run on these same programs."""
     from generator.core.plan import plan_shards
     from generator.core.policy import policy_for
 
     plan = plan_shards(
         train_size=rows,
         validation_size=validation_rows(rows),
+        test_size=validation_rows(rows),
         seed=seed,
         categories=config.categories,
         mixture=config.mixture,
@@ -721,8 +722,8 @@ def _builder_child(rows: int, num_proc: int, rows_per_shard: int, seed: int, con
             **kwargs,
         )
         seconds = time.perf_counter() - t
-        ids = ds["train"]["id"] + ds["validation"]["id"]
-        ir_lines = sum(ds["train"]["stablehlo_lines"]) + sum(ds["validation"]["stablehlo_lines"])
+        ids = [i for split in ds for i in ds[split]["id"]]
+        ir_lines = sum(n for split in ds for n in ds[split]["stablehlo_lines"])
     out = {"rows": len(ids), "ir_lines": ir_lines, "seconds": seconds, "ids_sha256": ids_digest(ids), "ids": ids}
     print(json.dumps({**out, "code_fingerprint": generator.code_fingerprint()}))
 
@@ -991,7 +992,7 @@ def section_title(config: BenchConfig, rows: int, rows_per_shard: int) -> str:
     ops = "" if set(config.categories) <= set(MODEL_CATEGORIES) else "medium op programs, "
     return (
         f"== {config.label}: {len(config.categories)} categories, {config.mixture} mixture, {ops}"
-        f"{rows} train + {validation_rows(rows)} validation rows, {rows_per_shard}-row shards =="
+        f"{rows} train + {validation_rows(rows)} validation + {validation_rows(rows)} test rows, {rows_per_shard}-row shards =="
     )
 
 
@@ -1081,7 +1082,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[BenchConfig], 
     p.add_argument(
         "--rows",
         default=os.environ.get("BENCH_ROWS", ""),
-        help="train rows of each config's program set (validation: a tenth): the (d) builds build it, (a)(b)(c) "
+        help="train rows of each config's program set (validation and test: a tenth each): the (d) builds build it, (a)(b)(c) "
         f"run on it. N for every config, or CONFIG=N,... (others: {default_rows_text()})",
     )
     p.add_argument(

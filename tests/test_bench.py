@@ -246,17 +246,17 @@ def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert result["configs"] == [f"balanced[{categories}]"]
     section = result["sections"][f"balanced[{categories}]"]
     inproc = section["in_process"]
-    assert inproc["programs"] == 6  # 4 train + 2 validation rows, 3 shards
-    assert inproc["shards"] == 3
-    # round-robin over the three categories in each split: train a m d a, validation a m
+    assert inproc["programs"] == 8  # 4 train + 2 validation + 2 test rows, 4 shards
+    assert inproc["shards"] == 4
+    # round-robin over the three categories in each split: train a m d a, validation a m, test a m
     assert inproc["left_out_of_original"] == {"symbolic_shapes": 1}
-    assert inproc["host_devices_programs"] == {"8": 2}
-    assert inproc["method_programs"] == {"original": 5, "floor": 6, "pipeline": 6}
+    assert inproc["host_devices_programs"] == {"8": 3}
+    assert inproc["method_programs"] == {"original": 7, "floor": 8, "pipeline": 8}
     assert set(section["pairs_per_second"]) == set(section["ir_lines_per_second"]) == {"original", "floor", "pipeline"}
     assert all(v > 0 for v in section["ir_lines_per_second"].values())
     assert section["targets"]["builder_np2_over_original"] == 6.0
     assert "(c) pipeline, one process" in stdout and "IR lines/s" in stdout
-    assert "(a) left out 1 of 6 programs" in stdout
+    assert "(a) left out 1 of 8 programs" in stdout
 
 
 @pytest.mark.slow
@@ -339,7 +339,7 @@ def test_spread_picks_evenly_spaced_shards():
 
 def test_the_program_set_is_the_configs_shard_plan():
     tasks = bench.program_set(bench.bench_config("models"), 40, 10, 0)
-    assert [t.num_rows for t in tasks] == [10, 10, 10, 10, 4]  # 40 train + 4 validation
+    assert [t.num_rows for t in tasks] == [10, 10, 10, 10, 4, 4]  # 40 train + 4 validation + 4 test
     assert {t.categories for t in tasks} == {bench.bench_config("models").categories}
     assert {t.mixture for t in bench.program_set(bench.bench_config("mixed"), 40, 10, 0)} == {"mixed"}
 
