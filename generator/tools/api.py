@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..core.categories import CATEGORIES
-from ..core.plan import ShardTask, check_size, plan_shards
+from ..core.plan import check_size, plan_shards
 from ..core.rows import ShardStats
 from ..runtime.shards import generate_shard
 from .io import ensure_writable_dir, write_jsonl
@@ -35,8 +36,9 @@ class SynthesisPipeline:
         self._calls = 0
 
     def _rows(self, count: int, categories: tuple[str, ...], mixture: str) -> Iterator[dict[str, Any]]:
-        # Each call is its own shard stream (seeded by the call number), so calls never
-        # repeat each other's programs and a rerun with the same seed repeats all of them.
+        # Each call is its own shard stream (its shard index is the call number, which seeds its
+        # draws), so calls rarely repeat each other's programs and a rerun with the same seed
+        # repeats all of them. Its rows are train rows: programs of train structures.
         (task,) = plan_shards(
             train_size=count,
             validation_size=0,
@@ -45,7 +47,7 @@ class SynthesisPipeline:
             mixture=mixture,
             rows_per_shard=max(count, 1),
         )["train"]
-        task = ShardTask(**{**task.__dict__, "split": f"call{self._calls}"})
+        task = dataclasses.replace(task, shard_index=self._calls)
         self._calls += 1
         for row in generate_shard(task, self._stats):
             self._by_category[row["category"]] = self._by_category.get(row["category"], 0) + 1
