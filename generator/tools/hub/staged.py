@@ -16,7 +16,7 @@ class StagedConfig:
 
     Attributes:
       name, description, categories, mixture: from the builder config.
-      sizes: requested rows per split (the builder config's train/validation sizes).
+      sizes: requested rows per split (the builder config's train, validation and test sizes).
       seed: the build's seed.
       features: the ``datasets.Features`` the builder produced.
       files: staged Parquet paths per split, relative to the staged folder.
