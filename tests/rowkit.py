@@ -17,7 +17,7 @@ def make_rows(train: int = 7, validation: int = 3, seed: int = 0) -> dict[str, l
     plan = plan_shards(
         train_size=train, validation_size=validation, seed=seed, rows_per_shard=max(train, validation, 1)
     )
-    return {split: [r for task in tasks for r in generate_shard(task)] for split, tasks in plan.items()}
+    return {split: [r for task in tasks for r in generate_shard(task)] for split, tasks in plan.items() if tasks}
 
 
 def rederive(row: dict, **changes) -> dict:

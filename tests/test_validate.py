@@ -110,6 +110,12 @@ def test_untrusted_folder_is_refused_and_nothing_runs(rows, tmp_path, capsys, mo
             "input_signature is not",
         ),
         (lambda rs: [rs.__setitem__(s, []) for s in list(rs)], "no rows"),
+        # a train program moved to validation (its structure is train's); a train row with a validation structure
+        (lambda rs: rs["validation"].append(rs["train"].pop()), "a split their structure key does not belong to"),
+        (
+            lambda rs: rs["train"].__setitem__(0, {**rs["train"][0], "structure": rs["validation"][0]["structure"]}),
+            "structure keys appear in more than one split",
+        ),
     ],
 )
 def test_structure_failures(rows, break_it, expected):

@@ -121,6 +121,9 @@ class Report:
       rows: rows in all splits; ``split_rows``: per split.
       unique_ids, unique_sources: distinct values over all splits.
       cross_split_ir: normalized IR texts found in more than one split.
+      cross_split_structures: ``structure`` keys found in more than one split.
+      misplaced_structures: rows of a ``train``/``validation``/``test`` split whose structure
+        belongs to another split (``core.structure.split_of``).
       missing_columns, extra_columns: column names against the schema.
       checks: per check name (``structure`` and ``CODE_CHECKS``), its counts.
       failures: one line per failure, ``<id>: <check>: <why>``.
@@ -137,6 +140,8 @@ class Report:
     unique_ids: int = 0
     unique_sources: int = 0
     cross_split_ir: int = 0
+    cross_split_structures: int = 0
+    misplaced_structures: int = 0
     missing_columns: list[str] = field(default_factory=list)
     extra_columns: list[str] = field(default_factory=list)
     checks: dict[str, CheckResult] = field(default_factory=dict)
@@ -157,6 +162,8 @@ class Report:
             and self.unique_ids == self.rows
             and self.unique_sources == self.rows
             and self.cross_split_ir == 0
+            and self.cross_split_structures == 0
+            and self.misplaced_structures == 0
             and all(c.failed == 0 for c in self.checks.values())
         )
 
@@ -182,7 +189,8 @@ class Report:
         lines = [
             f"{head}{self.rows} rows ({splits})",
             f"unique: ids {pct(self.unique_ids, self.rows):.1f}%, sources {pct(self.unique_sources, self.rows):.1f}%; "
-            f"IR shared across splits: {self.cross_split_ir}",
+            f"IR shared across splits: {self.cross_split_ir}; structures shared across splits: "
+            f"{self.cross_split_structures}; rows outside their structure's split: {self.misplaced_structures}",
         ]
         if self.missing_columns:
             lines.append(f"missing columns: {', '.join(self.missing_columns)}")
@@ -222,6 +230,8 @@ class Report:
             "unique_ids": self.unique_ids,
             "unique_sources": self.unique_sources,
             "cross_split_ir": self.cross_split_ir,
+            "cross_split_structures": self.cross_split_structures,
+            "misplaced_structures": self.misplaced_structures,
             "missing_columns": self.missing_columns,
             "extra_columns": self.extra_columns,
             "checks": {
@@ -317,6 +327,7 @@ def _row_problems(r: dict[str, Any]) -> list[str]:
 def check_structure(rows_by_split: Mapping[str, list[dict[str, Any]]], report: Report) -> list[dict[str, Any]]:
     """Fill ``report``'s structure fields; return the rows whose code checks may run."""
     from ...core.irtext import normalize_ir
+    from ...core.structure import SPLITS, split_of
 
     all_rows = [r for rows in rows_by_split.values() for r in rows]
     report.rows = len(all_rows)
@@ -354,6 +365,13 @@ def check_structure(rows_by_split: Mapping[str, list[dict[str, Any]]], report: R
             seen.add(key)
             ir_splits.setdefault(key, set()).add(split)
     report.cross_split_ir = sum(len(s) > 1 for s in ir_splits.values())
+    structure_splits: dict[str, set[str]] = {}
+    for split, rows in rows_by_split.items():
+        for r in rows:
+            structure_splits.setdefault(r["structure"], set()).add(split)
+            if split in SPLITS and split_of(str(r["structure"])) != split:
+                report.misplaced_structures += 1
+    report.cross_split_structures = sum(len(s) > 1 for s in structure_splits.values())
     for what, n in (("ids", report.rows - report.unique_ids), ("sources", report.rows - report.unique_sources)):
         if n:
             report.failures.append(f"dataset: structure: {n} repeated {what}")
@@ -361,6 +379,15 @@ def check_structure(rows_by_split: Mapping[str, list[dict[str, Any]]], report: R
         report.failures.append(f"dataset: structure: {within} rows repeat another row's IR within their split")
     if report.cross_split_ir:
         report.failures.append(f"dataset: structure: {report.cross_split_ir} IR texts appear in more than one split")
+    if report.cross_split_structures:
+        report.failures.append(
+            f"dataset: structure: {report.cross_split_structures} structure keys appear in more than one split"
+        )
+    if report.misplaced_structures:
+        report.failures.append(
+            f"dataset: structure: {report.misplaced_structures} rows are in a split their structure key does not "
+            "belong to (generator.core.structure.split_of)"
+        )
     return good
 
 
