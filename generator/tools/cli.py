@@ -1,4 +1,4 @@
-"""Command line: ``python -m generator {generate,build,validate,stats,stage,push}``."""
+"""Command line: ``python -m generator {generate,build,validate,stats,stage,push,evaluate}``."""
 
 from __future__ import annotations
 
@@ -303,6 +303,58 @@ def cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score predictions (or a baseline's) for a task view against a split of a staged folder.
+
+    Exit status: 0 scored, 2 bad input, 3 refused to run predicted Python (reverse without
+    ``--execute-predictions``).
+    """
+    from .evaluate import Limits, RefusedError, baseline_predictions, evaluate, format_report, write_predictions
+    from .io import ensure_writable_dir, write_json
+
+    if (args.predictions is None) == (args.baseline is None):
+        raise ValueError("give either --predictions FILE or --baseline NAME")
+    if args.task == "reverse" and not args.execute_predictions:
+        print(
+            "REFUSED: the reverse task runs predicted Python; pass --execute-predictions to run it in limited "
+            "worker processes (time, CPU and memory limits; not a security sandbox)",
+            file=sys.stderr,
+        )
+        return 3
+    for out in (args.report_json, args.write_predictions):
+        if out:
+            ensure_writable_dir(Path(out).parent)  # fail before any work
+    limits = Limits(time_limit=args.time_limit, cpu_seconds=2 * args.time_limit, memory_bytes=args.memory_mb << 20)
+    predictions = args.predictions
+    if args.baseline is not None:
+        predictions = baseline_predictions(
+            args.baseline, args.task, args.staged, args.config, args.split, train_split=args.train_split
+        )
+        if args.write_predictions:
+            write_predictions(predictions, args.write_predictions)
+    try:
+        report = evaluate(
+            args.task,
+            predictions,
+            args.staged,
+            args.config,
+            args.split,
+            execute_predictions=args.execute_predictions,
+            workers=args.workers,
+            limits=limits,
+            progress=sys.stderr.isatty(),
+        )
+    except RefusedError as e:
+        print(f"REFUSED: {e}", file=sys.stderr)
+        return 3
+    if args.baseline is not None:
+        report["baseline"] = args.baseline
+    print(format_report(report))
+    if args.report_json:
+        write_json(report, args.report_json)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -383,6 +435,35 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
     s.add_argument("path", nargs="?")
     s.set_defaults(func=cmd_stats)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="score predictions for a task view (forward, reverse, cost, optimize) against a staged split",
+        description='Predictions are JSONL lines {"id": ..., "prediction": ...}; several per id are samples '
+        "(pass@k). Exit status: 0 scored, 2 bad input, 3 refused to run predicted Python.",
+    )
+    e.add_argument("--task", required=True, choices=("forward", "reverse", "cost", "optimize"))
+    e.add_argument("--predictions", metavar="FILE", help="JSONL of {id, prediction}")
+    e.add_argument(
+        "--baseline",
+        choices=("reference", "nearest", "copy"),
+        help="score a baseline's answers instead: the reference itself, the nearest train row's, the prompt copied",
+    )
+    e.add_argument("--staged", required=True, metavar="FOLDER", help="a staged folder (python -m generator stage)")
+    e.add_argument("--config", default="balanced", help="the pairs config (default balanced)")
+    e.add_argument("--split", default="test", help="the split to score (default test)")
+    e.add_argument("--train-split", default="train", help="where --baseline nearest looks (default train)")
+    e.add_argument("--write-predictions", metavar="FILE", help="with --baseline: also write its predictions as JSONL")
+    e.add_argument("--report-json", metavar="OUT", help="also write the report (every answer included) as JSON")
+    e.add_argument(
+        "--execute-predictions",
+        action="store_true",
+        help="allow running predicted Python (needed for --task reverse), in limited worker processes",
+    )
+    e.add_argument("--workers", type=_at_least_one, default=2, help="worker processes (default 2)")
+    e.add_argument("--time-limit", type=float, default=30.0, help="wall-clock seconds per answer (default 30)")
+    e.add_argument("--memory-mb", type=_at_least_one, default=4096, help="address space of a worker (default 4096)")
+    e.set_defaults(func=cmd_evaluate)
 
     for name, func, help_text in (
         ("stage", cmd_stage, "build configs through the builder into a Hub-ready folder (Parquet, card, plots)"),

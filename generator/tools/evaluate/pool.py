@@ -36,13 +36,14 @@ class Limits:
       cpu_seconds: CPU seconds per answer (``RLIMIT_CPU``, set in the child before each job;
         XLA compiles on several threads, so it is above ``time_limit``).
       memory_bytes: the worker's address space (``RLIMIT_AS``); JAX imports and runs in 2 GiB.
-      file_bytes: the largest file the worker may write (``RLIMIT_FSIZE``; its stderr is one).
+      file_bytes: the largest file the worker may write (``RLIMIT_FSIZE``: its stderr, which a
+        prediction may flood, and the cached reference outputs).
     """
 
     time_limit: float = 30.0
     cpu_seconds: float = 60.0
     memory_bytes: int = 4 << 30
-    file_bytes: int = 64 << 20
+    file_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         for name in ("time_limit", "cpu_seconds", "memory_bytes", "file_bytes"):

@@ -286,6 +286,7 @@ def evaluate(
 
     # Which rows enter agrees: the cap and kinds we cannot run, then each reference once.
     left_out: dict[str, str] = {}
+    reference_failures: list[dict[str, Any]] = []
     in_agrees: set[str] = set()
     cache = Path(tempfile.mkdtemp(prefix="jsp-eval-ref-"))
     try:
@@ -306,6 +307,9 @@ def evaluate(
                 if ref.reference != "ok":
                     in_agrees.discard(job["row"]["id"])
                     left_out[job["row"]["id"]] = f"the reference does not run here ({ref.reference})"
+                    reference_failures.append(
+                        {"id": job["row"]["id"], "category": job["row"]["category"], "detail": ref.reference_detail}
+                    )
             if bar is not None:
                 bar.close()
 
@@ -341,6 +345,8 @@ def evaluate(
         per_row[rid].append(res)
     report = _report(task, config, split, scored_rows, per_row, in_agrees, left_out)
     report["rows_without_reference"] = len(rows) - len(scored_rows)
+    if "agrees_cap" in report:
+        report["agrees_cap"]["reference_failures"] = reference_failures
     if answers:
         report["answers"] = [
             {

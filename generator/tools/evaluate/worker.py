@@ -214,21 +214,24 @@ def _reference(row: Mapping[str, Any]) -> Parsed:
 
 
 def reference_run(row: Mapping[str, Any], cache: Path, optimized: bool = False) -> dict[str, Any]:
-    """The reference's inputs and outputs (``optimized``: its optimized HLO's), from the cache
-    folder or computed once and written there, so samples and workers share them."""
+    """The reference's inputs and outputs (``optimized``: its optimized HLO's outputs).
+
+    Outputs are read from the cache folder, or computed once and written there, so samples,
+    layers and workers share them; inputs are made again (a pure function of the row, and
+    cheaper to make than to store).
+    """
+    ref = _reference(row)
+    inputs = inputs_for(row, ref.inputs)
     path = cache / f"{row['id']}{'.hlo' if optimized else ''}.pkl"
     if path.exists():
         with open(path, "rb") as f:
-            return pickle.load(f)
-    ref = _reference(row)
-    inputs = inputs_for(row, ref.inputs)
+            return {"inputs": inputs, "outputs": pickle.load(f)}
     outputs = run_xla(hlo_program(row["optimized_hlo"]) if optimized else row["stablehlo_ir"], inputs)
-    result = {"inputs": inputs, "outputs": outputs}
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     with open(tmp, "wb") as f:
-        pickle.dump(result, f)
+        pickle.dump(outputs, f)
     os.replace(tmp, path)
-    return result
+    return {"inputs": inputs, "outputs": outputs}
 
 
 # --- jobs ------------------------------------------------------------------------------------
