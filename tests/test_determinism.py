@@ -15,7 +15,7 @@ from generator.core.plan import plan_shards
 from generator.runtime.shards import generate_shard
 from tests.conftest import ROOT, SCRIPT
 
-SIZES = dict(train_size=6, validation_size=3, rows_per_shard=3, seed=3)
+SIZES = dict(train_size=6, validation_size=3, test_size=3, rows_per_shard=3, seed=3)
 
 SHARDS = textwrap.dedent(
     """
@@ -71,7 +71,7 @@ def test_builder_with_num_proc_2_and_another_hash_seed_gives_the_same_rows(tmp_p
 @pytest.mark.slow
 @pytest.mark.parametrize("num_proc, hashseed", [("null", "1"), ("1", "99"), ("3", "123456")])
 def test_builder_matrix(tmp_path, num_proc, hashseed):
-    sizes = dict(train_size=30, validation_size=10, rows_per_shard=7, seed=9)
+    sizes = dict(train_size=30, validation_size=10, test_size=10, rows_per_shard=7, seed=9)
     assert _run(BUILDER, json.dumps(sizes), num_proc, str(tmp_path / "c"), SCRIPT, hashseed=hashseed) == _digest_here(
         sizes
     )

@@ -112,7 +112,8 @@ KILLED_BUILD = textwrap.dedent(
     shards.generate_in_process = slow
     import datasets
     datasets.load_dataset(sys.argv[3], "balanced", cache_dir=sys.argv[1], trust_remote_code=True,
-                          train_size=12, validation_size=4, rows_per_shard=4, seed=2, num_proc=eval(sys.argv[4]))
+                          train_size=12, validation_size=4, test_size=4, rows_per_shard=4, seed=2,
+                          num_proc=eval(sys.argv[4]))
     """
 )
 
@@ -194,9 +195,10 @@ def test_sigkill_mid_build_then_rebuild_gives_exactly_the_right_rows(tmp_path, n
         trust_remote_code=True,
         train_size=12,
         validation_size=4,
+        test_size=4,
         rows_per_shard=4,
         seed=2,
     )
-    expected = _expected(train_size=12, validation_size=4, rows_per_shard=4, seed=2)
+    expected = _expected(train_size=12, validation_size=4, test_size=4, rows_per_shard=4, seed=2)
     assert {s: ds[s]["id"] for s in ds} == expected
     assert not list(cache.rglob("*.incomplete"))

@@ -167,7 +167,7 @@ def test_builder_gives_a_view(cache_dir):
     pairs = datasets.load_dataset(SCRIPT, "arithmetic", **kw)
     fwd = datasets.load_dataset(SCRIPT, "arithmetic", view="forward", **kw)
     conv = datasets.load_dataset(SCRIPT, "arithmetic", view="conversational", **kw)
-    assert fwd.num_rows == pairs.num_rows == {"train": 6, "validation": 2}
+    assert fwd.num_rows == pairs.num_rows == {"train": 6, "validation": 2, "test": 2}
     assert fwd["train"].column_names == list(views.PROMPT_COMPLETION_FEATURES)
     assert conv["train"].features == views.MESSAGES_FEATURES
     for pair, row in zip(pairs["train"], fwd["train"]):
