@@ -58,7 +58,11 @@ def test_layout_is_the_hub_layout(staged):
     assert sorted(tree(staged.path)) == sorted(
         [
             "README.md",
-            *(f"{folder}/{split}-00000-of-00001.parquet" for folder in folders for split in ("train", "validation", "test")),
+            *(
+                f"{folder}/{split}-00000-of-00001.parquet"
+                for folder in folders
+                for split in ("train", "validation", "test")
+            ),
             "plots/op_frequency.png",
             "plots/sizes.png",
             "plots/tokens.png",
@@ -139,7 +143,11 @@ def test_card_yaml_describes_configs_and_splits(staged):
     infos = {i["config_name"]: i for i in data.dataset_info}
     for name in CONFIGS:
         assert [f["name"] for f in infos[name]["features"]] == list(COLUMNS)
-        assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == {"train": 40, "validation": 10, "test": 5}
+        assert {s["name"]: s["num_examples"] for s in infos[name]["splits"]} == {
+            "train": 40,
+            "validation": 10,
+            "test": 5,
+        }
         parquet = sum(p.stat().st_size for p in (staged.path / name).glob("*.parquet"))
         assert infos[name]["download_size"] == parquet
     # The YAML features are what datasets reads back for the config.
@@ -165,7 +173,7 @@ def test_card_numbers_come_from_the_staged_data(staged):
         assert f"| `{column}` |" in text
     assert "(plots/op_frequency.png)" in text and "(plots/sizes.png)" in text and "(plots/tokens.png)" in text
     tokens = s["tokens"]  # matrix's, from the staged rows
-    assert f"| `matrix` | 50 | {tokens['python']:,} | {tokens['stablehlo']:,} |" in text
+    assert f"| `matrix` | 55 | {tokens['python']:,} | {tokens['stablehlo']:,} |" in text
     assert "tekken_240911.json from mistral-common 1.9.1" in text
     from generator.tools.hub.card import budget_table
 
@@ -175,10 +183,20 @@ def test_card_numbers_come_from_the_staged_data(staged):
     assert "| `matrix` | " + " | ".join(f"{b['rows']} ({b['tokens']:,})" for b in budgets.values()) + " |" in text
     fwd = read_rows(staged.path / "matrix-forward")
     prompt = sum(r["prompt_tokens"] for rs in fwd.values() for r in rs)
-    assert f"| `matrix-forward` | Python source -> StableHLO | 40 | 10 | {prompt:,} |" in text
+    assert f"| `matrix-forward` | Python source -> StableHLO | 40 | 10 | 5 | {prompt:,} |" in text
     assert 'load_dataset("someone/jsp", "balanced")' in text
     assert f"jax / jaxlib | {version('jax')} / {version('jaxlib')}" in text
-    assert "--configs balanced matrix --train-size 40 --validation-size 10 --seed 0" in text
+    assert "--configs balanced matrix --train-size 40 --validation-size 10 --test-size 5 --seed 0" in text
+    # the benchmark section: leakage measured on the staged rows, structures per split
+    from generator.tools import leakage
+
+    leak = leakage.measure(read_rows(staged.path / "matrix"))
+    assert leak["held_out_rows"] == 15
+    assert (
+        f"| `matrix` | 40 | 15 | {100 * leak['ir']:.1f}% | {100 * leak['calls']:.1f}% | {100 * leak['either']:.1f}% |"
+        in text
+    )
+    assert "No baselines were measured for this version." in text or "Baselines, measured on" in text
     used = {t for rs in read_rows(staged.path / "balanced").values() for r in rs for t in r["jax_transforms"]}
     line = next(x for x in text.splitlines() if x.startswith("JAX transforms applied"))
     assert {t.strip("`") for t in re.findall(r"`[a-z_]+`", line)} == used | {"balanced"}
@@ -441,7 +459,7 @@ def test_newest_datasets_loads_every_config_as_the_builder_made_it(staged, tmp_p
 
 def test_resample_counts_are_collected_from_forked_workers(tmp_path):
     module = hub.load_builder_module()
-    small = {"train_size": 4, "validation_size": 2, "rows_per_shard": 2}
+    small = {"train_size": 4, "validation_size": 2, "test_size": 0, "rows_per_shard": 2}
     _, one, in_process = hub.build_config(module, "matrix", cache_dir=str(tmp_path / "a"), **small)
     _, two, workers = hub.build_config(module, "matrix", cache_dir=str(tmp_path / "b"), num_proc=2, **small)
     assert in_process == workers and workers["rows"] == 6 and workers["attempts"] >= 6
@@ -451,8 +469,8 @@ def test_resample_counts_are_collected_from_forked_workers(tmp_path):
 def test_validate_checks_staged_views_against_their_pairs(staged, tmp_path, capsys):
     assert cli.main(["validate", str(staged.path), "--structure-only"]) == 0
     out = capsys.readouterr().out
-    assert "view matrix-reverse: 50 rows; each is its pair's reverse row: ok" in out
-    assert "view balanced-conversational: 50 rows; each is its pair's conversational row: ok" in out
+    assert "view matrix-reverse: 55 rows; each is its pair's reverse row: ok" in out
+    assert "view balanced-conversational: 55 rows; each is its pair's conversational row: ok" in out
     changed = tmp_path / "changed"
     shutil.copytree(staged.path, changed)
     path = changed / "matrix-forward" / "validation-00000-of-00001.parquet"
@@ -463,7 +481,7 @@ def test_validate_checks_staged_views_against_their_pairs(staged, tmp_path, caps
     pq.write_table(table.set_column(i, table.schema.field(i), pa.array([completions[0], cut, *completions[2:]])), path)
     assert cli.main(["validate", str(changed), "--structure-only"]) == 1
     out = capsys.readouterr().out
-    assert "view matrix-forward: 50 rows; each is its pair's forward row: FAILED" in out
+    assert "view matrix-forward: 55 rows; each is its pair's forward row: FAILED" in out
     assert "forward/validation row 1" in out and "differs from its pair's forward row in completion" in out
 
 
