@@ -45,7 +45,7 @@ def test_ray_build_writes_the_builders_rows_in_hub_layout(local_ray, tmp_path):
     result = generate_with_ray(tmp_path, config="matrix", **SIZES)
 
     names = sorted(p.name for p in (tmp_path / "matrix").iterdir())
-    assert names == [f"train-0000{i}-of-00003.parquet" for i in range(3)] + [
+    assert names == ["test-00000-of-00001.parquet"] + [f"train-0000{i}-of-00003.parquet" for i in range(3)] + [
         f"validation-0000{i}-of-00002.parquet" for i in range(2)
     ]
     assert result.rows == {"train": 6, "validation": 3, "test": 2}
@@ -79,7 +79,7 @@ def test_failed_shards_are_retried_without_lost_or_duplicated_rows(local_ray, tm
 
     result = generate_with_ray(tmp_path / "out", config="balanced", shard_fn=flaky, **SIZES)
 
-    assert len(list(marks.iterdir())) == 5  # every shard failed once, then succeeded
+    assert len(list(marks.iterdir())) == 6  # every shard failed once, then succeeded
     expected = _expected_rows("balanced")
     for split in ("train", "validation", "test"):
         assert _written_rows(result.files[split]) == expected[split]
