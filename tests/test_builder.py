@@ -136,7 +136,7 @@ def _build_with_num_proc_2(tmp_path, before: str) -> tuple[str, bool]:
 
 
 def test_num_proc_after_lowering_does_not_hang(tmp_path):
-    """DESIGN.md: a child forked after the parent lowered a module hangs inside JAX."""
+    """A child forked after the parent lowered a module would hang inside JAX (MLIR's thread pool)."""
     before = "jax.jit(lambda x: jax.lax.fori_loop(0, 10, lambda i, c: jnp.sin(c) @ c, x)).lower(jnp.ones((64, 64)))"
     out, used_server = _build_with_num_proc_2(tmp_path, before)
     assert "rows 8 4" in out

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -99,3 +100,20 @@ def test_bad_batch_size_names_the_value(tmp_path, capsys, value):
     assert info.value.code == 2
     assert f"argument --batch-size: expected a positive integer, got '{value}'" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_build_prints_progress_and_summary_not_library_notes(tmp_path):
+    """A fresh modules cache reads the project README as the script's card: no warning about it."""
+    env = {
+        **os.environ,
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HOME": str(tmp_path / "hf"),
+        "HF_DATASETS_DISABLE_PROGRESS_BARS": "0",
+    }
+    done = run(
+        "build", "--config", "arithmetic", "--train-size", "3", "--validation-size", "1", "--num-proc", "2", env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "rows: 5  (train: 3, validation: 1, test: 1)" in done.stdout and "pairs/s" in done.stdout
+    assert "Repo card metadata" not in done.stderr and "Setting num_proc" not in done.stderr
+    assert "Generating train split" in done.stderr  # the progress bars stay

@@ -181,3 +181,25 @@ def test_text_only_paths_import_no_jax(tmp_path, command):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"code": 0, "jax": []}
+
+
+def test_the_project_speaks_only_of_itself():
+    """Code, tests and docs cite no tracker issues and no documents outside the repository."""
+    import re
+
+    root = PACKAGE.parent
+    pattern = re.compile(r"\bissue\s*#?\d+|\(issue[:)]|\bthe issue\b|DESIGN\.md|STYLE\.md", re.I)
+    files = [
+        p
+        for folder in ("generator", "tests", "benchmarks", "examples", "dataset_card")
+        for p in (root / folder).rglob("*")
+        if p.suffix in (".py", ".md") and p.name != "test_layout.py"
+    ]
+    files += [root / name for name in ("README.md", "CHANGELOG.md", "Makefile", "jax_stablehlo_pairs.py")]
+    found = [
+        f"{p.relative_to(root)}:{i}"
+        for p in files
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not found, found

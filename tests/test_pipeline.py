@@ -169,7 +169,7 @@ def test_shard_count_is_bounded_and_narrow_categories_fill_many_shards():
 
 
 def test_a_sample_of_every_category_runs_with_finite_outputs():
-    """Issue 3: rows of every category compile with XLA and run on their example inputs."""
+    """Rows of every category compile with XLA and run on their example inputs."""
     from generator.tools.validate import validate_rows
 
     (task,) = plan_shards(train_size=2 * len(CATEGORIES), validation_size=0, seed=11, rows_per_shard=64)["train"]

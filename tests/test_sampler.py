@@ -163,7 +163,7 @@ def _sampled_rows(per_category: int = 25, seed: int = 3):
 
 
 def test_programs_read_like_code():
-    """Issue 13's yardsticks on sampled programs: every value used, one to three outputs,
+    """How real code reads, measured on sampled programs: every value used, one to three outputs,
     names that are not op names, real sizes, some documented and typed functions."""
     from generator.tools.realism import realism_summary
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from collections.abc import Mapping
@@ -503,6 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Builds print their progress bars and our summary; datasets' notes on how it schedules
+    # work ("Setting num_proc from 2 back to 1 ...") are not the user's concern.
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
     try:
         return args.func(args)
     except ValueError as e:

@@ -1,8 +1,8 @@
 """How the programs read: dead statements, op-table function names, sizes, docstrings and hints.
 
 Pure functions over rows (dicts with the dataset's columns), built on ``ast`` alone: the
-``stats`` command reads text and must not import JAX. These are the measures of issue 13
-("synthetic programs that read like real code"):
+``stats`` command reads text and must not import JAX. These measure whether synthetic
+programs read like real code:
 
 - dead statements: top-level statements of the function body whose value never reaches the
   ``return`` (``jax.jit`` drops them);

@@ -123,7 +123,7 @@ class Family:
 
 
 # --- sizes real models use ----------------------------------------------------------------
-# (issue: d_model 128-4096 in multiples of 128; head_dim 64/128/256; 4-32 heads; 1/2/4/8 or
+# (d_model 128-4096 in multiples of 128; head_dim 64/128/256; 4-32 heads; 1/2/4/8 or
 # all KV heads; FFN 4*D or about 8/3*D; sequence 128-8192; batch 1-64; vocabulary 32k-262k;
 # images 32-224 pixels; 64-512 channels)
 
