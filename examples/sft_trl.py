@@ -1,6 +1,6 @@
 """Fine-tune a small causal LM on one task view of jax-stablehlo-pairs with TRL's ``SFTTrainer``.
 
-    python examples/sft_trl.py --config balanced-forward --max-steps 200
+    python examples/sft_trl.py --dataset staged --config balanced-forward --max-steps 200
     python examples/sft_trl.py --dataset staged --config balanced-conversational --dry-run
 
 The views are in TRL's own formats, so ``SFTTrainer`` takes them as they are: prompt-completion
@@ -10,10 +10,16 @@ The views are in TRL's own formats, so ``SFTTrainer`` takes them as they are: pr
 A row is never truncated: rows over --max-length are dropped, first by the dataset's Tekken
 counts, then by the trained model's own tokenizer (its counts differ), so SFTConfig's
 ``max_length``, which would cut a longer row, has nothing left to cut.
-``--dry-run`` prints the first row and a token summary without importing torch, transformers or trl.
+After training, the model answers every prompt of the test split (greedy decoding) and the
+benchmark scorer (``python -m generator evaluate``) scores the answers against the pairs,
+layer by layer. The scorer reads a local staged folder (``--dataset``). ``--dry-run`` prints
+the first row and a token summary without importing torch, transformers or trl, then scores a
+baseline's answers (``--dry-run-answers``: the reference itself, or the prompt copied) in place
+of the model's, so the whole pipeline runs without a model download.
 """
 
 import argparse
+import os
 import statistics
 
 import datasets
@@ -103,6 +109,64 @@ def train(args, splits: dict[str, datasets.Dataset]) -> None:
     trainer.save_model()
 
 
+# The scorer's task for each view (the conversational view is the forward task as chat messages).
+TASK_OF_VIEW = {
+    "forward": "forward",
+    "conversational": "forward",
+    "reverse": "reverse",
+    "cost": "cost",
+    "optimize": "optimize",
+}
+
+
+def task_of(config: str) -> tuple[str, str]:
+    """A view config's pairs config and the scorer's task: ``balanced-forward`` -> (``balanced``, ``forward``)."""
+    pairs, _, view = config.rpartition("-")
+    if view not in TASK_OF_VIEW or not pairs:
+        raise SystemExit(f"--config {config!r} is not a view config; valid views: {', '.join(TASK_OF_VIEW)}")
+    return pairs, TASK_OF_VIEW[view]
+
+
+def generate_answers(model_dir: str, ds: datasets.Dataset, max_new_tokens: int) -> list[dict[str, str]]:
+    """The fine-tuned model's answer to every prompt of ``ds`` (greedy), as the scorer's predictions."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
+    out = []
+    for row in ds:
+        if "messages" in row:  # as trained: the chat template, then the assistant's turn
+            text = tokenizer.apply_chat_template(row["messages"][:1], tokenize=False, add_generation_prompt=True)
+        else:
+            text = row["prompt"]
+        inputs = tokenizer(text, return_tensors="pt")
+        with torch.no_grad():
+            ids = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        answer = tokenizer.decode(ids[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        out.append({"id": row["id"], "prediction": answer})
+    return out
+
+
+def score_answers(args, predictions) -> dict:
+    """Score answers with the benchmark scorer against the pairs of the staged folder ``--dataset``."""
+    from generator.tools.evaluate import evaluate, format_report
+
+    pairs, task = task_of(args.config)
+    report = evaluate(
+        task,
+        predictions,
+        args.dataset,
+        pairs,
+        args.eval_split,
+        execute_predictions=args.execute_predictions,
+        workers=args.workers,
+    )
+    print(format_report(report))
+    return report
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--dataset", default=DEFAULT_DATASET, help="Hub repo id or local staged folder")
@@ -111,8 +175,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-length", type=int, default=16384, help="tokens per row; longer rows are dropped")
     parser.add_argument("--output-dir", default="sft-output")
     parser.add_argument("--max-steps", type=int, default=-1, help="optimizer steps (-1: one epoch)")
-    parser.add_argument("--dry-run", action="store_true", help="print the first row and a summary, then exit")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the first row and a summary, then score a baseline's answers"
+    )
+    parser.add_argument("--eval-split", default="test", help="the split the model answers and is scored on")
+    parser.add_argument("--max-new-tokens", type=int, default=4096, help="tokens per generated answer")
+    parser.add_argument(
+        "--dry-run-answers",
+        choices=("reference", "copy"),
+        default="reference",
+        help="with --dry-run: whose answers are scored in place of the model's",
+    )
+    parser.add_argument(
+        "--execute-predictions", action="store_true", help="let the scorer run predicted Python (reverse views)"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="the scorer's worker processes")
     args = parser.parse_args(argv)
+    local = os.path.isdir(args.dataset)  # the scorer reads a staged folder (python -m generator stage)
 
     splits = {split: load_view(args.dataset, args.config, split) for split in ("train", "validation")}
     if args.dry_run:
@@ -120,11 +199,25 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{key}: {_shown(value)!r}")
         for split, ds in splits.items():
             print(f"{split} (Tekken tokens): {summary(ds, args.max_length)}")
+        if local:  # the last step, with a baseline's answers standing in for the model's
+            from generator.tools.evaluate import baseline_predictions
+
+            pairs, task = task_of(args.config)
+            answers = baseline_predictions(args.dry_run_answers, task, args.dataset, pairs, args.eval_split)
+            print(f"scoring the {args.dry_run_answers} baseline's answers on {pairs}/{args.eval_split} ({task}):")
+            score_answers(args, answers)
         return
     for split, ds in splits.items():
         splits[split] = within_budget(ds, args.max_length)
         _dropped(split, len(ds), len(splits[split]), args.max_length, "Tekken")
     train(args, splits)
+    if not local:
+        print("to score the model, stage the dataset locally (python -m generator stage) and pass it as --dataset")
+        return
+    answers = generate_answers(
+        args.output_dir, load_view(args.dataset, args.config, args.eval_split), args.max_new_tokens
+    )
+    score_answers(args, answers)
 
 
 if __name__ == "__main__":

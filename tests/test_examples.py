@@ -22,7 +22,9 @@ def sft():
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
-    return hub.stage(tmp_path_factory.mktemp("ex") / "staged", ["composite"], train_size=8, validation_size=2)
+    return hub.stage(
+        tmp_path_factory.mktemp("ex") / "staged", ["composite"], train_size=8, validation_size=2, test_size=2
+    )
 
 
 def test_load_view_and_budget(sft, staged):
@@ -49,4 +51,16 @@ def test_dry_run_needs_no_model_libraries(sft, staged, capsys):
     out = capsys.readouterr().out
     assert "messages: [{'role': 'user', 'content': " in out
     assert "train (Tekken tokens): {'rows': 8," in out and "validation (Tekken tokens): {'rows': 2," in out
+    # the last step: the test split's answers scored (the reference baseline standing in for the model)
+    assert "scoring the reference baseline's answers on composite/test (forward):" in out
+    overall = next(line for line in out.splitlines() if line.startswith("overall"))
+    assert overall.split()[1:] == ["2", "100.0%", "100.0%", "100.0%", "100.0%", "100.0%"]
     assert not {"torch", "trl", "transformers"} & set(sys.modules)
+
+
+def test_dry_run_scores_copied_answers_as_wrong(sft, staged, capsys):
+    sft.main(["--dataset", str(staged.path), "--config", "composite-cost", "--dry-run", "--dry-run-answers", "copy"])
+    out = capsys.readouterr().out
+    overall = next(line for line in out.splitlines() if line.startswith("overall"))
+    assert overall.split()[2:] == ["0.0%"] * 5  # StableHLO text is no cost figures
+    assert "wrong answers by class: unparseable 2" in out
