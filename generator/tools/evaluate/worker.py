@@ -97,7 +97,7 @@ def _limit_cpu() -> None:
 class Parsed:
     """A StableHLO module parsed and verified: its ``main`` types and its text as MLIR prints it."""
 
-    def __init__(self, text: str):
+    def __init__(self, text: str | bytes):
         from jax._src.interpreters import mlir
         from jaxlib.mlir import ir
 
@@ -300,7 +300,12 @@ def score_optimize(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield _layer("agrees", True)
         return
     try:
-        got = run_xla(hlo_program(text), ref["inputs"])
+        program = hlo_program(text)
+        got_signature, want_signature = Parsed(program).signature, Parsed(hlo_program(row["optimized_hlo"])).signature
+        if got_signature != want_signature:
+            yield _layer("agrees", False, WRONG_SIGNATURE, f"entry {got_signature}, reference {want_signature}")
+            return
+        got = run_xla(program, ref["inputs"])
     except Exception as e:
         yield _layer("agrees", False, failure_class(e), _describe(e))
         return
