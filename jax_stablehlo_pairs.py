@@ -13,10 +13,10 @@ import datasets
 
 import generator
 from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
-from generator.core.plan import example_key, plan_shards
-from generator.core.policy import policy_for
+from generator.core.config import BuildOptions
+from generator.core.plan import example_key
 from generator.core.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
-from generator.core.views import PAIRS, check_view, view_row
+from generator.core.views import PAIRS, view_row
 from generator.core.views import features as view_features
 from generator.runtime.shards import generate_shard, preload
 
@@ -37,54 +37,12 @@ RELEASE_NOTES = {
 
 
 @dataclass
-class PairsConfig(datasets.BuilderConfig):
-    """A category mix and build size.
+class PairsConfig(BuildOptions, datasets.BuilderConfig):
+    """A builder config: a name, a description and the build's fields (``generator.core.config.BuildOptions``:
+    categories, mixture, train/validation/test sizes, seed, shards, program size, optimized HLO, view,
+    max_tokens), whose ``shard_plan()`` raises ``ValueError`` naming any bad value."""
 
-    Attributes:
-      categories: categories the config draws from.
-      mixture: "balanced" (equal share per category) or "mixed" (drawn at random).
-      train_size, validation_size: rows per split.
-      test_size: rows of the test split; None: as many as validation_size. A row's split follows
-        from its structure (``generator.core.structure``): no structure is in two splits.
-      seed: the build's seed; same version, config, seed and sizes give identical rows.
-      rows_per_shard: rows per generation shard (the unit of ``num_proc`` parallelism).
-      program_size: "small", "medium" or "large": statements per program (a sampler policy).
-      with_optimized_hlo: also compile each program and add XLA's optimized HLO (slower).
-      view: "pairs" (the rows), or a task view of them for fine-tuning: "forward",
-        "conversational", "reverse", "optimize" (needs with_optimized_hlo) or "cost".
-      max_tokens: a context budget: pairs whose view rows (any view) would exceed this many
-        Tekken tokens are resampled, never truncated. None: no budget.
-    """
-
-    categories: tuple[str, ...] = CATEGORIES
-    mixture: str = "balanced"
-    train_size: int = 10_000
-    validation_size: int = 1_000
-    test_size: int | None = None
-    seed: int = 0
-    rows_per_shard: int = 500
-    program_size: str = "medium"
-    with_optimized_hlo: bool = False
-    view: str = PAIRS
-    max_tokens: int | None = None
     version: datasets.Version = field(default_factory=lambda: VERSION)
-
-    def shard_plan(self):
-        """Shards per split; raises ``ValueError`` naming any bad field value."""
-        if check_view(self.view) == "optimize" and not self.with_optimized_hlo:
-            raise ValueError("view 'optimize' needs with_optimized_hlo=True (its completions are optimized HLO)")
-        return plan_shards(
-            train_size=self.train_size,
-            validation_size=self.validation_size,
-            test_size=self.validation_size if self.test_size is None else self.test_size,
-            seed=self.seed,
-            categories=self.categories,
-            mixture=self.mixture,
-            rows_per_shard=self.rows_per_shard,
-            policy=policy_for(self.program_size),
-            with_optimized_hlo=self.with_optimized_hlo,
-            max_tokens=self.max_tokens,
-        )
 
 
 def _configs() -> list[PairsConfig]:

@@ -117,3 +117,27 @@ def test_build_prints_progress_and_summary_not_library_notes(tmp_path):
     assert "rows: 5  (train: 3, validation: 1, test: 1)" in done.stdout and "pairs/s" in done.stdout
     assert "Repo card metadata" not in done.stderr and "Setting num_proc" not in done.stderr
     assert "Generating train split" in done.stderr  # the progress bars stay
+
+
+def test_build_takes_every_builder_field_with_its_valid_values(capsys):
+    """The build options are derived from the builder's config fields, so the two cannot drift."""
+    import dataclasses
+
+    from generator.core.config import BuildOptions
+
+    parser = cli.build_parser()
+    build = next(a for a in parser._subparsers._group_actions[0].choices.items() if a[0] == "build")[1]
+    flags = {o for a in build._actions for o in a.option_strings}
+    fields = {f.name for f in dataclasses.fields(BuildOptions)}
+    assert {"--" + name.replace("_", "-") for name in fields} <= flags
+    help_text = " ".join(build.format_help().split())
+    assert "one of: pairs, forward, conversational, reverse, optimize, cost" in help_text
+    assert "one of: small, medium, large" in help_text
+    args = parser.parse_args(["build", "--view", "forward", "--max-tokens", "8192", "--categories", "matrix", "nn"])
+    assert cli._build_kwargs(args) == {"view": "forward", "max_tokens": 8192, "categories": ("matrix", "nn")}
+    with pytest.raises(SystemExit):
+        parser.parse_args(["build", "--program-size", "huge"])
+    assert "invalid choice: 'huge' (choose from 'small', 'medium', 'large')" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["build", "--rows-per-shard", "0"])
+    assert "expected a positive integer, got '0'" in capsys.readouterr().err

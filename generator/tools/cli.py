@@ -130,11 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             raise ValueError("give either a PATH or --build, not both")
         import datasets
 
-        kwargs = {
-            k: getattr(args, k)
-            for k in ("train_size", "validation_size", "test_size", "seed")
-            if getattr(args, k) is not None
-        }
+        kwargs = _build_kwargs(args)
         ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
         reports = [validate_dataset(ds, trust_code=True, config=args.config, progress=_progress(), **options)]
     else:
@@ -219,19 +215,22 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     from .stats import format_summary, summarize
 
-    kwargs = {
-        k: getattr(args, k)
-        for k in ("train_size", "validation_size", "test_size", "seed")
-        if getattr(args, k) is not None
-    }
+    kwargs = _build_kwargs(args)
     start = time.perf_counter()
     ds = datasets.load_dataset(args.script, args.config, trust_remote_code=True, num_proc=args.num_proc, **kwargs)
     elapsed = time.perf_counter() - start
-    summary = summarize({split: ds[split] for split in ds})
-    print(format_summary(summary))
-    print(
-        f"rate: {summary['rows'] / elapsed:.1f} pairs/s ({summary['rows']} rows in {elapsed:.1f} s, num_proc={args.num_proc})"
-    )
+    unit = "pairs"
+    if "prompt_tokens" in ds[next(iter(ds))].column_names:  # a fine-tuning view: its rows and tokens
+        rows, unit = sum(ds.num_rows.values()), "rows"
+        print(f"view {kwargs['view']}: {rows} rows (" + ", ".join(f"{s}: {n}" for s, n in ds.num_rows.items()) + ")")
+        for split in ds:
+            tokens = [p + c for p, c in zip(ds[split]["prompt_tokens"], ds[split]["completion_tokens"])]
+            print(f"{split}: {sum(tokens):,} tokens, longest row {max(tokens, default=0):,}")
+    else:
+        summary = summarize({split: ds[split] for split in ds})
+        rows = summary["rows"]
+        print(format_summary(summary))
+    print(f"rate: {rows / elapsed:.1f} {unit}/s ({rows} rows in {elapsed:.1f} s, num_proc={args.num_proc})")
     return 0
 
 
@@ -356,6 +355,44 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_build_options(parser: argparse.ArgumentParser, *, exclude: tuple[str, ...] = ()) -> None:
+    """``--<field>`` for every field of the builder's config (``core.config.BuildOptions``), with
+    its meaning and valid values; a field not given keeps the config's own value."""
+    import dataclasses
+    import typing
+
+    from ..core.config import BuildOptions
+
+    hints = typing.get_type_hints(BuildOptions)
+    group = parser.add_argument_group("builder config fields (default: the config's own)")
+    for f in dataclasses.fields(BuildOptions):
+        if f.name in exclude:
+            continue
+        flag, meta, hint = "--" + f.name.replace("_", "-"), f.metadata, hints[f.name]
+        choices = meta.get("choices")
+        text = meta["help"] + (f"; one of: {', '.join(map(str, choices))}" if choices else "")
+        if hint is bool:
+            group.add_argument(flag, action="store_true", default=None, help=text)
+        elif typing.get_origin(hint) is tuple:
+            group.add_argument(flag, nargs="+", choices=choices, metavar=f.name.upper(), help=text)
+        elif choices:
+            group.add_argument(flag, choices=choices, help=text)
+        else:
+            least = meta.get("minimum", 0)
+            kind = "a positive integer" if least else "a non-negative integer"
+            group.add_argument(flag, type=lambda t, least=least, kind=kind: _int_at_least(t, least, kind), help=text)
+
+
+def _build_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    """The builder config fields given on the command line (``_add_build_options``)."""
+    import dataclasses
+
+    from ..core.config import BuildOptions
+
+    given = {f.name: getattr(args, f.name, None) for f in dataclasses.fields(BuildOptions)}
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in given.items() if v is not None}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -407,21 +444,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     v.add_argument("--script", default="jax_stablehlo_pairs.py", help="builder script for --build")
     v.add_argument("--config", default="balanced", help="config for --build")
-    v.add_argument("--train-size", type=_non_negative_int)
-    v.add_argument("--validation-size", type=_non_negative_int)
-    v.add_argument("--test-size", type=_non_negative_int, help="rows of the test split (default: as validation)")
-    v.add_argument("--seed", type=_non_negative_int)
-    v.add_argument("--num-proc", type=_non_negative_int, default=None)
+    v.add_argument("--num-proc", type=_non_negative_int, default=None, help="builder processes for --build")
+    _add_build_options(v, exclude=("view",))  # validate checks the pairs themselves
     v.set_defaults(func=cmd_validate)
 
     b = sub.add_parser("build", help="build a config through the dataset builder and print a summary")
     b.add_argument("--script", default="jax_stablehlo_pairs.py", help="path of the builder script")
     b.add_argument("--config", default="balanced")
-    b.add_argument("--train-size", type=_non_negative_int)
-    b.add_argument("--validation-size", type=_non_negative_int)
-    b.add_argument("--test-size", type=_non_negative_int, help="rows of the test split (default: as validation)")
-    b.add_argument("--seed", type=_non_negative_int)
-    b.add_argument("--num-proc", type=_non_negative_int, default=None)
+    b.add_argument("--num-proc", type=_non_negative_int, default=None, help="builder processes")
+    _add_build_options(b)
     b.set_defaults(func=cmd_build)
 
     lk = sub.add_parser(
