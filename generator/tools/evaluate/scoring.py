@@ -390,7 +390,9 @@ def _report(
                 failures[why] += 1
             for layer in layers:
                 if not res.layers.get(layer) and (layer != "agrees" or agrees):
-                    by_layer[layer][res.failures.get(layer, res.failures.get("*", (MISSING, None)))[0]] += 1
+                    # a layer an earlier failure decided counts under that answer's class
+                    earlier = (why or "different_text", None)
+                    by_layer[layer][res.failures.get(layer, res.failures.get("*", earlier))[0]] += 1
             if res.errors is not None:
                 for f in COST_FIGURES:
                     errors[f].append(res.errors[f])
