@@ -257,3 +257,17 @@ def test_baselines_and_cli(staged, rows, tmp_path):
     argv = ["evaluate", "--task", "cost", "--predictions", str(preds), "--staged", str(staged), "--config", "tiny"]
     assert cli.main(argv + ["--split", "validation"]) == 0
     assert cli.main(argv + ["--split", "nope"]) == 2
+
+
+def test_a_worker_for_multi_device_rows_has_their_devices():
+    """Reverse answers of multi_device rows lower on a mesh of 8 host devices: the worker must have them."""
+    import subprocess
+    import sys
+
+    from generator.tools.evaluate.pool import Limits, worker_env
+
+    env = worker_env(Limits(), host_devices=8)
+    done = subprocess.run(
+        [sys.executable, "-c", "import jax; print(jax.device_count())"], env=env, capture_output=True, text=True
+    )
+    assert done.stdout.strip() == "8", done.stderr[-2000:]

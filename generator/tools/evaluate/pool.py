@@ -58,7 +58,8 @@ def worker_env(limits: Limits, host_devices: int = 1, workdir: str | None = None
     """
     env = {k: os.environ[k] for k in _PASSED_THROUGH if k in os.environ}
     home = workdir or tempfile.gettempdir()
-    flags = ["--xla_cpu_multi_thread_eigen=false", "intra_op_parallelism_threads=1"]  # one core per worker
+    # one core per worker; every token must be a flag: XLA stops reading XLA_FLAGS at one that is not
+    flags = ["--xla_cpu_multi_thread_eigen=false"]
     if host_devices > 1:
         flags.append(f"--xla_force_host_platform_device_count={host_devices}")
     env.update(
