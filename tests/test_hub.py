@@ -1,6 +1,7 @@
 """Hub publishing: the staged folder, its card, re-staging bytes, the upload calls, the viewer's view."""
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -196,7 +197,15 @@ def test_card_numbers_come_from_the_staged_data(staged):
         f"| `matrix` | 40 | 15 | {100 * leak['ir']:.1f}% | {100 * leak['calls']:.1f}% | {100 * leak['either']:.1f}% |"
         in text
     )
-    assert "No baselines were measured for this version." in text or "Baselines, measured on" in text
+    # the baselines measured for this version (dataset_card/baselines.json) are on its card
+    from generator.tools.hub.card import load_baselines
+
+    baselines = load_baselines(__version__)
+    assert baselines is not None and "Baselines, measured on" in text
+    forward = next(t for t in baselines["tasks"] if t["task"] == "forward")
+    ref = next(r for r in forward["rows"] if r["baseline"] == "reference" and r["config"] == "balanced")
+    assert f"| `balanced` | reference | {ref['rows']} | {ref['layers']['parses']} |" in text
+    assert "This is not a security sandbox" in text
     used = {t for rs in read_rows(staged.path / "balanced").values() for r in rs for t in r["jax_transforms"]}
     line = next(x for x in text.splitlines() if x.startswith("JAX transforms applied"))
     assert {t.strip("`") for t in re.findall(r"`[a-z_]+`", line)} == used | {"balanced"}
@@ -497,3 +506,29 @@ def test_optimize_view_is_staged_for_builds_with_optimized_hlo(tmp_path):
     text = (result.path / "README.md").read_text()
     assert "| `arithmetic-optimize` | StableHLO -> XLA's optimized HLO" in text
     assert "without compiling: no optimized HLO" not in text
+
+
+def test_baselines_reach_only_the_card_of_their_version(tmp_path):
+    from generator.tools.hub.card import load_baselines
+
+    path = tmp_path / "baselines.json"
+    assert load_baselines("3.0.0", path) is None  # no file: no table
+    report = {
+        "rows": 4,
+        "layers": {"parses": {"rate": 0.5, "denominator": 4}, "agrees": {"rate": 1.0, "denominator": 0}},
+    }
+    path.write_text(
+        json.dumps(
+            {
+                "version": "3.0.0",
+                "measured_on": "x",
+                "command": "y",
+                "note": "z",
+                "reports": [{"config": "balanced", "task": "forward", "baseline": "copy", "report": report}],
+            }
+        )
+    )
+    assert load_baselines("9.9.9", path) is None
+    (table,) = load_baselines("3.0.0", path)["tasks"]
+    assert table["layers"] == ["parses", "agrees"]
+    assert table["rows"] == [{"config": "balanced", "baseline": "copy", "rows": 4, "layers": {"parses": "50.0% of 4"}}]

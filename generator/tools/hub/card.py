@@ -230,10 +230,10 @@ def _plot_tokens(result: StageResult, focus: str, rows: list[Mapping[str, Any]],
 
 
 def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | None:
-    """The baseline table for the card, if ``path`` holds one measured on dataset ``version``.
+    """The baseline tables for the card, one per task, if ``path`` holds them for dataset ``version``.
 
     The file is ``{"version", "measured_on", "command", "note", "reports": [{"config", "task",
-    "baseline", "report"}]}``, each report as ``evaluate`` writes it.
+    "baseline", "report"}]}``, each report as ``evaluate`` writes it (its ``layers`` at least).
     """
     import json
 
@@ -242,24 +242,24 @@ def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | Non
     data = json.loads(path.read_text())
     if data.get("version") != version:
         return None
-    rows, layers = [], []
+    tasks: dict[str, dict[str, Any]] = {}
     for entry in data["reports"]:
-        report = entry["report"]
-        cells = {}
-        for layer, r in report["layers"].items():
-            if r.get("denominator"):
-                cells[layer] = f"{100 * r['rate']:.1f}%"
-                layers.append(layer)
-        rows.append(
+        table = tasks.setdefault(entry["task"], {"task": entry["task"], "layers": [], "rows": []})
+        layers = entry["report"]["layers"]
+        table["layers"] = list(dict.fromkeys([*table["layers"], *layers]))
+        table["rows"].append(
             {
                 "config": entry["config"],
-                "task": entry["task"],
                 "baseline": entry["baseline"],
-                "rows": report.get("rows", ""),
-                "layers": cells,
+                "rows": entry["report"].get("rows", ""),
+                "layers": {
+                    name: f"{100 * r['rate']:.1f}% of {r['denominator']}"
+                    for name, r in layers.items()
+                    if r.get("denominator")
+                },
             }
         )
-    return {**data, "rows": rows, "layers": list(dict.fromkeys(layers))}
+    return {**data, "tasks": list(tasks.values())}
 
 
 def build_command(result: StageResult, num_proc: int | None) -> str:
