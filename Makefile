@@ -87,3 +87,8 @@ push: install  ## make push REPO=<user>/<name> [PRIVATE=1]: stage, check as the 
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache
+
+.PHONY: test-ray-cluster
+test-ray-cluster: install  ## the Ray runner on a local 3-node cluster (ray start): driver killed and rerun, a node lost
+	$(PY) -m pip install --quiet -e ".[ray]"
+	$(PY) -m pytest -q -s -m ray -k cluster tests/test_distributed.py

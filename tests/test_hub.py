@@ -532,3 +532,125 @@ def test_baselines_reach_only_the_card_of_their_version(tmp_path):
     (table,) = load_baselines("3.0.0", path)["tasks"]
     assert table["layers"] == ["parses", "agrees"]
     assert table["rows"] == [{"config": "balanced", "baseline": "copy", "rows": 4, "layers": {"parses": "50.0% of 4"}}]
+
+
+# ---------------------------------------------------------------------------- large pushes (upload in parts)
+
+
+def test_large_push_threshold_and_parts(monkeypatch):
+    from generator.tools.hub import uploading
+
+    small = [hub.StagedFile(f"matrix/train-{i:05d}-of-00010.parquet", 1000) for i in range(10)]
+    assert not hub.is_large_push(small)
+    assert hub.is_large_push([hub.StagedFile("matrix/train-00000-of-00001.parquet", hub.LARGE_PUSH_BYTES + 1)])
+    assert hub.is_large_push([hub.StagedFile(f"m/{i}.parquet", 1) for i in range(hub.LARGE_PUSH_FILES + 1)])
+    monkeypatch.setattr(uploading, "PART_FILES", 4)
+    monkeypatch.setattr(uploading, "PART_BYTES", 2500)
+    assert [len(p) for p in hub.push_parts(small)] == [2, 2, 2, 2, 2]  # bytes bound
+    monkeypatch.setattr(uploading, "PART_BYTES", 10**9)
+    assert [len(p) for p in hub.push_parts(small)] == [4, 4, 2]  # files bound
+    assert [f for p in hub.push_parts(small) for f in p] == small  # every file once, in order
+    big = hub.StagedFile("matrix/huge.parquet", 10**10)
+    assert [len(p) for p in hub.push_parts([big, *small[:1]])] == [1, 1]
+
+
+def _large_push(monkeypatch, part_files=4):
+    from generator.tools.hub import uploading
+
+    monkeypatch.setattr(uploading, "LARGE_PUSH_FILES", 5)
+    monkeypatch.setattr(uploading, "PART_FILES", part_files)
+
+
+def _commit_api(remote=(), fail_at=None):
+    """A fake ``HfApi`` whose ``create_commit`` returns a new oid each time (and fails at call ``fail_at``)."""
+    api = fake_api()
+    api.list_repo_tree.return_value = list(remote)
+
+    def create_commit(*args, **kwargs):
+        n = api.create_commit.call_count
+        if n == fail_at:
+            raise ConnectionError("connection reset")
+        return mock.Mock(oid=f"{n:040x}")
+
+    api.create_commit.side_effect = create_commit
+    return api
+
+
+def _ops(call, kind):
+    return [op.path_in_repo for op in call.kwargs["operations"] if isinstance(op, kind)]
+
+
+def test_large_push_goes_up_in_parts_data_first_card_and_deletions_last(staged, monkeypatch):
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+    from huggingface_hub.hf_api import RepoFile
+
+    files = hub.staged_files(staged.path)
+    assert not hub.is_large_push(files)  # at the real thresholds this staging is one commit
+    _large_push(monkeypatch)
+    remote = [
+        RepoFile(path="matrix/train-00000-of-00009.parquet", size=5, oid="1" * 40),  # stale: an older shard count
+        RepoFile(path="plots/old.png", size=5, oid="2" * 40),
+        RepoFile(path="other/train-00000-of-00001.parquet", size=5, oid="3" * 40),  # another config: kept
+    ]
+    api = _commit_api(remote)
+    logs: list[str] = []
+    commit = hub.upload(staged.path, "someone/jsp", version="1.0.0", token="hf_x", api=api, log=logs.append)
+
+    api.upload_folder.assert_not_called()
+    names = [c[0] for c in api.method_calls]
+    assert names[:4] == ["create_repo", "list_repo_refs", "file_exists", "list_repo_tree"]
+    assert names[-1] == "create_tag" and set(names[4:-1]) == {"create_commit"}
+    *parts, last = api.create_commit.call_args_list
+    data = [f.path for f in files if f.path != "README.md" and not f.path.startswith("plots/")]
+    assert [p for c in parts for p in _ops(c, CommitOperationAdd)] == data  # every data file once, in order
+    assert all(len(c.kwargs["operations"]) <= 4 and not _ops(c, CommitOperationDelete) for c in parts)
+    assert all(c.kwargs["repo_type"] == "dataset" and c.args == ("someone/jsp",) for c in parts + [last])
+    assert "part 1 of" in parts[0].kwargs["commit_message"]
+    # The last commit switches the release over: card, plots and stale files of the pushed configs only.
+    assert _ops(last, CommitOperationDelete) == ["matrix/train-00000-of-00009.parquet", "plots/old.png"]
+    assert _ops(last, CommitOperationAdd) == ["README.md", *(f.path for f in files if f.path.startswith("plots/"))]
+    assert last.kwargs["commit_message"].startswith("Release v1.0.0")
+    assert commit.oid == f"{len(parts) + 1:040x}"  # the tag names the last commit
+    api.create_tag.assert_called_once_with(
+        "someone/jsp", tag="v1.0.0", revision=commit.oid, repo_type="dataset", tag_message=mock.ANY
+    )
+    assert f"0 of {len(data)} data files already on the Hub" in logs[0]
+
+
+def test_interrupted_large_push_resumes_with_what_the_hub_holds(staged, monkeypatch):
+    from huggingface_hub import CommitOperationAdd
+    from huggingface_hub.hf_api import RepoFile
+
+    _large_push(monkeypatch, part_files=3)
+    api = _commit_api(fail_at=3)  # parts 1 and 2 are committed, then the connection drops
+    with pytest.raises(ConnectionError):
+        hub.upload(staged.path, "someone/jsp", version="1.0.0", token="hf_x", api=api, log=lambda m: None)
+    api.create_tag.assert_not_called()  # no tag on half a release
+    committed = [p for c in api.create_commit.call_args_list[:2] for p in _ops(c, CommitOperationAdd)]
+    assert len(committed) == 6
+
+    def on_hub(path, *, lfs=True, content=None):
+        data = content if content is not None else (staged.path / path).read_bytes()
+        if lfs:  # as the Hub lists an LFS (or Xet) file: its SHA-256
+            meta = {"size": len(data), "oid": hashlib.sha256(data).hexdigest(), "pointerSize": 134}
+            return RepoFile(path=path, size=len(data), oid="0" * 40, lfs=meta)
+        blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()  # a small file in git: its blob id
+        return RepoFile(path=path, size=len(data), oid=blob)
+
+    remote = [on_hub(p, lfs=i % 2 == 0) for i, p in enumerate(committed[:-1])]
+    size = (staged.path / committed[-1]).stat().st_size
+    remote.append(on_hub(committed[-1], content=b"x" * size))  # same name and size, other bytes: uploaded again
+    again = _commit_api(remote)
+    logs: list[str] = []
+    commit = hub.upload(staged.path, "someone/jsp", version="1.0.0", token="hf_x", api=again, log=logs.append)
+
+    *parts, last = again.create_commit.call_args_list
+    uploaded = [p for c in parts for p in _ops(c, CommitOperationAdd)]
+    files = hub.staged_files(staged.path)
+    data = [f.path for f in files if f.path != "README.md" and not f.path.startswith("plots/")]
+    assert uploaded == [committed[-1], *data[6:]]  # only what the Hub does not hold yet
+    assert "README.md" in _ops(last, CommitOperationAdd)
+    again.create_tag.assert_called_once_with(
+        "someone/jsp", tag="v1.0.0", revision=commit.oid, repo_type="dataset", tag_message=mock.ANY
+    )
+    assert f"5 of {len(data)} data files already on the Hub" in logs[0]

@@ -20,7 +20,7 @@ The modules, each importing only those above it:
 - ``card``: the dataset card, its YAML header, measured statistics and plots;
 - ``staging``: ``stage``, writing the Parquet and swapping the folder in;
 - ``viewer``: ``check_viewer``, running ``viewer_check.py`` with the newest ``datasets``;
-- ``uploading``: the repo id and token checks, the version tag, ``upload``.
+- ``uploading``: the repo id and token checks, the version tag, ``upload`` (one commit, or parts for a large folder).
 """
 
 from __future__ import annotations
@@ -41,14 +41,32 @@ from .card import (
 )
 from .staged import DEFAULT_CONFIG, StagedConfig, StageResult
 from .staging import MAX_SHARD_BYTES, stage
-from .uploading import check_repo_id, resolve_token, staged_configs, upload, version_tag
+from .uploading import (
+    LARGE_PUSH_BYTES,
+    LARGE_PUSH_FILES,
+    PART_BYTES,
+    PART_FILES,
+    StagedFile,
+    check_repo_id,
+    is_large_push,
+    push_parts,
+    resolve_token,
+    staged_configs,
+    staged_files,
+    upload,
+    version_tag,
+)
 from .viewer import VIEWER_CHECK, check_viewer, compare_viewer_report
 
 __all__ = [
     "CARD_TEMPLATE",
     "DEFAULT_CONFIG",
     "DEFAULT_SCRIPT",
+    "LARGE_PUSH_BYTES",
+    "LARGE_PUSH_FILES",
     "MAX_SHARD_BYTES",
+    "PART_BYTES",
+    "PART_FILES",
     "PLOTS",
     "PRETTY_NAME",
     "ROOT",
@@ -58,6 +76,7 @@ __all__ = [
     "VIEWER_CHECK",
     "StageResult",
     "StagedConfig",
+    "StagedFile",
     "build_command",
     "build_config",
     "check_configs",
@@ -66,13 +85,16 @@ __all__ = [
     "compare_viewer_report",
     "config_names",
     "feature_type",
+    "is_large_push",
     "load_builder_module",
     "measure",
+    "push_parts",
     "resolve_token",
     "row_digest",
     "size_category",
     "stage",
     "staged_configs",
+    "staged_files",
     "upload",
     "version_tag",
     "write_card",
