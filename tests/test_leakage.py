@@ -77,3 +77,15 @@ def test_leakage_command_reads_a_staged_folder(tmp_path, capsys):
 def test_leakage_command_names_a_missing_folder(tmp_path, capsys):
     assert main(["leakage", str(tmp_path / "nowhere")]) == 2
     assert "no staged folder" in capsys.readouterr().err
+
+
+def test_readers_skip_hidden_folders(tmp_path):
+    """An interrupted Ray build keeps its in-progress shards under <config>/.shards/: never read as data."""
+    from generator.tools.io import read_configs
+
+    config = tmp_path / "tiny"
+    (config / ".shards" / "abc").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([row("a", "exponential", 8, "exp")]), config / "train-00000-of-00001.parquet")
+    pq.write_table(pa.Table.from_pylist([row("a", "tanh", 8, "tanh")]), config / ".shards" / "abc" / "train-0.parquet")
+    rows = read_configs(tmp_path)
+    assert {name: {s: len(r) for s, r in splits.items()} for name, splits in rows.items()} == {"tiny": {"train": 1}}

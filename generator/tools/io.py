@@ -53,8 +53,13 @@ def _data_files(p: Path) -> list[Path]:
     if not p.exists():
         raise ValueError(f"{str(p)!r} does not exist")
     if p.is_dir():
-        # Hidden files are temporaries of an interrupted atomic write, never data.
-        files = sorted(f for f in p.rglob("*") if f.suffix in SUFFIXES and f.is_file() and not f.name.startswith("."))
+        # Hidden files and folders are temporaries (an interrupted atomic write, a Ray build's
+        # in-progress shards under <config>/.shards/), never data.
+        files = sorted(
+            f
+            for f in p.rglob("*")
+            if f.suffix in SUFFIXES and f.is_file() and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
     else:
         files = [p] if p.suffix in SUFFIXES else []
     if not files:
