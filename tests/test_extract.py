@@ -66,3 +66,24 @@ def test_synthesis_pipeline(tmp_path):
     assert [r["id"] for r in again.generate_batch(len(CATEGORIES))] == [r["id"] for r in rows]
     again.generate_batch(3, balanced=False)
     assert again.get_statistics()["total_pairs"] == 1 + len(CATEGORIES) + 3
+
+
+def test_typed_keys_are_traced_arguments():
+    """jax.random.key is what JAX recommends: extract_ir and extract_with_grad take typed keys, and the
+    validator's inputs for them are concrete keys made from the source."""
+    from generator.tools.validate.numerics import example_inputs
+
+    key = jax.random.key(0)
+    pair = extract_ir(lambda k: jax.random.normal(k, (4,)), key)
+    assert pair.input_signature == (((), "key<fry>"),) and pair.output_signature == (((4,), "float32"),)
+    assert pair.stablehlo_ir == jax.jit(lambda k: jax.random.normal(k, (4,))).lower(key).as_text()
+    keys = jax.ShapeDtypeStruct((3,), key.dtype)
+    assert extract_ir(lambda ks: jax.vmap(lambda k: jax.random.uniform(k, (2,)))(ks), keys).input_signature == (
+        ((3,), "key<fry>"),
+    )
+    grads = extract_with_grad(lambda k, w: jnp.sum(jax.random.normal(k, (4,)) * w), key, jnp.ones(4))
+    assert grads.backward.output_signature == (((4,), "float32"),)  # the key is not differentiated
+    made, again = (example_inputs("source", [keys]) for _ in range(2))
+    assert made[0].shape == (3,) and jax.dtypes.issubdtype(made[0].dtype, jax.dtypes.prng_key)
+    assert (jax.random.key_data(made[0]) == jax.random.key_data(again[0])).all()
+    assert not (jax.random.key_data(made[0]) == jax.random.key_data(example_inputs("other", [keys])[0])).all()

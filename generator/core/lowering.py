@@ -120,8 +120,16 @@ def _dim(d) -> int:
     return -1 if jax.export.is_symbolic_dim(d) else int(d)
 
 
+def dtype_name(dtype: Any) -> str:
+    """A leaf's dtype as the signatures write it: NumPy's name, or JAX's for a typed PRNG key
+    (``jax.random.key``: ``key<fry>``), which NumPy cannot interpret."""
+    if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return str(dtype)
+    return str(np.dtype(dtype))
+
+
 def _signature(leaves) -> tuple[tuple[tuple[int, ...], str], ...]:
-    return tuple((tuple(_dim(d) for d in x.shape), str(np.dtype(x.dtype))) for x in leaves)
+    return tuple((tuple(_dim(d) for d in x.shape), dtype_name(x.dtype)) for x in leaves)
 
 
 def _source_of(fn: Callable) -> str | None:

@@ -73,9 +73,12 @@ def example_inputs(
     env: dict[str, int] = {}
     for i, spec in enumerate(specs):
         seed = int.from_bytes(hashlib.sha256(f"{i}:{source}".encode()).digest()[:8], "big")
+        shape = tuple(concrete_dim(d, env) for d in spec.shape)
+        if is_key_dtype(spec.dtype):  # a typed PRNG key (jax.random.key): keys from the seed
+            out.append(typed_keys(seed, shape))
+            continue
         rng = np.random.default_rng(seed)
         dtype = np.dtype(spec.dtype)
-        shape = tuple(concrete_dim(d, env) for d in spec.shape)
         if dtype == np.bool_:
             x = rng.random(shape) < 0.5
         elif np.issubdtype(dtype, np.unsignedinteger) or (nonnegative and np.issubdtype(dtype, np.integer)):
@@ -90,6 +93,23 @@ def example_inputs(
                 x = x / np.sqrt(max(1, int(np.prod(shape[:-1]))))
         out.append(np.asarray(x).astype(dtype))
     return out
+
+
+def is_key_dtype(dtype: Any) -> bool:
+    """Whether ``dtype`` is a typed PRNG key's (``jax.random.key``), which NumPy cannot hold."""
+    import jax
+
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+
+
+def typed_keys(seed: int, shape: tuple[int, ...]) -> Any:
+    """Concrete typed PRNG keys of ``shape`` (JAX's default implementation), a pure function of ``seed``."""
+    import math
+
+    import jax
+
+    keys = jax.random.split(jax.random.key(seed % (1 << 32)), max(1, math.prod(shape)))
+    return keys[0] if shape == () else keys.reshape(shape)
 
 
 def example_arguments(source: str, args: Sequence[Any]) -> list[Any]:
