@@ -198,6 +198,17 @@ def _progress():
 def cmd_stats(args: argparse.Namespace) -> int:
     from .stats import format_summary, generator_summary, summarize
 
+    if args.diversity:
+        from tqdm.auto import tqdm
+
+        from ..core.models import MODEL_CATEGORIES
+        from .diversity import format_diversity, model_diversity
+
+        if args.path is not None:
+            raise ValueError("--diversity draws programs itself: give no PATH")
+        with tqdm(total=args.draws * len(MODEL_CATEGORIES), desc="drawing model programs", unit="program") as bar:
+            print(format_diversity(model_diversity(draws=args.draws, progress=bar.update)))
+        return 0
     if args.path is None:
         print(json.dumps(generator_summary(), indent=2))
         return 0
@@ -466,6 +477,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("stats", help="statistics of a dataset, or of the op table without a path")
     s.add_argument("path", nargs="?")
+    s.add_argument(
+        "--diversity",
+        action="store_true",
+        help="draw model programs and count distinct call sequences and structures as draws grow",
+    )
+    s.add_argument("--draws", type=_at_least_one, default=20_000, help="with --diversity: draws per model category")
     s.set_defaults(func=cmd_stats)
 
     e = sub.add_parser(
