@@ -10,20 +10,27 @@ The views are in TRL's own formats, so ``SFTTrainer`` takes them as they are: pr
 A row is never truncated: rows over --max-length are dropped, first by the dataset's Tekken
 counts, then by the trained model's own tokenizer (its counts differ), so SFTConfig's
 ``max_length``, which would cut a longer row, has nothing left to cut.
-After training, the model answers every prompt of the test split (greedy decoding) and the
-benchmark scorer (``python -m generator evaluate``) scores the answers against the pairs,
-layer by layer. The scorer reads a local staged folder (``--dataset``). ``--dry-run`` prints
+After training, the model answers every prompt of the test split (greedy decoding), the answers
+are written to ``<output-dir>/answers-test.jsonl``, and the benchmark scorer (``python -m
+generator evaluate``) scores them against the pairs, layer by layer. The scorer runs in the
+project's venv (``--scorer-python``; the training venv has TRL's newer ``datasets``) and reads a
+local staged folder (``--dataset``). ``--dry-run`` prints
 the first row and a token summary without importing torch, transformers or trl, then scores a
 baseline's answers (``--dry-run-answers``: the reference itself, or the prompt copied) in place
 of the model's, so the whole pipeline runs without a model download.
 """
 
 import argparse
+import json
 import os
 import statistics
+import subprocess
+import sys
+from pathlib import Path
 
 import datasets
 
+ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATASET = "jax-stablehlo-pairs/jax-stablehlo-pairs"
 DEFAULT_MODEL = "Qwen/Qwen2.5-Coder-0.5B-Instruct"
 
@@ -149,22 +156,27 @@ def generate_answers(model_dir: str, ds: datasets.Dataset, max_new_tokens: int) 
     return out
 
 
-def score_answers(args, predictions) -> dict:
-    """Score answers with the benchmark scorer against the pairs of the staged folder ``--dataset``."""
-    from generator.tools.evaluate import evaluate, format_report
+def default_scorer_python() -> str:
+    """The project's interpreter (``make install``'s ``.venv``), which has the scorer and its pinned
+    libraries; the training venv has TRL's newer ``datasets`` instead. Else this one."""
+    project = ROOT / ".venv" / "bin" / "python"
+    return str(project) if project.exists() else sys.executable
 
+
+def score_answers(args, *, answers: str | None = None, baseline: str | None = None) -> int:
+    """Score answers (a JSONL file, or a baseline's) with the benchmark scorer, in the project's venv:
+    ``python -m generator evaluate`` against the pairs of the staged folder ``--dataset``."""
     pairs, task = task_of(args.config)
-    report = evaluate(
-        task,
-        predictions,
-        args.dataset,
-        pairs,
-        args.eval_split,
-        execute_predictions=args.execute_predictions,
-        workers=args.workers,
-    )
-    print(format_report(report))
-    return report
+    command = [args.scorer_python, "-m", "generator", "evaluate", "--task", task, "--staged", args.dataset]
+    command += ["--config", pairs, "--split", args.eval_split, "--workers", str(args.workers)]
+    command += ["--predictions", answers] if answers else ["--baseline", baseline]
+    if args.execute_predictions:
+        command.append("--execute-predictions")
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    print(done.stdout, end="")
+    if done.returncode:
+        print(done.stderr[-4000:], file=sys.stderr)
+    return done.returncode
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -190,6 +202,11 @@ def main(argv: list[str] | None = None) -> None:
         "--execute-predictions", action="store_true", help="let the scorer run predicted Python (reverse views)"
     )
     parser.add_argument("--workers", type=int, default=2, help="the scorer's worker processes")
+    parser.add_argument(
+        "--scorer-python",
+        default=default_scorer_python(),
+        help="the interpreter that runs the scorer (default: the project's .venv, else this one)",
+    )
     args = parser.parse_args(argv)
     local = os.path.isdir(args.dataset)  # the scorer reads a staged folder (python -m generator stage)
 
@@ -200,12 +217,9 @@ def main(argv: list[str] | None = None) -> None:
         for split, ds in splits.items():
             print(f"{split} (Tekken tokens): {summary(ds, args.max_length)}")
         if local:  # the last step, with a baseline's answers standing in for the model's
-            from generator.tools.evaluate import baseline_predictions
-
             pairs, task = task_of(args.config)
-            answers = baseline_predictions(args.dry_run_answers, task, args.dataset, pairs, args.eval_split)
             print(f"scoring the {args.dry_run_answers} baseline's answers on {pairs}/{args.eval_split} ({task}):")
-            score_answers(args, answers)
+            score_answers(args, baseline=args.dry_run_answers)
         return
     for split, ds in splits.items():
         splits[split] = within_budget(ds, args.max_length)
@@ -217,7 +231,10 @@ def main(argv: list[str] | None = None) -> None:
     answers = generate_answers(
         args.output_dir, load_view(args.dataset, args.config, args.eval_split), args.max_new_tokens
     )
-    score_answers(args, answers)
+    path = Path(args.output_dir) / f"answers-{args.eval_split}.jsonl"
+    path.write_text("".join(json.dumps(a) + "\n" for a in answers))
+    print(f"wrote {len(answers)} answers to {path}; scoring them:")
+    score_answers(args, answers=str(path))
 
 
 if __name__ == "__main__":
