@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .categories import CATEGORIES
-from .plan import MIXTURES, ShardTask, plan_shards
+from .plan import HOST_PLATFORM, MIXTURES, PLATFORMS, ShardTask, plan_shards
 from .policy import POLICIES, policy_for
 from .views import PAIRS, VIEW_NAMES, check_view
 
@@ -43,6 +43,8 @@ class BuildOptions:
         "conversational", "reverse", "optimize" (needs with_optimized_hlo) or "cost".
       max_tokens: a context budget: pairs whose view rows (any view) would exceed this many
         Tekken tokens are resampled, never truncated. None: no budget.
+      platform: the platform every program is lowered for: "cpu" (this machine's), or "cuda",
+        "rocm", "tpu", lowered without their hardware (its ``lowering`` column says so).
     """
 
     categories: tuple[str, ...] = _option(CATEGORIES, "categories to draw from", choices=CATEGORIES)
@@ -57,6 +59,9 @@ class BuildOptions:
     view: str = _option(PAIRS, "the rows, or a fine-tuning view of them", choices=VIEW_NAMES)
     max_tokens: int | None = _option(
         None, "context budget: resample pairs whose view rows exceed this many Tekken tokens", minimum=1
+    )
+    platform: str = _option(
+        HOST_PLATFORM, "the platform programs are lowered for (no hardware needed)", choices=PLATFORMS
     )
 
     def shard_plan(self) -> dict[str, list[ShardTask]]:
@@ -74,4 +79,5 @@ class BuildOptions:
             policy=policy_for(self.program_size),
             with_optimized_hlo=self.with_optimized_hlo,
             max_tokens=self.max_tokens,
+            platform=self.platform,
         )

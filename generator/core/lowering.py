@@ -23,6 +23,7 @@ import jaxlib
 import numpy as np
 
 from .irtext import stablehlo_ops, strip_hlo_debug_info
+from .plan import HOST_PLATFORM, PLATFORMS
 
 JAX_VERSION = jax.__version__
 JAXLIB_VERSION = jaxlib.__version__
@@ -152,7 +153,24 @@ def _cost(lowered) -> dict[str, float]:
     return {k: float(cost.get(k, 0.0)) for k in ("flops", "transcendentals", "bytes accessed")}
 
 
-def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optimize: bool = False) -> IRPair:
+def check_platform(platform: str) -> str:
+    """``platform`` if JAX can lower for it here, else a ``ValueError`` naming the valid ones."""
+    if platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r}; valid platforms: {', '.join(PLATFORMS)}")
+    return platform
+
+
+def _lower(fn: Callable, static: tuple[int, ...], args: tuple[Any, ...], platform: str) -> Any:
+    """``jax.jit(fn).lower(*args)``, for ``platform`` (another platform needs no hardware to lower for)."""
+    jitted = jax.jit(fn, static_argnums=static)
+    if platform == HOST_PLATFORM:
+        return jitted.lower(*args)
+    return jitted.trace(*args).lower(lowering_platforms=(platform,))
+
+
+def extract_ir(
+    fn: Callable, *args: Any, python_source: str | None = None, optimize: bool = False, platform: str = HOST_PLATFORM
+) -> IRPair:
     """Lower ``fn`` on ``args`` and return the (source, StableHLO) pair.
 
     Args:
@@ -162,7 +180,10 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optim
         traced; hashable values without arrays (ints, strings, config dataclasses) are static.
       python_source: the source text to record; by default ``inspect.getsource(fn)``.
       optimize: also compile with XLA and record the optimized HLO and its cost analysis
-        (a compile costs several lowerings, so it is off by default).
+        (a compile costs several lowerings, so it is off by default; the host platform only).
+      platform: the platform to lower for: ``"cpu"`` (this machine), or ``"cuda"``, ``"rocm"``
+        or ``"tpu"``, lowered without their hardware (``lowering_platforms``); the IR then uses
+        that platform's custom calls and lowering rules, and XLA's cost model still costs it.
 
     Returns:
       An ``IRPair``; its ``stablehlo_ir`` equals ``jax.jit(fn, static_argnums=...)
@@ -170,10 +191,16 @@ def extract_ir(fn: Callable, *args: Any, python_source: str | None = None, optim
       lists the traced arguments' array leaves in order.
 
     Raises:
-      ValueError: an argument is neither traceable nor hashable (named by its index).
+      ValueError: an argument is neither traceable nor hashable (named by its index); an
+        unknown platform; ``optimize`` for a platform this machine cannot compile for.
     """
+    check_platform(platform)
+    if optimize and platform != HOST_PLATFORM:
+        raise ValueError(
+            f"optimize needs the platform's compiler: {platform!r} cannot be compiled here (only {HOST_PLATFORM!r})"
+        )
     static = static_argnums(args)
-    lowered = jax.jit(fn, static_argnums=static).lower(*args)
+    lowered = _lower(fn, static, args, platform)
     signature = _signature(traced_leaves(args, static))
     # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
     # them as 1), so such programs get no cost figures and no optimized HLO.
@@ -285,26 +312,49 @@ def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
     return fn, example_args()
 
 
-def lower_source(source: str, function_name: str, *, optimize: bool = False) -> IRPair:
-    """Lower a row's source as the dataset documents: ``jax.jit(fn).lower(*example_args())``."""
+def lower_source(source: str, function_name: str, *, optimize: bool = False, platform: str = HOST_PLATFORM) -> IRPair:
+    """Lower a row's source as the dataset documents: ``jax.jit(fn).lower(*example_args())``
+    (for ``platform``: ``.trace(*example_args()).lower(lowering_platforms=(platform,))``)."""
     fn, args = load_source(source, function_name)
-    return extract_ir(fn, *args, python_source=source, optimize=optimize)
+    return extract_ir(fn, *args, python_source=source, optimize=optimize, platform=platform)
 
 
-_HOST_DEVICES_PREFIX = "jit:host_devices="
+def lowering_method(host_devices: int, platform: str = HOST_PLATFORM) -> str:
+    """The ``lowering`` column: how a row's IR is reproduced from its source.
+
+    ``jit``; ``jit:host_devices=8`` (a mesh of 8 host CPU devices); ``jit:platform=tpu`` (lowered
+    for another platform, ``lowering_platforms=("tpu",)``); or both, ``jit:platform=tpu,host_devices=8``.
+    """
+    parts = ([f"platform={platform}"] if platform != HOST_PLATFORM else []) + (
+        [f"host_devices={host_devices}"] if host_devices > 1 else []
+    )
+    return "jit" + (":" + ",".join(parts) if parts else "")
 
 
-def lowering_method(host_devices: int) -> str:
-    """The ``lowering`` column: how a row's IR is reproduced from its source."""
-    return "jit" if host_devices <= 1 else f"{_HOST_DEVICES_PREFIX}{host_devices}"
+def parse_lowering(lowering: str) -> tuple[str, int]:
+    """The inverse of ``lowering_method``: ``(platform, host_devices)``; ``ValueError`` for another text."""
+    valid = "valid: 'jit', 'jit:host_devices=N', 'jit:platform=P' or 'jit:platform=P,host_devices=N'"
+    if not isinstance(lowering, str) or not (lowering == "jit" or lowering.startswith("jit:")):
+        raise ValueError(f"unknown lowering {lowering!r}; {valid}")
+    platform, devices = HOST_PLATFORM, 1
+    for part in lowering[4:].split(",") if lowering != "jit" else ():
+        key, _, value = part.partition("=")
+        if key == "platform" and value in PLATFORMS and value != HOST_PLATFORM:
+            platform = value
+        elif key == "host_devices" and value.isdigit() and int(value) > 1:
+            devices = int(value)
+        else:
+            raise ValueError(f"unknown lowering {lowering!r}; {valid} (platforms: {', '.join(PLATFORMS)})")
+    if lowering != lowering_method(devices, platform):
+        raise ValueError(f"unknown lowering {lowering!r}; {valid}")
+    return platform, devices
 
 
 def host_devices(lowering: str) -> int:
-    """The inverse of ``lowering_method``: ``jit`` 1, ``jit:host_devices=N`` N (``ValueError`` otherwise)."""
-    if lowering == "jit":
-        return 1
-    if isinstance(lowering, str) and lowering.startswith(_HOST_DEVICES_PREFIX):
-        count = lowering[len(_HOST_DEVICES_PREFIX) :]
-        if count.isdigit():
-            return int(count)
-    raise ValueError(f"unknown lowering {lowering!r}; valid: 'jit', 'jit:host_devices=N'")
+    """The host CPU devices a row's lowering needs (``parse_lowering``)."""
+    return parse_lowering(lowering)[1]
+
+
+def platform_of(lowering: str) -> str:
+    """The platform a row was lowered for (``parse_lowering``)."""
+    return parse_lowering(lowering)[0]

@@ -20,6 +20,9 @@ from .policy import DEFAULT_POLICY, Policy
 from .structure import SPLITS
 
 MIXTURES = ("balanced", "mixed")
+# Platforms JAX lowers for without their hardware (``lowering.extract_ir``); the host's by default.
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+HOST_PLATFORM = "cpu"
 MAX_SHARDS = 128
 
 
@@ -41,6 +44,7 @@ class ShardTask:
       with_optimized_hlo: also compile each program and record XLA's optimized HLO.
       max_tokens: if set, every view row of a pair (``views.fits``) is within this many
         tokens; pairs that miss it are resampled.
+      platform: the platform programs are lowered for (``PLATFORMS``).
     """
 
     split: str
@@ -55,6 +59,7 @@ class ShardTask:
     policy: Policy = DEFAULT_POLICY
     with_optimized_hlo: bool = False
     max_tokens: int | None = None
+    platform: str = HOST_PLATFORM
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +116,7 @@ def plan_shards(
     policy: Policy = DEFAULT_POLICY,
     with_optimized_hlo: bool = False,
     max_tokens: int | None = None,
+    platform: str = HOST_PLATFORM,
 ) -> dict[str, list[ShardTask]]:
     """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
     sizes = {
@@ -130,6 +136,12 @@ def plan_shards(
         raise ValueError(f"with_optimized_hlo must be True or False, got {with_optimized_hlo!r}")
     if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
         raise ValueError(f"max_tokens must be a positive integer or None (no budget), got {max_tokens!r}")
+    if platform not in PLATFORMS:
+        raise ValueError(f"unknown platform {platform!r}; valid platforms: {', '.join(PLATFORMS)}")
+    if with_optimized_hlo and platform != HOST_PLATFORM:
+        raise ValueError(
+            f"with_optimized_hlo needs the platform's compiler: {platform!r} cannot be compiled here (only {HOST_PLATFORM!r})"
+        )
     # Each split rounds its shard count up, so leave one shard of slack per split.
     rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / (MAX_SHARDS - len(SPLITS))))
     counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
@@ -153,6 +165,7 @@ def plan_shards(
                     policy,
                     with_optimized_hlo,
                     max_tokens,
+                    platform,
                 )
             )
         plan[split] = tasks

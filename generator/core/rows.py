@@ -214,8 +214,8 @@ def _library_versions() -> dict[str, str]:
     return {name: version(name) for name in MODEL_LIBRARIES}
 
 
-def build_row(drawn: Drawn, pair) -> dict[str, Any]:
-    """The dataset row of a lowered program (column names are documented in README.md)."""
+def build_row(drawn: Drawn, pair, platform: str = "cpu") -> dict[str, Any]:
+    """The dataset row of a lowered program (column names are documented in docs/configs.md)."""
     from .lowering import JAX_VERSION, JAXLIB_VERSION, lowering_method
 
     ops = stablehlo_ops(pair.stablehlo_ir)
@@ -241,7 +241,7 @@ def build_row(drawn: Drawn, pair) -> dict[str, Any]:
         "stablehlo_tokens": count_tokens(pair.stablehlo_ir),
         "optimized_hlo_tokens": None if pair.optimized_hlo is None else count_tokens(pair.optimized_hlo),
         "jax_transforms": ["jit", *drawn.transforms],
-        "lowering": lowering_method(drawn.host_devices),
+        "lowering": lowering_method(drawn.host_devices, platform),
         "mesh": MESH_TEXT if drawn.host_devices > 1 else None,
         "optimized_hlo": pair.optimized_hlo,
         "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),
@@ -269,7 +269,7 @@ def generate_rows(
       task: the shard.
       stats: counters updated as rows are made and programs resampled.
       lower_multi_device: lowers a program that needs a mesh of host devices (same signature
-        as ``lowering.lower_source``); ``runtime`` passes one that uses a lowering server.
+        as ``lowering.lower_source``, ``platform`` included); ``runtime`` passes one that uses a lowering server.
         Without it, such programs are lowered here, which needs the devices in this process.
     """
     import jax
@@ -314,7 +314,9 @@ def generate_rows(
             try:
                 with time_limit(LOWERING_TIME_LIMIT_S):
                     lower = lower_multi_device if drawn.host_devices > 1 else lower_source
-                    pair = lower(drawn.source, drawn.function_name, optimize=task.with_optimized_hlo)
+                    pair = lower(
+                        drawn.source, drawn.function_name, optimize=task.with_optimized_hlo, platform=task.platform
+                    )
             except LoweringTimeout as e:
                 stats.lowering_timeouts += 1
                 if len(stats.failure_examples) < 20:
@@ -334,7 +336,7 @@ def generate_rows(
             if ir_key in seen:
                 stats.duplicates += 1
                 continue
-            row = build_row(drawn, pair)
+            row = build_row(drawn, pair, task.platform)
             if not fits(row, task.seed, task.max_tokens):
                 stats.over_budget += 1
                 over_budget.append(row["python_tokens"] + row["stablehlo_tokens"])

@@ -70,7 +70,9 @@ COLUMNS: dict[str, tuple[object, str]] = {
     ),
     "lowering": (
         datasets.Value("string"),
-        "how to reproduce stablehlo_ir: 'jit', or 'jit:host_devices=N' (run with XLA_FLAGS=--xla_force_host_platform_device_count=N)",
+        "how to reproduce stablehlo_ir: 'jit'; 'jit:host_devices=N' (run with XLA_FLAGS=--xla_force_host_platform_device_count=N); "
+        "'jit:platform=P' (lowered for platform P, cuda, rocm or tpu, with jax.jit(fn).trace(*args).lower(lowering_platforms=(P,))); "
+        "or both, 'jit:platform=P,host_devices=N'",
     ),
     "mesh": (datasets.Value("string"), "device mesh of multi_device rows, e.g. 'data=4,model=2'; null otherwise"),
     "optimized_hlo": (

@@ -45,7 +45,8 @@ class View:
       source: the pairs column the prompt holds after its instruction.
       target: what the completion is (a pairs column, or ``"cost"``: the cost figures as text).
       templates: instructions; ``{function_name}``, ``{jax_version}``, ``{jaxlib_version}`` and
-        ``{devices}`` (", with N host CPU devices" for multi-device rows, else "") are filled from the row.
+        ``{devices}`` (", for TPU" for rows lowered for another platform than the CPU, ", with N
+        host CPU devices" for multi-device rows, else "") are filled from the row.
       messages: rows are ``messages`` (user, assistant) instead of ``prompt``/``completion``.
       description: one line for the card.
     """
@@ -165,8 +166,11 @@ def cost_text(row: Mapping[str, Any]) -> str | None:
 
 
 def _devices(row: Mapping[str, Any]) -> str:
+    """``{devices}`` of a template: the platform a row was lowered for, if not the CPU, and its host devices."""
     lowering = row.get("lowering") or "jit"
-    return f", with {lowering.split('=', 1)[1]} host CPU devices" if "host_devices=" in lowering else ""
+    options = dict(part.partition("=")[::2] for part in lowering.partition(":")[2].split(",") if part)
+    text = f", for {options['platform'].upper()}" if "platform" in options else ""
+    return text + (f", with {options['host_devices']} host CPU devices" if "host_devices" in options else "")
 
 
 def instruction(view: View, index: int, row: Mapping[str, Any]) -> str:

@@ -44,19 +44,19 @@ def _pair_from_json(d: dict[str, Any]) -> IRPair:
     return IRPair(**{**d, "input_signature": sig(d["input_signature"]), "output_signature": sig(d["output_signature"])})
 
 
-def lower_on_host_devices(source: str, function_name: str, *, optimize: bool = False) -> IRPair:
+def lower_on_host_devices(source: str, function_name: str, *, optimize: bool = False, platform: str = "cpu") -> IRPair:
     """``lower_source`` in a process with ``HOST_DEVICES`` CPU devices (this one, if it has them)."""
     import jax
 
     from ..core.lowering import lower_source
 
     if jax.device_count() >= HOST_DEVICES:
-        return lower_source(source, function_name, optimize=optimize)
+        return lower_source(source, function_name, optimize=optimize, platform=platform)
     global _server
     with _lock:
         if _server is None or not _server.alive:
             _server = _start_server()
-        _server.send({"source": source, "function_name": function_name, "optimize": optimize})
+        _server.send({"source": source, "function_name": function_name, "optimize": optimize, "platform": platform})
         msg = _server.receive()
     if msg is None:
         raise RemoteLoweringError("the multi-device lowering server exited")
@@ -69,7 +69,12 @@ def answer(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
     from ..core.lowering import lower_source
 
     try:
-        pair = lower_source(request["source"], request["function_name"], optimize=request["optimize"])
+        pair = lower_source(
+            request["source"],
+            request["function_name"],
+            optimize=request["optimize"],
+            platform=request.get("platform", "cpu"),
+        )
         yield {"pair": asdict(pair)}
     except Exception as e:  # reported to the client, which counts the program as a failure
         yield {"error": f"{type(e).__name__}: {str(e)[:2000]}"}

@@ -126,8 +126,10 @@ def reproduce_ir(row) -> str:
     ``jit``: ``jax.jit(fn, static_argnums=...).lower(*example_args()).as_text()`` in this process.
     ``jit:host_devices=N``: the same, in a process with N host CPU devices
     (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), which is started if needed.
+    ``jit:platform=P``: lowered for platform P (``lowering_platforms=(P,)``), no hardware needed.
     """
-    from ..core.lowering import host_devices, lower_source
+    from ..core.lowering import lower_source, parse_lowering
 
-    lower = lower_source if host_devices(row["lowering"]) == 1 else lower_on_host_devices
-    return lower(row["python_source"], row["function_name"]).stablehlo_ir
+    platform, devices = parse_lowering(row["lowering"])
+    lower = lower_source if devices == 1 else lower_on_host_devices
+    return lower(row["python_source"], row["function_name"], platform=platform).stablehlo_ir

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.categories import CATEGORIES
+from ..core.plan import PLATFORMS
 from .io import DEFAULT_OUTPUT_DIR
 
 DEFAULT_BATCH_SIZE = 1000
@@ -281,6 +282,7 @@ def _stage(args: argparse.Namespace, repo_id: str | None = None):
         views=None if args.views is None else [v for v in args.views if v != "none"],
         max_tokens=args.max_tokens,
         with_optimized_hlo=args.with_optimized_hlo,
+        platform=args.platform,
     )
     for name, config in result.hub_configs().items():
         print(f"staged {name}: " + ", ".join(f"{split} {len(d)} rows" for split, d in config.row_digests.items()))
@@ -545,6 +547,11 @@ def build_parser() -> argparse.ArgumentParser:
         )
         h.add_argument(
             "--with-optimized-hlo", action="store_true", help="also compile every program (XLA's optimized HLO)"
+        )
+        h.add_argument(
+            "--platform",
+            choices=PLATFORMS,
+            help="lower every program for this platform, without its hardware (default: cpu)",
         )
         h.set_defaults(func=func)
     return parser

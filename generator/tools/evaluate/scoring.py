@@ -77,7 +77,12 @@ def check_task(task: str) -> str:
 
 def agrees_exclusion(row: Mapping[str, Any]) -> str | None:
     """Why a row is left out of ``agrees`` before anything runs, or ``None``."""
-    if (row.get("lowering") or "jit") != "jit":
+    from ...core.lowering import HOST_PLATFORM, parse_lowering
+
+    platform, devices = parse_lowering(row.get("lowering") or "jit")
+    if platform != HOST_PLATFORM:
+        return f"lowered for {platform} (its IR runs only there)"
+    if devices > 1:
         return "multi-device (needs 8 partitions; not compiled here)"
     if any(d < 0 for s in row.get("input_signature") or [] for d in s["shape"]) or "tensor<?" in row["stablehlo_ir"]:
         return "symbolic shapes (not refined to static ones here)"
@@ -102,7 +107,16 @@ def pass_at_k(n: int, c: int, k: int) -> float:
 
 
 def _row_job(task: str, row: Mapping[str, Any]) -> dict[str, Any]:
-    keys = ("id", "category", "function_name", "python_source", "stablehlo_ir", "input_signature", "optimized_hlo")
+    keys = (
+        "id",
+        "category",
+        "function_name",
+        "python_source",
+        "stablehlo_ir",
+        "input_signature",
+        "optimized_hlo",
+        "lowering",
+    )
     return {k: row.get(k) for k in keys}
 
 

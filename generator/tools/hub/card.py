@@ -229,6 +229,12 @@ def _plot_tokens(result: StageResult, focus: str, rows: list[Mapping[str, Any]],
     plt.close(fig)
 
 
+def lowering_platform(lowering: str) -> str:
+    """The platform a ``lowering`` value names (``jit:platform=tpu...``), the CPU otherwise."""
+    options = dict(part.partition("=")[::2] for part in lowering.partition(":")[2].split(",") if part)
+    return options.get("platform", "cpu")
+
+
 def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | None:
     """The baseline tables for the card, one per task, if ``path`` holds them for dataset ``version``.
 
@@ -335,6 +341,7 @@ def write_card(
         total_rows=total_rows,
         all_ops=all_ops,
         held_out_share=f"{HELD_OUT_SHARE:.0%}",
+        platforms=sorted({lowering_platform(t) for s in stats.values() for t in s["lowerings"]}),
         model_categories=MODEL_CATEGORIES,
         baselines=baselines,
         provenance={

@@ -144,6 +144,7 @@ def stage(
     views: Sequence[str] | None = None,
     max_tokens: int | None = None,
     with_optimized_hlo: bool = False,
+    platform: str | None = None,
 ) -> StageResult:
     """Build ``configs`` through the builder and write a Hub-ready folder at ``output_dir``.
 
@@ -161,6 +162,8 @@ def stage(
       max_tokens: build every config under this token budget (pairs whose views exceed it are
         resampled); ``None``: no budget.
       with_optimized_hlo: build with XLA's optimized HLO (slower; gives the ``optimize`` view).
+      platform: lower every program for this platform (``"cuda"``, ``"rocm"``, ``"tpu"``; no
+        hardware needed); ``None``: the CPU. A staged folder holds one platform's configs.
 
     Raises:
       ValueError: an unknown config or view, a bad size, seed or budget, or an unusable
@@ -178,6 +181,7 @@ def stage(
             ("seed", seed),
             ("max_tokens", max_tokens),
             ("with_optimized_hlo", with_optimized_hlo or None),
+            ("platform", platform),
         )
         if v is not None
     }

@@ -70,10 +70,14 @@ class _Loaded:
         fn, args = load_source(source, function_name)
         return cls(source, fn, args, static_argnums(args))
 
-    def lower(self) -> Any:
+    def lower(self, platform: str = "cpu") -> Any:
+        """The row's recipe: ``jax.jit(fn, static_argnums=...).lower(*example_args())``, for ``platform``."""
         import jax
 
-        return jax.jit(self.fn, static_argnums=self.static).lower(*self.args)
+        jitted = jax.jit(self.fn, static_argnums=self.static)
+        if platform == "cpu":
+            return jitted.lower(*self.args)
+        return jitted.trace(*self.args).lower(lowering_platforms=(platform,))
 
     def signature(self) -> list[dict[str, Any]]:
         from ...core.lowering import traced_leaves
@@ -123,7 +127,9 @@ def _check_reproduce(job: Mapping[str, Any], row: _Loaded, done: _Done) -> Check
     signature = row.signature()
     if job.get("input_signature") is not None and signature != job["input_signature"]:
         return CheckOutcome.failed(f"example_args() gives {signature}, input_signature says {job['input_signature']}")
-    done.lowered = row.lower()
+    from ...core.lowering import platform_of
+
+    done.lowered = row.lower(platform_of(job.get("lowering") or "jit"))
     ir = done.lowered.as_text()
     if job.get("jax_version") == JAX_VERSION:
         if ir == job["stablehlo_ir"]:
@@ -198,9 +204,11 @@ def run_job(job: Mapping[str, Any]) -> dict[str, CheckOutcome]:
     it executes at reduced size (``reduce_source``: the same code with small config defaults),
     and IREE's frontend must take its real-sized IR before IREE runs the reduced one.
     """
+    from ...core.lowering import HOST_PLATFORM, platform_of
     from ...core.models import MODEL_CATEGORIES, reduce_source
 
     model = job.get("category") in MODEL_CATEGORIES
+    platform = platform_of(job.get("lowering") or "jit")
     try:
         row = _Loaded.of(job["python_source"], job["function_name"])
         small = _Loaded.of(reduce_source(job["python_source"]), job["function_name"]) if model else row
@@ -211,7 +219,10 @@ def run_job(job: Mapping[str, Any]) -> dict[str, CheckOutcome]:
     done = _Done()
     for check in job["checks"]:
         try:
-            if check == "reproduce":
+            if check != "reproduce" and platform != HOST_PLATFORM:
+                # the IR calls the platform's own kernels (cusolver, TPU's): it runs only there
+                result[check] = CheckOutcome.skipped(detail=f"lowered for {platform}: runs only on {platform}")
+            elif check == "reproduce":
                 result[check] = _check_reproduce(job, row, done)
             elif check == "execute":
                 result[check] = _check_execute(job, small, done, reduced=model)
@@ -311,6 +322,7 @@ class RowRunner:
             "jax_version",
             "input_signature",
             "output_signature",
+            "lowering",
         )
         job = {k: row.get(k) for k in keys} | {"checks": checks}
         start = time.monotonic()
