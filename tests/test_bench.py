@@ -246,8 +246,8 @@ def test_benchmark_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert result["configs"] == [f"balanced[{categories}]"]
     section = result["sections"][f"balanced[{categories}]"]
     inproc = section["in_process"]
-    assert inproc["programs"] == 8  # 4 train + 2 validation + 2 test rows, 4 shards
-    assert inproc["shards"] == 4
+    assert inproc["programs"] == 8  # 4 train + 2 validation + 2 test rows, one-row shards
+    assert inproc["shards"] == 8
     # round-robin over the three categories in each split: train a m d a, validation a m, test a m
     assert inproc["left_out_of_original"] == {"symbolic_shapes": 1}
     assert inproc["host_devices_programs"] == {"8": 3}
@@ -330,7 +330,7 @@ def test_builds_must_be_the_programs_the_in_process_methods_ran_on():
 def test_spread_picks_evenly_spaced_shards():
     from generator.core.plan import plan_shards
 
-    tasks = plan_shards(train_size=100, validation_size=0, seed=0, rows_per_shard=10)["train"]
+    tasks = plan_shards(train_size=100, validation_size=0, seed=0, rows_per_shard=10, min_shards_per_split=1)["train"]
     assert bench.spread(tasks, 0) == tasks
     assert bench.spread(tasks, 1000) == tasks
     picked = bench.spread(tasks, 30)
@@ -339,7 +339,8 @@ def test_spread_picks_evenly_spaced_shards():
 
 def test_the_program_set_is_the_configs_shard_plan():
     tasks = bench.program_set(bench.bench_config("models"), 40, 10, 0)
-    assert [t.num_rows for t in tasks] == [10, 10, 10, 10, 4, 4]  # 40 train + 4 validation + 4 test
+    # 40 train rows in 8 shards, 4 validation and 4 test rows in one-row shards (every split's rows spread)
+    assert [t.num_rows for t in tasks] == [5] * 8 + [1] * 8
     assert {t.categories for t in tasks} == {bench.bench_config("models").categories}
     assert {t.mixture for t in bench.program_set(bench.bench_config("mixed"), 40, 10, 0)} == {"mixed"}
 

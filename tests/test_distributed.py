@@ -38,7 +38,13 @@ from generator.tools.distributed import (  # noqa: E402
     shard_table,
 )
 
-SIZES = {"train_size": 6, "validation_size": 3, "test_size": 2, "rows_per_shard": 2, "seed": 3}
+SIZES = {
+    "train_size": 3,
+    "validation_size": 2,
+    "test_size": 1,
+    "rows_per_shard": 2,
+    "seed": 3,
+}  # 3 + 2 + 1 one-row shards
 NAMES = (
     ["test-00000-of-00001.parquet"]
     + [f"train-0000{i}-of-00003.parquet" for i in range(3)]
@@ -83,7 +89,7 @@ def test_sharded_build_writes_the_builders_rows_with_a_manifest(tmp_path, expect
     result = generate_sharded(tmp_path, config="matrix", progress=False, **SIZES)
 
     assert sorted(p.name for p in (tmp_path / "matrix").iterdir()) == sorted([*NAMES, MANIFEST])
-    assert result.rows == {"train": 6, "validation": 3, "test": 2}
+    assert result.rows == {"train": 3, "validation": 2, "test": 1}
     assert (result.built, result.reused, result.retried) == (6, 0, 0)
     for split in ("train", "validation", "test"):
         assert _written_rows(result.files[split]) == expected[split]
@@ -230,7 +236,7 @@ def test_ray_build_writes_the_builders_rows_in_hub_layout(local_ray, tmp_path, e
     result = generate_with_ray(tmp_path, config="matrix", **SIZES)
 
     assert sorted(p.name for p in (tmp_path / "matrix").iterdir()) == sorted([*NAMES, MANIFEST])
-    assert result.rows == {"train": 6, "validation": 3, "test": 2}
+    assert result.rows == {"train": 3, "validation": 2, "test": 1}
     for split in ("train", "validation", "test"):
         rows = _written_rows(result.files[split])
         assert rows == expected[split]

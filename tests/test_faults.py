@@ -45,7 +45,7 @@ def test_lowering_that_hangs_is_cut_off_and_counted(monkeypatch):
     monkeypatch.setattr(generator.core.rows, "LOWERING_TIME_LIMIT_S", 0.5)
     signal.setitimer(signal.ITIMER_REAL, 300)  # someone else's timer (as pytest-timeout sets)
     try:
-        (task,) = plan_shards(train_size=3, validation_size=0, seed=1)["train"]
+        (task,) = plan_shards(min_shards_per_split=1, train_size=3, validation_size=0, seed=1)["train"]
         stats = ShardStats()
         start = time.monotonic()
         rows = list(generate_shard(task, stats))
@@ -69,7 +69,7 @@ def test_lowering_that_explodes_is_counted_and_resampled(monkeypatch):
         return real(source, name, **kwargs)
 
     monkeypatch.setattr(generator.core.lowering, "lower_source", explodes_once)
-    (task,) = plan_shards(train_size=2, validation_size=0, seed=1)["train"]
+    (task,) = plan_shards(min_shards_per_split=1, train_size=2, validation_size=0, seed=1)["train"]
     stats = ShardStats()
     assert len(list(generate_shard(task, stats))) == 2
     assert stats.lowering_failures == 1 and "MemoryError" in stats.failure_examples[0]

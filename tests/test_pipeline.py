@@ -1,3 +1,4 @@
+import dataclasses
 import statistics
 from collections import Counter
 
@@ -23,14 +24,31 @@ def rows(plan):
 
 
 def test_plan_is_independent_of_anything_but_sizes_and_seed(plan):
-    assert [t.num_rows for t in plan["train"]] == [17, 17, 17]
-    assert {s: [t.bucket for t in ts] for s, ts in plan.items()} == {"train": [0, 1, 2], "validation": [0], "test": []}
+    # every split gets eight shards (a multiple of MIN_SHARDS_PER_SPLIT), its rows dealt out in turn
+    assert [t.num_rows for t in plan["train"]] == [7, 7, 7, 6, 6, 6, 6, 6]
+    assert [(t.row_offset, t.row_stride) for t in plan["train"][:2]] == [(0, 8), (1, 8)]
+    assert {s: [t.bucket for t in ts] for s, ts in plan.items()} == {
+        "train": list(range(8)),
+        "validation": list(range(8)),
+        "test": [],
+    }
     assert plan == plan_shards(train_size=51, validation_size=17, seed=3, rows_per_shard=17)
 
 
 def test_shard_is_a_pure_function_of_its_task(plan, rows):
     again = list(generate_shard(plan["train"][1]))
-    assert again == rows["train"][17:34]
+    assert again == rows["train"][7:14]
+
+
+def test_every_shard_draws_the_same_mix_of_categories(plan, rows):
+    """Shard k holds the split's rows k, k + 8, ...: round-robin categories spread over every shard."""
+    start = 0
+    for task in plan["train"]:
+        shard = rows["train"][start : start + task.num_rows]
+        start += task.num_rows
+        assert [r["category"] for r in shard] == [
+            CATEGORIES[(task.row_offset + i * task.row_stride) % len(CATEGORIES)] for i in range(task.num_rows)
+        ]
 
 
 def test_task_survives_json(plan):
@@ -97,9 +115,10 @@ def test_lowering_failures_are_resampled_and_counted(monkeypatch, plan):
 
     monkeypatch.setattr(lowering, "lower_source", flaky)
     stats = ShardStats()
-    out = list(generate_shard(plan["validation"][0], stats))
-    assert len(out) == 17
-    assert stats.lowering_failures >= 4 and "injected" in stats.failure_examples[0]
+    task = plan_shards(train_size=0, validation_size=12, seed=3)["validation"][0]  # 8 shards: 2, 2, 2, 2, 1...
+    out = list(generate_shard(dataclasses.replace(task, num_rows=12, row_stride=1), stats))
+    assert len(out) == 12
+    assert stats.lowering_failures >= 3 and "injected" in stats.failure_examples[0]
 
 
 @pytest.mark.parametrize(
@@ -119,13 +138,15 @@ def test_bad_plan_arguments_name_the_value(kwargs, message):
 
 
 def test_optimized_hlo_is_opt_in_and_free_of_machine_paths():
-    (task,) = plan_shards(train_size=3, validation_size=0, seed=0, with_optimized_hlo=True)["train"]
+    (task,) = plan_shards(min_shards_per_split=1, train_size=3, validation_size=0, seed=0, with_optimized_hlo=True)[
+        "train"
+    ]
     rows = list(generate_shard(task))
     for row in rows:
         assert row["optimized_hlo"].startswith("HloModule ") and "ENTRY" in row["optimized_hlo"]
         assert "FileNames" not in row["optimized_hlo"] and "stack_frame_id" not in row["optimized_hlo"]
         assert row["compiled_flops"] is not None
-    (plain,) = plan_shards(train_size=3, validation_size=0, seed=0)["train"]
+    (plain,) = plan_shards(min_shards_per_split=1, train_size=3, validation_size=0, seed=0)["train"]
     assert all(r["optimized_hlo"] is None for r in generate_shard(plain))
 
 
@@ -134,7 +155,9 @@ def test_program_size_presets_order_program_lengths():
 
     medians = {}
     for size in ("small", "medium", "large"):
-        (task,) = plan_shards(train_size=14, validation_size=0, seed=1, policy=policy_for(size))["train"]
+        (task,) = plan_shards(
+            min_shards_per_split=1, train_size=14, validation_size=0, seed=1, policy=policy_for(size)
+        )["train"]
         medians[size] = statistics.median(r["python_lines"] for r in generate_shard(task))
     assert medians["small"] < medians["medium"] < medians["large"]
     with pytest.raises(ValueError, match="unknown program_size 'huge'; valid sizes: small, medium, large"):
@@ -163,6 +186,7 @@ def test_shard_count_is_bounded_and_narrow_categories_fill_many_shards():
         seed=0,
         categories=("multi_device", "dynamic_shapes", "random"),
         rows_per_shard=1,
+        min_shards_per_split=1,
     )
     for task in plan["train"][::20]:
         assert len(list(generate_shard(task))) == 1
@@ -172,7 +196,9 @@ def test_a_sample_of_every_category_runs_with_finite_outputs():
     """Rows of every category compile with XLA and run on their example inputs."""
     from generator.tools.validate import validate_rows
 
-    (task,) = plan_shards(train_size=2 * len(CATEGORIES), validation_size=0, seed=11, rows_per_shard=64)["train"]
+    (task,) = plan_shards(
+        min_shards_per_split=1, train_size=2 * len(CATEGORIES), validation_size=0, seed=11, rows_per_shard=64
+    )["train"]
     rows = list(generate_shard(task))
     assert {r["category"] for r in rows} == set(CATEGORIES)
     report = validate_rows({"train": rows}, trust_code=True, sample=None)
@@ -182,7 +208,12 @@ def test_a_sample_of_every_category_runs_with_finite_outputs():
 
 def test_dynamic_rows_have_no_costs_and_build_with_optimized_hlo():
     (task,) = plan_shards(
-        train_size=2, validation_size=0, seed=2, categories=("dynamic_shapes",), with_optimized_hlo=True
+        min_shards_per_split=1,
+        train_size=2,
+        validation_size=0,
+        seed=2,
+        categories=("dynamic_shapes",),
+        with_optimized_hlo=True,
     )["train"]
     for row in generate_shard(task):
         assert -1 in row["input_signature"][0]["shape"]
@@ -194,7 +225,9 @@ def test_shard_keeps_the_collector_off_older_objects_and_restores_it():
 
     from generator.runtime import shards
 
-    (task,) = plan_shards(train_size=2, validation_size=0, seed=1, categories=("arithmetic",))["train"]
+    (task,) = plan_shards(min_shards_per_split=1, train_size=2, validation_size=0, seed=1, categories=("arithmetic",))[
+        "train"
+    ]
     # CPython 3.12 starts with objects of its own frozen; only more than those is a caller's freeze
     assert gc.get_freeze_count() <= shards.FROZEN_AT_IMPORT
     rows = shards.generate_in_process(task, ShardStats())
@@ -220,7 +253,9 @@ def test_no_row_embeds_a_large_constant(monkeypatch):
     assert largest_constant("%0 = stablehlo.constant dense<0.000000e+00> : tensor<f32>") < 40
     cap = 19  # "dense<1.000000e-03>": every longer literal (a negative float, a table) goes over it
     monkeypatch.setattr(rows_module, "MAX_CONSTANT_CHARS", cap)
-    (task,) = plan_shards(train_size=12, validation_size=0, seed=4, categories=("indexing", "nn"))["train"]
+    (task,) = plan_shards(
+        min_shards_per_split=1, train_size=12, validation_size=0, seed=4, categories=("indexing", "nn")
+    )["train"]
     stats = ShardStats()
     out = list(rows_module.generate_rows(task, stats))
     assert len(out) == 12 and all(largest_constant(r["stablehlo_ir"]) <= cap for r in out)

@@ -131,7 +131,9 @@ def test_a_shard_counts_other_shard_rejections_apart(monkeypatch):
 
     monkeypatch.setattr(rows, "sample_program", some_rejected)
     stats = ShardStats()
-    (task,) = plan_shards(train_size=2, validation_size=0, seed=0, categories=("reduction",))["train"]
+    (task,) = plan_shards(min_shards_per_split=1, train_size=2, validation_size=0, seed=0, categories=("reduction",))[
+        "train"
+    ]
     assert len(list(rows.generate_rows(task, stats))) == 2
     assert (stats.other_bucket, stats.sampling_rejects, stats.rows) == (2, 1, 2)
 

@@ -71,7 +71,9 @@ def test_rows_do_not_depend_on_when_memory_is_reclaimed(monkeypatch):
     the same shard with the collector left alone (a caller that froze objects itself turns the
     freezing off) makes the same rows."""
     monkeypatch.setattr(rows_module, "CLEAR_CACHES_EVERY", 2)
-    (task,) = plan_shards(train_size=5, validation_size=0, seed=4, categories=("arithmetic", "reduction"))["train"]
+    (task,) = plan_shards(
+        min_shards_per_split=1, train_size=5, validation_size=0, seed=4, categories=("arithmetic", "reduction")
+    )["train"]
     frozen = []
     managed = []
     for row in shards.generate_in_process(task, ShardStats()):

@@ -36,7 +36,8 @@ class BuildOptions:
       test_size: rows of the test split; None: as many as validation_size. A row's split follows
         from its structure (``core.structure``): no structure is in two splits.
       seed: the build's seed; same version, config, seed and sizes give identical rows.
-      rows_per_shard: rows per generation shard (the unit of ``num_proc`` parallelism).
+      rows_per_shard: at most this many rows a generation shard (the unit of ``num_proc``
+        parallelism); a split gets a multiple of 8 shards where its rows allow (``core.plan``).
       program_size: "small", "medium" or "large": statements per program (a sampler policy).
       with_optimized_hlo: also compile each program and add XLA's optimized HLO (slower).
       view: "pairs" (the rows), or a task view of them for fine-tuning: "forward",
@@ -53,7 +54,9 @@ class BuildOptions:
     validation_size: int = _option(1_000, "rows in validation")
     test_size: int | None = _option(None, "rows in test (default: as many as validation)")
     seed: int = _option(0, "the build's seed: same version, config, seed and sizes give identical rows")
-    rows_per_shard: int = _option(500, "rows per generation shard, the unit of num_proc parallelism", minimum=1)
+    rows_per_shard: int = _option(
+        500, "at most this many rows a generation shard, the unit of num_proc parallelism", minimum=1
+    )
     program_size: str = _option("medium", "statements per op-table program", choices=tuple(POLICIES))
     with_optimized_hlo: bool = _option(False, "also compile every program and record XLA's optimized HLO (slower)")
     view: str = _option(PAIRS, "the rows, or a fine-tuning view of them", choices=VIEW_NAMES)

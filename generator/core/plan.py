@@ -5,6 +5,13 @@ sizes), so shards can run in any process, in any order, and give the same rows. 
 split follows from its structure (``structure.split_of``); the shards of a split partition
 that split's program space (``sampler.Partition``). A build has at most ``MAX_SHARDS``
 shards, and larger builds get larger shards.
+
+Shards are sized for parallel builds: every split has a multiple of ``MIN_SHARDS_PER_SPLIT``
+shards (as far as its rows and ``MAX_SHARDS`` allow), and shard ``k`` of ``S`` holds the split's rows ``k, k + S, k + 2S...``,
+so every shard draws the same mix of categories (a model row costs a hundred op-table rows).
+``datasets`` hands each of its ``num_proc`` workers a contiguous run of a split's shards, and
+each run then costs about the same: no worker waits on another's expensive rows, small splits
+included.
 """
 
 from __future__ import annotations
@@ -24,6 +31,8 @@ MIXTURES = ("balanced", "mixed")
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 HOST_PLATFORM = "cpu"
 MAX_SHARDS = 128
+# Shards per split come in multiples of this, so 1, 2, 4 or 8 workers each get an equal run of them.
+MIN_SHARDS_PER_SPLIT = 8
 
 
 @dataclass(frozen=True)
@@ -37,6 +46,8 @@ class ShardTask:
       num_buckets: number of shards of its split.
       row_offset: index in the split of this shard's first row.
       num_rows: rows this shard yields.
+      row_stride: split indices between this shard's rows (its split's shard count): row ``i``
+        of the shard is row ``row_offset + i * row_stride`` of the split.
       seed: the build's seed.
       categories: categories the build draws from.
       mixture: ``"balanced"`` (round-robin over categories) or ``"mixed"`` (drawn at random).
@@ -60,6 +71,7 @@ class ShardTask:
     with_optimized_hlo: bool = False
     max_tokens: int | None = None
     platform: str = HOST_PLATFORM
+    row_stride: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,8 +129,14 @@ def plan_shards(
     with_optimized_hlo: bool = False,
     max_tokens: int | None = None,
     platform: str = HOST_PLATFORM,
+    min_shards_per_split: int = MIN_SHARDS_PER_SPLIT,
 ) -> dict[str, list[ShardTask]]:
-    """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``."""
+    """Split a build into shards; the plan depends on sizes and seed only, never on ``num_proc``.
+
+    ``min_shards_per_split``: each split's shard count is rounded up to a multiple of it (as far
+    as its rows and ``MAX_SHARDS`` allow); 1 keeps ``rows_per_shard`` rows a shard (a split that
+    ``rows_per_shard`` covers is one shard, as a caller that streams one shard needs).
+    """
     sizes = {
         "train": check_size("train_size", train_size),
         "validation": check_size("validation_size", validation_size),
@@ -142,22 +160,30 @@ def plan_shards(
         raise ValueError(
             f"with_optimized_hlo needs the platform's compiler: {platform!r} cannot be compiled here (only {HOST_PLATFORM!r})"
         )
-    # Each split rounds its shard count up, so leave one shard of slack per split.
-    rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / (MAX_SHARDS - len(SPLITS))))
+    # Each split rounds its shard count up and may take up to MIN_SHARDS_PER_SPLIT shards: leave that room.
+    if isinstance(min_shards_per_split, bool) or not isinstance(min_shards_per_split, int) or min_shards_per_split < 1:
+        raise ValueError(f"min_shards_per_split must be a positive integer, got {min_shards_per_split!r}")
+    room = MAX_SHARDS - len(SPLITS) * min_shards_per_split
+    rows_per_shard = max(rows_per_shard, math.ceil(sum(sizes.values()) / room))
     counts = {split: math.ceil(n / rows_per_shard) for split, n in sizes.items()}
+    spare = MAX_SHARDS - sum(counts.values())
+    for split in SPLITS:  # a multiple of min_shards_per_split shards where rows and MAX_SHARDS allow
+        want = min(sizes[split], -(-max(counts[split], 1) // min_shards_per_split) * min_shards_per_split)
+        more = min(max(0, want - counts[split]), spare)
+        counts[split] += more
+        spare -= more
     plan: dict[str, list[ShardTask]] = {}
     for split in SPLITS:
         tasks = []
         for i in range(counts[split]):
-            start = i * rows_per_shard
-            n = min(rows_per_shard, sizes[split] - start)
+            n = len(range(i, sizes[split], counts[split]))  # rows i, i + S, i + 2S ... of the split
             tasks.append(
                 ShardTask(
                     split,
                     i,
                     i,
                     counts[split],
-                    start,
+                    i,
                     n,
                     seed,
                     categories,
@@ -166,6 +192,7 @@ def plan_shards(
                     with_optimized_hlo,
                     max_tokens,
                     platform,
+                    counts[split],
                 )
             )
         plan[split] = tasks

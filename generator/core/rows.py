@@ -290,7 +290,7 @@ def generate_rows(
     for i in range(task.num_rows):
         if clears_caches_before(i):
             jax.clear_caches()
-        index = task.row_offset + i
+        index = task.row_offset + i * task.row_stride
         category = task.category_of(index)
         over_budget: list[int] = []  # tokens of this row's programs that missed the budget
         for attempt in range(MAX_ATTEMPTS_PER_ROW):

@@ -40,6 +40,7 @@ class SynthesisPipeline:
         # draws), so calls rarely repeat each other's programs and a rerun with the same seed
         # repeats all of them. Its rows are train rows: programs of train structures.
         (task,) = plan_shards(
+            min_shards_per_split=1,
             train_size=count,
             validation_size=0,
             seed=self.seed,

@@ -69,12 +69,13 @@ def cmd_generate(args: argparse.Namespace) -> int:
     if args.count == 0:
         raise ValueError("--count must be at least 1, got 0")
     categories = (args.category,) if args.category else CATEGORIES
-    plan = plan_shards(
+    plan = plan_shards(  # one process streams the shards in order: consecutive rows, few shards
         train_size=args.count,
         validation_size=0,
         seed=args.seed,
         categories=categories,
         mixture="balanced" if (args.balanced or args.category) else "mixed",
+        min_shards_per_split=1,
     )
     out_dir = ensure_writable_dir(args.output_dir)  # fail before any work
     write = write_jsonl if args.format == "jsonl" else write_parquet
