@@ -4,8 +4,9 @@ Equinox; optax for optimizers), at the sizes real models use.
 
 Each category is one module with a ``FAMILY`` (``base.Family``): ``sample(rng) -> spec`` draws
 every choice, ``render(spec) -> ModelProgram`` writes the module text. ``sample_model`` is
-what ``rows`` calls; it keeps to a split's structures (``core.structure``) and a shard's part of
-them by redrawing specs, before rendering (a spec is cheap; lowering is not).
+what ``rows`` calls; it keeps to a split's structures (``core.structure``; checked on the spec,
+before rendering) and a shard's part of them (a hash of the rendered source) by redrawing specs
+(a spec is cheap; lowering is not).
 """
 
 from __future__ import annotations
@@ -27,10 +28,13 @@ MODEL_CATEGORIES: tuple[str, ...] = tuple(FAMILIES)
 MAX_DRAWS = 100_000
 
 
-def bucket_of(spec, num_buckets: int) -> int:
-    """The shard bucket (of its split's shards) that owns a spec: a hash of the spec, which is the
-    program (``render`` draws nothing), so identical programs have one owner."""
-    digest = hashlib.sha256(repr(spec).encode()).digest()
+def bucket_of(program: ModelProgram, num_buckets: int) -> int:
+    """The shard bucket (of its split's shards) that owns a program: a hash of its source.
+
+    Not of its spec: a few specs differ only in fields their variant does not write (a sampler
+    step's unused model sizes), and two such specs are one program, which must have one owner.
+    """
+    digest = hashlib.sha256(program.source.encode()).digest()
     return int.from_bytes(digest[:8], "big") % num_buckets
 
 
@@ -47,8 +51,11 @@ def sample_model(
     for _ in range(MAX_DRAWS):
         spec = family.sample(rng)
         structure = structure_key(family.structure_of(spec))
-        if (split is None or split_of(structure) == split) and bucket_of(spec, num_buckets) == bucket:
-            return dataclasses.replace(family.render(spec), structure=structure)
+        if split is not None and split_of(structure) != split:
+            continue  # another split's: redrawn before it is rendered
+        program = family.render(spec)
+        if bucket_of(program, num_buckets) == bucket:
+            return dataclasses.replace(program, structure=structure)
     raise RuntimeError(
         f"no {category} program of split {split} in bucket {bucket} of {num_buckets} after {MAX_DRAWS} draws"
     )
