@@ -160,8 +160,9 @@ def check_platform(platform: str) -> str:
     return platform
 
 
-def _lower(fn: Callable, static: tuple[int, ...], args: tuple[Any, ...], platform: str) -> Any:
-    """``jax.jit(fn).lower(*args)``, for ``platform`` (another platform needs no hardware to lower for)."""
+def lower_for(fn: Callable, static: tuple[int, ...], args: tuple[Any, ...], platform: str = HOST_PLATFORM) -> Any:
+    """``jax.jit(fn, static_argnums=static).lower(*args)``, for ``platform`` (another platform needs
+    no hardware: ``.trace(*args).lower(lowering_platforms=(platform,))``)."""
     jitted = jax.jit(fn, static_argnums=static)
     if platform == HOST_PLATFORM:
         return jitted.lower(*args)
@@ -200,7 +201,7 @@ def extract_ir(
             f"optimize needs the platform's compiler: {platform!r} cannot be compiled here (only {HOST_PLATFORM!r})"
         )
     static = static_argnums(args)
-    lowered = _lower(fn, static, args, platform)
+    lowered = lower_for(fn, static, args, platform)
     signature = _signature(traced_leaves(args, static))
     # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
     # them as 1), so such programs get no cost figures and no optimized HLO.

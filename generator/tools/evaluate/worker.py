@@ -315,9 +315,7 @@ def score_optimize(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 def score_reverse(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Layers ``runs``, ``exact``, ``agrees`` of a predicted Python module (executed here)."""
-    import jax
-
-    from ...core.lowering import exec_source, platform_of, static_argnums
+    from ...core.lowering import exec_source, lower_for, platform_of, static_argnums
 
     row, source, cache = job["row"], job["prediction"], Path(job["cache"])
     try:
@@ -334,12 +332,8 @@ def score_reverse(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         return
     yield _layer("runs", True)
     try:
-        jitted = jax.jit(fn, static_argnums=static_argnums(args))
         platform = platform_of(row.get("lowering") or "jit")  # lowered for the row's platform, as it was
-        lowered = (
-            jitted.lower(*args) if platform == "cpu" else jitted.trace(*args).lower(lowering_platforms=(platform,))
-        )
-        ir = lowered.as_text()
+        ir = lower_for(fn, static_argnums(args), args, platform).as_text()
         parsed = Parsed(ir)
     except BaseException as e:
         why = failure_class(e)

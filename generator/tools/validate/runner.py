@@ -72,12 +72,9 @@ class _Loaded:
 
     def lower(self, platform: str = "cpu") -> Any:
         """The row's recipe: ``jax.jit(fn, static_argnums=...).lower(*example_args())``, for ``platform``."""
-        import jax
+        from ...core.lowering import lower_for
 
-        jitted = jax.jit(self.fn, static_argnums=self.static)
-        if platform == "cpu":
-            return jitted.lower(*self.args)
-        return jitted.trace(*self.args).lower(lowering_platforms=(platform,))
+        return lower_for(self.fn, self.static, self.args, platform)
 
     def signature(self) -> list[dict[str, Any]]:
         from ...core.lowering import traced_leaves
