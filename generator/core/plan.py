@@ -201,3 +201,37 @@ def plan_shards(
 
 def example_key(task: ShardTask, index_in_shard: int) -> str:
     return f"{task.split}-{task.shard_index:05d}-{index_in_shard:06d}"
+
+
+# The ``lowering`` column (text only: readers of rows need no JAX to parse it).
+
+
+def lowering_method(host_devices: int, platform: str = HOST_PLATFORM) -> str:
+    """The ``lowering`` column: how a row's IR is reproduced from its source.
+
+    ``jit``; ``jit:host_devices=8`` (a mesh of 8 host CPU devices); ``jit:platform=tpu`` (lowered
+    for another platform, ``lowering_platforms=("tpu",)``); or both, ``jit:platform=tpu,host_devices=8``.
+    """
+    parts = ([f"platform={platform}"] if platform != HOST_PLATFORM else []) + (
+        [f"host_devices={host_devices}"] if host_devices > 1 else []
+    )
+    return "jit" + (":" + ",".join(parts) if parts else "")
+
+
+def parse_lowering(lowering: str) -> tuple[str, int]:
+    """The inverse of ``lowering_method``: ``(platform, host_devices)``; ``ValueError`` for another text."""
+    valid = "valid: 'jit', 'jit:host_devices=N', 'jit:platform=P' or 'jit:platform=P,host_devices=N'"
+    if not isinstance(lowering, str) or not (lowering == "jit" or lowering.startswith("jit:")):
+        raise ValueError(f"unknown lowering {lowering!r}; {valid}")
+    platform, devices = HOST_PLATFORM, 1
+    for part in lowering[4:].split(",") if lowering != "jit" else ():
+        key, _, value = part.partition("=")
+        if key == "platform" and value in PLATFORMS and value != HOST_PLATFORM:
+            platform = value
+        elif key == "host_devices" and value.isdigit() and int(value) > 1:
+            devices = int(value)
+        else:
+            raise ValueError(f"unknown lowering {lowering!r}; {valid} (platforms: {', '.join(PLATFORMS)})")
+    if lowering != lowering_method(devices, platform):
+        raise ValueError(f"unknown lowering {lowering!r}; {valid}")
+    return platform, devices

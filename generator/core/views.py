@@ -31,6 +31,7 @@ from typing import Any
 
 import datasets
 
+from .plan import HOST_PLATFORM, parse_lowering
 from .tokens import count_tokens
 
 PAIRS = "pairs"  # the rows themselves, not a view
@@ -167,10 +168,9 @@ def cost_text(row: Mapping[str, Any]) -> str | None:
 
 def _devices(row: Mapping[str, Any]) -> str:
     """``{devices}`` of a template: the platform a row was lowered for, if not the CPU, and its host devices."""
-    lowering = row.get("lowering") or "jit"
-    options = dict(part.partition("=")[::2] for part in lowering.partition(":")[2].split(",") if part)
-    text = f", for {options['platform'].upper()}" if "platform" in options else ""
-    return text + (f", with {options['host_devices']} host CPU devices" if "host_devices" in options else "")
+    platform, devices = parse_lowering(row.get("lowering") or "jit")
+    text = f", for {platform.upper()}" if platform != HOST_PLATFORM else ""
+    return text + (f", with {devices} host CPU devices" if devices > 1 else "")
 
 
 def instruction(view: View, index: int, row: Mapping[str, Any]) -> str:

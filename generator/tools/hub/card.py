@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...core.models import MODEL_CATEGORIES, MODEL_LIBRARIES
+from ...core.plan import parse_lowering
 from ...core.structure import HELD_OUT_SHARE, SPLITS
 from ...core.tokens import TOKENIZER_NAME, tokenizer_version
 from ...core.views import VIEW_COLUMNS, VIEWS, longest_tokens
@@ -229,12 +230,6 @@ def _plot_tokens(result: StageResult, focus: str, rows: list[Mapping[str, Any]],
     plt.close(fig)
 
 
-def lowering_platform(lowering: str) -> str:
-    """The platform a ``lowering`` value names (``jit:platform=tpu...``), the CPU otherwise."""
-    options = dict(part.partition("=")[::2] for part in lowering.partition(":")[2].split(",") if part)
-    return options.get("platform", "cpu")
-
-
 def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | None:
     """The baseline tables for the card, one per task, if ``path`` holds them for dataset ``version``.
 
@@ -341,7 +336,7 @@ def write_card(
         total_rows=total_rows,
         all_ops=all_ops,
         held_out_share=f"{HELD_OUT_SHARE:.0%}",
-        platforms=sorted({lowering_platform(t) for s in stats.values() for t in s["lowerings"]}),
+        platforms=sorted({parse_lowering(t)[0] for s in stats.values() for t in s["lowerings"]}),
         model_categories=MODEL_CATEGORIES,
         baselines=baselines,
         provenance={
