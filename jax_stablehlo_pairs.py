@@ -33,6 +33,7 @@ RELEASE_NOTES = {
     "3.0.0": "Splits by structure: every row has a structure key (what the program computes without sizes, names, "
     "constants and style), which alone decides its split, so no structure is in two splits; a test split "
     "(test_size, default validation_size) in every config; shards sized so num_proc workers get equal work; a platform field (cpu, cuda, rocm, tpu).",
+    "3.1.0": "Data that keeps growing (in progress; see CHANGELOG.md).",
 }
 
 

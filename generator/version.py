@@ -1,3 +1,3 @@
 """The generator's version: recorded in every row, and the package version (pyproject reads it)."""
 
-__version__ = "3.0.0"
+__version__ = "3.1.0"
