@@ -25,6 +25,8 @@ _PUBLIC = {
     "IRPair": "core.lowering",
     "GradPair": "core.lowering",
     "reproduce_ir": "runtime.shards",
+    "parse_lowering": "core.plan",
+    "Lowering": "core.plan",
     "SynthesisPipeline": "tools.api",
 }
 
@@ -46,11 +48,13 @@ __all__ = [
     "CATEGORIES",
     "GradPair",
     "IRPair",
+    "Lowering",
     "SynthesisPipeline",
     "code_fingerprint",
     "extract_ir",
     "extract_with_grad",
     "lower_source",
+    "parse_lowering",
     "reproduce_ir",
     "__version__",
 ]

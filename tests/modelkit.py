@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-from generator.core.lowering import JAX_VERSION, IRPair, lower_source
+from generator.core.lowering import JAX_VERSION, IRPair, load_source, lower_source, lowering_method, static_argnums
 from generator.core.models import FAMILIES, ModelProgram
 from generator.tools.validate.outcome import CheckOutcome
 
@@ -24,8 +24,11 @@ def lower_real(program: ModelProgram) -> IRPair:
 def validator_checks(
     program: ModelProgram, ir: str, checks=("reproduce", "execute", "iree")
 ) -> dict[str, CheckOutcome]:
-    """The validator's checks on the row this program makes (in this process)."""
+    """The validator's checks on the row this program makes (in this process): its ``lowering``
+    names the static arguments as the builder's row would."""
     from generator.tools.validate.runner import run_job
+
+    _, args = load_source(program.source, program.function_name)
 
     job = {
         "category": program.category,
@@ -35,6 +38,7 @@ def validator_checks(
         "jax_version": JAX_VERSION,
         "input_signature": None,
         "output_signature": None,
+        "lowering": lowering_method(1, static_argnums=static_argnums(args)),
         "checks": list(checks),
     }
     return run_job(job)

@@ -51,7 +51,7 @@ def test_validate_reproduces_platform_rows_and_runs_none(tpu_rows):
 def test_lowering_column_round_trips_and_bad_values_are_named():
     for platform in ("cpu", "cuda", "rocm", "tpu"):
         for devices in (1, 8):
-            assert parse_lowering(lowering_method(devices, platform)) == (platform, devices)
+            assert parse_lowering(lowering_method(devices, platform)) == (platform, devices, ())
     for bad in ("jit:platform=cpu", "jit:host_devices=8,platform=tpu", "jit:platform=xpu", "pmap"):
         with pytest.raises(ValueError, match="unknown lowering"):
             parse_lowering(bad)

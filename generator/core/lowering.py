@@ -12,7 +12,7 @@ import sys
 import textwrap
 import types
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +23,13 @@ import jaxlib
 import numpy as np
 
 from .irtext import stablehlo_ops, strip_hlo_debug_info
-from .plan import HOST_PLATFORM, PLATFORMS, lowering_method, parse_lowering  # noqa: F401 (the lowering's names, here too)
+from .plan import (  # noqa: F401 (the lowering column's names, here too)
+    HOST_PLATFORM,
+    PLATFORMS,
+    Lowering,
+    lowering_method,
+    parse_lowering,
+)
 
 JAX_VERSION = jax.__version__
 JAXLIB_VERSION = jaxlib.__version__
@@ -42,6 +48,7 @@ class IRPair:
       output_signature: ``(shape, dtype)`` of each output leaf.
       optimized_hlo: XLA's optimized HLO after compilation (only with ``optimize=True``).
       compiled_cost_analysis: cost figures of the compiled executable (only with ``optimize=True``).
+      static_argnums: indices of the arguments ``jax.jit`` took as static.
     """
 
     function_name: str
@@ -52,6 +59,7 @@ class IRPair:
     output_signature: tuple[tuple[tuple[int, ...], str], ...] = ()
     optimized_hlo: str | None = None
     compiled_cost_analysis: dict[str, float] | None = None
+    static_argnums: tuple[int, ...] = ()
 
     @property
     def stablehlo_ops(self) -> Counter:
@@ -108,6 +116,9 @@ def static_argnums(args: tuple[Any, ...]) -> tuple[int, ...]:
             ) from None
         static.append(i)
     return tuple(static)
+
+
+_static_rule = static_argnums  # for the functions whose ``static_argnums`` parameter shadows it
 
 
 def traced_leaves(args: tuple[Any, ...], static: tuple[int, ...]) -> list[Any]:
@@ -169,8 +180,24 @@ def lower_for(fn: Callable, static: tuple[int, ...], args: tuple[Any, ...], plat
     return jitted.trace(*args).lower(lowering_platforms=(platform,))
 
 
+def check_static_argnums(static_argnums: Sequence[int], args: tuple[Any, ...]) -> tuple[int, ...]:
+    """``static_argnums`` as a tuple if each is the index of an argument in ``args``, else a ``ValueError``."""
+    static = tuple(static_argnums)
+    bad = [i for i in static if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(args)]
+    if bad or len(set(static)) != len(static):
+        raise ValueError(
+            f"static_argnums {static!r} must be distinct indices of the {len(args)} arguments (0 to {len(args) - 1})"
+        )
+    return tuple(sorted(static))
+
+
 def extract_ir(
-    fn: Callable, *args: Any, python_source: str | None = None, optimize: bool = False, platform: str = HOST_PLATFORM
+    fn: Callable,
+    *args: Any,
+    python_source: str | None = None,
+    optimize: bool = False,
+    platform: str = HOST_PLATFORM,
+    static_argnums: Sequence[int] | None = None,
 ) -> IRPair:
     """Lower ``fn`` on ``args`` and return the (source, StableHLO) pair.
 
@@ -185,22 +212,25 @@ def extract_ir(
       platform: the platform to lower for: ``"cpu"`` (this machine), or ``"cuda"``, ``"rocm"``
         or ``"tpu"``, lowered without their hardware (``lowering_platforms``); the IR then uses
         that platform's custom calls and lowering rules, and XLA's cost model still costs it.
+      static_argnums: the arguments ``jax.jit`` takes as static (as a row's ``lowering`` column
+        records them); by default the rule of ``*args`` above (``static_argnums(args)``).
 
     Returns:
       An ``IRPair``; its ``stablehlo_ir`` equals ``jax.jit(fn, static_argnums=...)
-      .lower(*args).as_text()`` with the static arguments above, and its ``input_signature``
-      lists the traced arguments' array leaves in order.
+      .lower(*args).as_text()`` with the static arguments above (its ``static_argnums``), and
+      its ``input_signature`` lists the traced arguments' array leaves in order.
 
     Raises:
-      ValueError: an argument is neither traceable nor hashable (named by its index); an
-        unknown platform; ``optimize`` for a platform this machine cannot compile for.
+      ValueError: an argument is neither traceable nor hashable (named by its index); a
+        ``static_argnums`` that is not a set of argument indices; an unknown platform;
+        ``optimize`` for a platform this machine cannot compile for.
     """
     check_platform(platform)
     if optimize and platform != HOST_PLATFORM:
         raise ValueError(
             f"optimize needs the platform's compiler: {platform!r} cannot be compiled here (only {HOST_PLATFORM!r})"
         )
-    static = static_argnums(args)
+    static = _static_rule(args) if static_argnums is None else check_static_argnums(static_argnums, args)
     lowered = lower_for(fn, static, args, platform)
     signature = _signature(traced_leaves(args, static))
     # XLA neither compiles nor meaningfully costs a module with symbolic dimensions (it counts
@@ -219,6 +249,7 @@ def extract_ir(
         output_signature=_signature(jax.tree_util.tree_leaves(lowered.out_info)),
         optimized_hlo=optimized_hlo,
         compiled_cost_analysis=compiled_cost,
+        static_argnums=static,
     )
 
 
@@ -230,7 +261,7 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
     or a pytree of parameters).
     """
     forward = extract_ir(fn, *args)
-    static = static_argnums(args)
+    static = forward.static_argnums
 
     def differentiable(a: Any) -> bool:
         leaves = traced_leaves((a,), ())
@@ -259,6 +290,7 @@ def extract_with_grad(fn: Callable, *args: Any) -> GradPair:
         cost_analysis=_cost(lowered),
         input_signature=forward.input_signature,
         output_signature=_signature(jax.tree_util.tree_leaves(lowered.out_info)),
+        static_argnums=static,
     )
     return GradPair(forward, backward)
 
@@ -313,18 +345,31 @@ def load_source(source: str, function_name: str) -> tuple[Callable, tuple]:
     return fn, example_args()
 
 
-def lower_source(source: str, function_name: str, *, optimize: bool = False, platform: str = HOST_PLATFORM) -> IRPair:
-    """Lower a row's source as the dataset documents: ``jax.jit(fn).lower(*example_args())``
-    (for ``platform``: ``.trace(*example_args()).lower(lowering_platforms=(platform,))``)."""
+def lower_source(
+    source: str,
+    function_name: str,
+    *,
+    optimize: bool = False,
+    platform: str = HOST_PLATFORM,
+    static_argnums: Sequence[int] | None = None,
+) -> IRPair:
+    """Lower a row's source as the dataset documents: ``jax.jit(fn, static_argnums=...)
+    .lower(*example_args())`` (for ``platform``: ``.trace(*example_args()).lower(lowering_platforms=(platform,))``).
+
+    ``static_argnums``: as the row's ``lowering`` column records them; ``None`` (a new row):
+    decided by ``extract_ir``'s rule.
+    """
     fn, args = load_source(source, function_name)
-    return extract_ir(fn, *args, python_source=source, optimize=optimize, platform=platform)
+    return extract_ir(
+        fn, *args, python_source=source, optimize=optimize, platform=platform, static_argnums=static_argnums
+    )
 
 
 def host_devices(lowering: str) -> int:
     """The host CPU devices a row's lowering needs (``parse_lowering``)."""
-    return parse_lowering(lowering)[1]
+    return parse_lowering(lowering).host_devices
 
 
 def platform_of(lowering: str) -> str:
     """The platform a row was lowered for (``parse_lowering``)."""
-    return parse_lowering(lowering)[0]
+    return parse_lowering(lowering).platform

@@ -19,8 +19,10 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from .categories import CATEGORIES
 from .policy import DEFAULT_POLICY, Policy
@@ -206,32 +208,82 @@ def example_key(task: ShardTask, index_in_shard: int) -> str:
 # The ``lowering`` column (text only: readers of rows need no JAX to parse it).
 
 
-def lowering_method(host_devices: int, platform: str = HOST_PLATFORM) -> str:
+class Lowering(NamedTuple):
+    """A row's ``lowering`` column, parsed (``parse_lowering``): how its IR is reproduced.
+
+    Attributes:
+      platform: the platform the IR was lowered for (``PLATFORMS``).
+      host_devices: host CPU devices the lowering needs (1, or a mesh's 8).
+      static_argnums: indices of ``example_args()`` that ``jax.jit`` takes as static, in order.
+    """
+
+    platform: str = HOST_PLATFORM
+    host_devices: int = 1
+    static_argnums: tuple[int, ...] = ()
+
+
+def static_argnums_text(static_argnums: tuple[int, ...]) -> str:
+    """``static_argnums`` as ``jax.jit`` takes it: ``2`` for one index, ``(0,2)`` for several."""
+    if len(static_argnums) == 1:
+        return str(static_argnums[0])
+    return "(" + ",".join(str(i) for i in static_argnums) + ")"
+
+
+def lowering_method(host_devices: int, platform: str = HOST_PLATFORM, static_argnums: Sequence[int] = ()) -> str:
     """The ``lowering`` column: how a row's IR is reproduced from its source.
 
-    ``jit``; ``jit:host_devices=8`` (a mesh of 8 host CPU devices); ``jit:platform=tpu`` (lowered
-    for another platform, ``lowering_platforms=("tpu",)``); or both, ``jit:platform=tpu,host_devices=8``.
+    ``jit``, then after a colon and separated by commas, in this order, whichever apply:
+    ``platform=P`` (lowered for another platform than the CPU, ``lowering_platforms=(P,)``),
+    ``static_argnums=I`` (arguments ``jax.jit`` takes as static, as it takes them: ``2``, or
+    ``(0,2)`` for several) and ``host_devices=N`` (a mesh of N host CPU devices). For example
+    ``jit``, ``jit:static_argnums=2``, ``jit:platform=tpu,static_argnums=(0,2),host_devices=8``.
     """
-    parts = ([f"platform={platform}"] if platform != HOST_PLATFORM else []) + (
-        [f"host_devices={host_devices}"] if host_devices > 1 else []
+    static = tuple(static_argnums)
+    if any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in static) or list(static) != sorted(
+        set(static)
+    ):
+        raise ValueError(f"static_argnums must be distinct non-negative indices in increasing order, got {static!r}")
+    parts = (
+        ([f"platform={platform}"] if platform != HOST_PLATFORM else [])
+        + ([f"static_argnums={static_argnums_text(static)}"] if static else [])
+        + ([f"host_devices={host_devices}"] if host_devices > 1 else [])
     )
     return "jit" + (":" + ",".join(parts) if parts else "")
 
 
-def parse_lowering(lowering: str) -> tuple[str, int]:
-    """The inverse of ``lowering_method``: ``(platform, host_devices)``; ``ValueError`` for another text."""
-    valid = "valid: 'jit', 'jit:host_devices=N', 'jit:platform=P' or 'jit:platform=P,host_devices=N'"
+_PART = re.compile(r"(platform|static_argnums|host_devices)=(\([0-9,]*\)|[^,()]*)(?:,|$)")
+
+
+def parse_lowering(lowering: str) -> Lowering:
+    """The inverse of ``lowering_method``: a ``Lowering`` (platform, host devices, static
+    argument indices); a ``ValueError`` naming the valid forms for any other text."""
+    valid = (
+        "valid: 'jit', or 'jit:' followed by, in this order and separated by commas, any of "
+        f"'platform=P' (P one of {', '.join(p for p in PLATFORMS if p != HOST_PLATFORM)}), "
+        "'static_argnums=I' or 'static_argnums=(I,J,...)' (increasing indices) and 'host_devices=N' (N > 1)"
+    )
+    bad = ValueError(f"unknown lowering {lowering!r}; {valid}")
     if not isinstance(lowering, str) or not (lowering == "jit" or lowering.startswith("jit:")):
-        raise ValueError(f"unknown lowering {lowering!r}; {valid}")
-    platform, devices = HOST_PLATFORM, 1
-    for part in lowering[4:].split(",") if lowering != "jit" else ():
-        key, _, value = part.partition("=")
-        if key == "platform" and value in PLATFORMS and value != HOST_PLATFORM:
-            platform = value
-        elif key == "host_devices" and value.isdigit() and int(value) > 1:
-            devices = int(value)
-        else:
-            raise ValueError(f"unknown lowering {lowering!r}; {valid} (platforms: {', '.join(PLATFORMS)})")
-    if lowering != lowering_method(devices, platform):
-        raise ValueError(f"unknown lowering {lowering!r}; {valid}")
-    return platform, devices
+        raise bad
+    found: dict[str, str] = {}
+    rest = lowering[4:] if lowering != "jit" else ""
+    while rest:
+        m = _PART.match(rest)
+        if m is None or m.group(1) in found:
+            raise bad
+        found[m.group(1)] = m.group(2)
+        rest = rest[m.end() :]
+    platform = found.get("platform", HOST_PLATFORM)
+    devices_text = found.get("host_devices", "1")
+    static_text = found.get("static_argnums", "()").strip("()")
+    indices = static_text.split(",") if static_text else []
+    if platform not in PLATFORMS or not devices_text.isdigit() or not all(i.isdigit() for i in indices):
+        raise bad
+    parsed = Lowering(platform, int(devices_text), tuple(int(i) for i in indices))
+    try:
+        canonical = lowering_method(parsed.host_devices, parsed.platform, parsed.static_argnums)
+    except ValueError:
+        raise bad from None
+    if lowering != canonical:
+        raise bad
+    return parsed

@@ -241,7 +241,7 @@ def build_row(drawn: Drawn, pair, platform: str = "cpu") -> dict[str, Any]:
         "stablehlo_tokens": count_tokens(pair.stablehlo_ir),
         "optimized_hlo_tokens": None if pair.optimized_hlo is None else count_tokens(pair.optimized_hlo),
         "jax_transforms": ["jit", *drawn.transforms],
-        "lowering": lowering_method(drawn.host_devices, platform),
+        "lowering": lowering_method(drawn.host_devices, platform, pair.static_argnums),
         "mesh": MESH_TEXT if drawn.host_devices > 1 else None,
         "optimized_hlo": pair.optimized_hlo,
         "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),

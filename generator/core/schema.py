@@ -12,9 +12,9 @@ DESCRIPTION = (
     "Synthesized JAX programs and real model code (transformers, decoding, MoE, vision, recurrent "
     "nets, train steps in plain JAX, Flax NNX, Equinox and optax) paired with the StableHLO text "
     "that jax.jit lowers them to. Every python_source is self-contained and reproduces its "
-    "stablehlo_ir exactly with jax.jit(fn, static_argnums=<its hashable non-array arguments>)"
+    "stablehlo_ir exactly with jax.jit(fn, static_argnums=<as its lowering column says>)"
     ".lower(*example_args()).as_text() under the recorded library versions (multi_device rows in "
-    "a process with 8 host CPU devices, as their lowering column says)."
+    "a process with 8 host CPU devices, also as their lowering column says)."
 )
 HOMEPAGE = "https://huggingface.co/datasets/jax-stablehlo-pairs/jax-stablehlo-pairs"
 LICENSE = "apache-2.0"
@@ -43,7 +43,7 @@ COLUMNS: dict[str, tuple[object, str]] = {
     ),
     "stablehlo_ir": (
         datasets.Value("string"),
-        "jax.jit(fn, static_argnums=<hashable non-array arguments>).lower(*example_args()).as_text()",
+        "jax.jit(fn, static_argnums=<the lowering column's>).lower(*example_args()).as_text()",
     ),
     "input_signature": (
         _SIGNATURE,
@@ -70,9 +70,12 @@ COLUMNS: dict[str, tuple[object, str]] = {
     ),
     "lowering": (
         datasets.Value("string"),
-        "how to reproduce stablehlo_ir: 'jit'; 'jit:host_devices=N' (run with XLA_FLAGS=--xla_force_host_platform_device_count=N); "
-        "'jit:platform=P' (lowered for platform P, cuda, rocm or tpu, with jax.jit(fn).trace(*args).lower(lowering_platforms=(P,))); "
-        "or both, 'jit:platform=P,host_devices=N'",
+        "how to reproduce stablehlo_ir: 'jit' (jax.jit(fn).lower(*example_args())), or 'jit:' and, in this order and "
+        "separated by commas, whichever apply: 'platform=P' (lowered for platform P, cuda, rocm or tpu, with "
+        "jax.jit(fn).trace(*args).lower(lowering_platforms=(P,))), 'static_argnums=I' or 'static_argnums=(I,J)' "
+        "(the example_args() jax.jit takes as static: jax.jit(fn, static_argnums=I)) and 'host_devices=N' (run with "
+        "XLA_FLAGS=--xla_force_host_platform_device_count=N); e.g. 'jit:static_argnums=2', "
+        "'jit:platform=tpu,static_argnums=(0,2),host_devices=8'",
     ),
     "mesh": (datasets.Value("string"), "device mesh of multi_device rows, e.g. 'data=4,model=2'; null otherwise"),
     "optimized_hlo": (

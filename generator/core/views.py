@@ -31,7 +31,7 @@ from typing import Any
 
 import datasets
 
-from .plan import HOST_PLATFORM, parse_lowering
+from .plan import HOST_PLATFORM, parse_lowering, static_argnums_text
 from .tokens import count_tokens
 
 PAIRS = "pairs"  # the rows themselves, not a view
@@ -46,8 +46,8 @@ class View:
       source: the pairs column the prompt holds after its instruction.
       target: what the completion is (a pairs column, or ``"cost"``: the cost figures as text).
       templates: instructions; ``{function_name}``, ``{jax_version}``, ``{jaxlib_version}`` and
-        ``{devices}`` (", for TPU" for rows lowered for another platform than the CPU, ", with N
-        host CPU devices" for multi-device rows, else "") are filled from the row.
+        ``{lowering}`` are filled from the row (``lowering_text``: how it was lowered, if not
+        plainly, e.g. ", for TPU, with static_argnums=2, with 8 host CPU devices").
       messages: rows are ``messages`` (user, assistant) instead of ``prompt``/``completion``.
       description: one line for the card.
     """
@@ -62,15 +62,15 @@ class View:
 
 _FORWARD = (
     "Lower `{function_name}` in this JAX module to StableHLO, as "
-    "`jax.jit(...).lower(*example_args()).as_text()` prints it with jax {jax_version}{devices}.",
-    "What StableHLO module does jax {jax_version} emit for `{function_name}` under `jax.jit`{devices}? "
+    "`jax.jit(...).lower(*example_args()).as_text()` prints it with jax {jax_version}{lowering}.",
+    "What StableHLO module does jax {jax_version} emit for `{function_name}` under `jax.jit`{lowering}? "
     "Reply with the module text only.",
-    "Translate this Python (JAX) code to the StableHLO MLIR that `jax.jit` lowers it to{devices}.",
+    "Translate this Python (JAX) code to the StableHLO MLIR that `jax.jit` lowers it to{lowering}.",
 )
 _REVERSE = (
     "Write the JAX module that `jax.jit` lowered to this StableHLO: its imports, the code, and "
     "an `example_args()` that returns the arguments.",
-    "This StableHLO was produced by jax {jax_version}{devices}. Reconstruct the Python source it came from, "
+    "This StableHLO was produced by jax {jax_version}{lowering}. Reconstruct the Python source it came from, "
     "as a self-contained module with `example_args()`.",
     "Decompile this StableHLO module back to the JAX program it was lowered from.",
 )
@@ -166,11 +166,15 @@ def cost_text(row: Mapping[str, Any]) -> str | None:
     return "\n".join(f"{label}: {int(v) if float(v).is_integer() else repr(float(v))}" for label, v in values)
 
 
-def _devices(row: Mapping[str, Any]) -> str:
-    """``{devices}`` of a template: the platform a row was lowered for, if not the CPU, and its host devices."""
-    platform, devices = parse_lowering(row.get("lowering") or "jit")
-    text = f", for {platform.upper()}" if platform != HOST_PLATFORM else ""
-    return text + (f", with {devices} host CPU devices" if devices > 1 else "")
+def lowering_text(row: Mapping[str, Any]) -> str:
+    """``{lowering}`` of a template, from the row's ``lowering`` column: ", for TPU" (another platform
+    than the CPU), ", with static_argnums=2" (static arguments, as ``jax.jit`` takes them) and
+    ", with 8 host CPU devices", whichever apply, in that order; "" for a plain ``jit`` row."""
+    how = parse_lowering(row.get("lowering") or "jit")
+    text = f", for {how.platform.upper()}" if how.platform != HOST_PLATFORM else ""
+    if how.static_argnums:
+        text += ", with static_argnums=" + static_argnums_text(how.static_argnums)
+    return text + (f", with {how.host_devices} host CPU devices" if how.host_devices > 1 else "")
 
 
 def instruction(view: View, index: int, row: Mapping[str, Any]) -> str:
@@ -180,7 +184,7 @@ def instruction(view: View, index: int, row: Mapping[str, Any]) -> str:
             function_name=row["function_name"],
             jax_version=row["jax_version"],
             jaxlib_version=row["jaxlib_version"],
-            devices=_devices(row),
+            lowering=lowering_text(row),
         )
         + "\n\n"
     )

@@ -6,14 +6,15 @@ cannot lower a program over an 8-device mesh. Such programs go to a lowering ser
 (``python -m generator.runtime.device_server``): one fresh interpreter per process, started
 with the flag, reused for every program.
 
-Requests are ``{"source", "function_name", "optimize"}``; the answer is ``{"pair": {...}}``
-or ``{"error": "..."}``.
+Requests are ``{"source", "function_name", "optimize", "platform", "static_argnums"}`` (the last
+``None`` for a new program: ``extract_ir``'s rule decides); the answer is ``{"pair": {...}}`` or
+``{"error": "..."}``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
@@ -41,22 +42,46 @@ def _pair_from_json(d: dict[str, Any]) -> IRPair:
     from ..core.lowering import IRPair
 
     sig = lambda s: tuple((tuple(shape), dtype) for shape, dtype in s)  # noqa: E731
-    return IRPair(**{**d, "input_signature": sig(d["input_signature"]), "output_signature": sig(d["output_signature"])})
+    return IRPair(
+        **{
+            **d,
+            "input_signature": sig(d["input_signature"]),
+            "output_signature": sig(d["output_signature"]),
+            "static_argnums": tuple(d.get("static_argnums") or ()),
+        }
+    )
 
 
-def lower_on_host_devices(source: str, function_name: str, *, optimize: bool = False, platform: str = "cpu") -> IRPair:
+def lower_on_host_devices(
+    source: str,
+    function_name: str,
+    *,
+    optimize: bool = False,
+    platform: str = "cpu",
+    static_argnums: Sequence[int] | None = None,
+) -> IRPair:
     """``lower_source`` in a process with ``HOST_DEVICES`` CPU devices (this one, if it has them)."""
     import jax
 
     from ..core.lowering import lower_source
 
     if jax.device_count() >= HOST_DEVICES:
-        return lower_source(source, function_name, optimize=optimize, platform=platform)
+        return lower_source(
+            source, function_name, optimize=optimize, platform=platform, static_argnums=static_argnums
+        )
     global _server
     with _lock:
         if _server is None or not _server.alive:
             _server = _start_server()
-        _server.send({"source": source, "function_name": function_name, "optimize": optimize, "platform": platform})
+        _server.send(
+            {
+                "source": source,
+                "function_name": function_name,
+                "optimize": optimize,
+                "platform": platform,
+                "static_argnums": None if static_argnums is None else list(static_argnums),
+            }
+        )
         msg = _server.receive()
     if msg is None:
         raise RemoteLoweringError("the multi-device lowering server exited")
@@ -74,6 +99,7 @@ def answer(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
             request["function_name"],
             optimize=request["optimize"],
             platform=request.get("platform", "cpu"),
+            static_argnums=request.get("static_argnums"),
         )
         yield {"pair": asdict(pair)}
     except Exception as e:  # reported to the client, which counts the program as a failure

@@ -123,13 +123,16 @@ def generate_shard(task: ShardTask, stats: ShardStats | None = None) -> Iterator
 def reproduce_ir(row) -> str:
     """Reproduce any row's ``stablehlo_ir`` from the row alone (its source and ``lowering``).
 
-    ``jit``: ``jax.jit(fn, static_argnums=...).lower(*example_args()).as_text()`` in this process.
-    ``jit:host_devices=N``: the same, in a process with N host CPU devices
+    ``jit``: ``jax.jit(fn).lower(*example_args()).as_text()`` in this process.
+    ``jit:static_argnums=I``: ``jax.jit(fn, static_argnums=I)``, the same way.
+    ``jit:host_devices=N``: in a process with N host CPU devices
     (``XLA_FLAGS=--xla_force_host_platform_device_count=N``), which is started if needed.
     ``jit:platform=P``: lowered for platform P (``lowering_platforms=(P,)``), no hardware needed.
     """
     from ..core.lowering import lower_source, parse_lowering
 
-    platform, devices = parse_lowering(row["lowering"])
-    lower = lower_source if devices == 1 else lower_on_host_devices
-    return lower(row["python_source"], row["function_name"], platform=platform).stablehlo_ir
+    how = parse_lowering(row["lowering"])
+    lower = lower_source if how.host_devices == 1 else lower_on_host_devices
+    return lower(
+        row["python_source"], row["function_name"], platform=how.platform, static_argnums=how.static_argnums
+    ).stablehlo_ir

@@ -79,7 +79,7 @@ def agrees_exclusion(row: Mapping[str, Any]) -> str | None:
     """Why a row is left out of ``agrees`` before anything runs, or ``None``."""
     from ...core.lowering import HOST_PLATFORM, parse_lowering
 
-    platform, devices = parse_lowering(row.get("lowering") or "jit")
+    platform, devices, _ = parse_lowering(row.get("lowering") or "jit")
     if platform != HOST_PLATFORM:
         return f"lowered for {platform} (its IR runs only there)"
     if devices > 1:

@@ -310,7 +310,7 @@ def score_optimize(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 
 def score_reverse(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Layers ``runs``, ``exact``, ``agrees`` of a predicted Python module (executed here)."""
-    from ...core.lowering import exec_source, lower_for, platform_of, static_argnums
+    from ...core.lowering import check_static_argnums, exec_source, lower_for, parse_lowering
 
     row, source, cache = job["row"], job["prediction"], Path(job["cache"])
     try:
@@ -327,8 +327,9 @@ def score_reverse(job: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         return
     yield _layer("runs", True)
     try:
-        platform = platform_of(row.get("lowering") or "jit")  # lowered for the row's platform, as it was
-        ir = lower_for(fn, static_argnums(args), args, platform).as_text()
+        # lowered as the row was: for its platform, with the static arguments its lowering column names
+        how = parse_lowering(row.get("lowering") or "jit")
+        ir = lower_for(fn, check_static_argnums(how.static_argnums, args), args, how.platform).as_text()
         parsed = Parsed(ir)
     except BaseException as e:
         why = failure_class(e)

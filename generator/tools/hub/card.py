@@ -336,7 +336,7 @@ def write_card(
         total_rows=total_rows,
         all_ops=all_ops,
         held_out_share=f"{HELD_OUT_SHARE:.0%}",
-        platforms=sorted({parse_lowering(t)[0] for s in stats.values() for t in s["lowerings"]}),
+        platforms=sorted({parse_lowering(t).platform for s in stats.values() for t in s["lowerings"]}),
         model_categories=MODEL_CATEGORIES,
         baselines=baselines,
         provenance={

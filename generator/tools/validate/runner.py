@@ -64,11 +64,12 @@ class _Loaded:
     static: tuple[int, ...]
 
     @classmethod
-    def of(cls, source: str, function_name: str) -> _Loaded:
-        from ...core.lowering import load_source, static_argnums
+    def of(cls, source: str, function_name: str, static: tuple[int, ...]) -> _Loaded:
+        """The row's function and arguments; ``static``: the indices its ``lowering`` column records."""
+        from ...core.lowering import check_static_argnums, load_source
 
         fn, args = load_source(source, function_name)
-        return cls(source, fn, args, static_argnums(args))
+        return cls(source, fn, args, check_static_argnums(static, args))
 
     def lower(self, platform: str = "cpu") -> Any:
         """The row's recipe: ``jax.jit(fn, static_argnums=...).lower(*example_args())``, for ``platform``."""
@@ -117,7 +118,8 @@ class _Loaded:
 
 
 def _check_reproduce(job: Mapping[str, Any], row: _Loaded, done: _Done) -> CheckOutcome:
-    """The row's own recipe, ``jax.jit(fn, static_argnums=...).lower(*example_args()).as_text()``, gives its IR."""
+    """The row's own recipe, ``jax.jit(fn, static_argnums=<its lowering's>).lower(*example_args()).as_text()``,
+    gives its IR."""
     from ...core.irtext import stablehlo_ops
     from ...core.lowering import JAX_VERSION
 
@@ -201,14 +203,18 @@ def run_job(job: Mapping[str, Any]) -> dict[str, CheckOutcome]:
     it executes at reduced size (``reduce_source``: the same code with small config defaults),
     and IREE's frontend must take its real-sized IR before IREE runs the reduced one.
     """
-    from ...core.lowering import HOST_PLATFORM, platform_of
+    from ...core.lowering import HOST_PLATFORM, parse_lowering
     from ...core.models import MODEL_CATEGORIES, reduce_source
 
     model = job.get("category") in MODEL_CATEGORIES
-    platform = platform_of(job.get("lowering") or "jit")
     try:
-        row = _Loaded.of(job["python_source"], job["function_name"])
-        small = _Loaded.of(reduce_source(job["python_source"]), job["function_name"]) if model else row
+        how = parse_lowering(job.get("lowering") or "jit")
+    except ValueError as e:
+        return {check: CheckOutcome.failed(str(e)) for check in job["checks"]}
+    platform, static = how.platform, how.static_argnums
+    try:
+        row = _Loaded.of(job["python_source"], job["function_name"], static)
+        small = _Loaded.of(reduce_source(job["python_source"]), job["function_name"], static) if model else row
     except Exception as e:
         why = CheckOutcome.failed(f"source does not run: {type(e).__name__}: {str(e)[:300]}")
         return {check: why for check in job["checks"]}
