@@ -150,3 +150,16 @@ def test_evaluate_lowers_reverse_answers_with_the_rows_static_arguments(rows, tm
     answers = [{"id": r["id"], "prediction": SCALE} for r in rows]
     report = evaluate("reverse", answers, tmp_path / "staged", "tiny", "test", execute_predictions=True, progress=False)
     assert report["layers"]["exact"]["rate"] == 1.0  # the same source, lowered as each row says
+
+
+def test_the_device_server_lowers_with_and_reports_the_static_arguments():
+    import jax
+
+    from generator.runtime.device_server import lower_on_host_devices
+
+    if jax.device_count() > 1:
+        pytest.skip("this process has host devices: the server is not used")
+    served = lower_on_host_devices(SCALE, "scale")
+    assert served.static_argnums == (1,) and served.stablehlo_ir == lower_source(SCALE, "scale").stablehlo_ir
+    traced = lower_on_host_devices(SCALE, "scale", static_argnums=())
+    assert traced.static_argnums == () and traced.stablehlo_ir == lower_source(SCALE, "scale", static_argnums=()).stablehlo_ir
