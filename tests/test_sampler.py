@@ -199,7 +199,7 @@ def test_a_program_computes_in_one_float_precision():
 
 
 def test_argument_names_follow_their_roles():
-    from generator.core.naming import KEY_NAMES
+    from generator.core.naming import KEY_ARRAY_NAMES, KEY_NAMES
 
     seen = set()
     rng = random.Random(8)
@@ -213,7 +213,7 @@ def test_argument_names_follow_their_roles():
                 seen.add(v.name)
                 if v.type.dtype == "bool" and v.type.rank:
                     assert v.name.rstrip("0123456789") in ("mask", "valid", "keep", "attention_mask")
-                if v.type.dtype == "uint32" and v.type.shape == (2,):
-                    assert v.name.rstrip("0123456789") in KEY_NAMES
+                if v.type.is_key:
+                    assert v.name.rstrip("0123456789") in (KEY_NAMES if v.type.rank == 0 else KEY_ARRAY_NAMES)
             assert len({v.name for v in p.inputs}) == len(p.inputs)
     assert not seen & {"x", "y", "z", "w"}

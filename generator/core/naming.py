@@ -217,6 +217,7 @@ ARGUMENT_NAMES: dict[tuple[str, int], tuple[str, ...]] = {
     ("complex", 4): ("spectrum", "signal"),
 }
 KEY_NAMES = ("key", "rng", "dropout_key", "noise_key")
+KEY_ARRAY_NAMES = ("keys", "rngs", "sample_keys")
 # Names that would shadow what the source imports or Python itself.
 RESERVED = frozenset({"jax", "jnp", "lax", "np", "functools", "math", "input", "len", "max", "min", "sum", "abs"})
 
@@ -234,8 +235,8 @@ def _kind(t: TensorType) -> str:
 def argument_name(t: TensorType, taken: Iterable[str], rng: random.Random) -> str:
     """A name for a new argument of type ``t``, not in ``taken`` (mostly the preferred one)."""
     taken = set(taken) | RESERVED
-    if t.dtype == "uint32" and t.shape == (2,):
-        options = KEY_NAMES
+    if t.is_key:
+        options = KEY_NAMES if t.rank == 0 else KEY_ARRAY_NAMES
     else:
         options = ARGUMENT_NAMES[(_kind(t), min(t.rank, 4))]
     free = [n for n in options if n not in taken]
@@ -260,7 +261,7 @@ def function_name(
     hinted = NAME_VERBS.get(last_hint or "") if category in HINT_NAMED else None
     verb = hinted or rng.choice(own)
     nouns = list(_VERBS[verb][1])
-    if first_argument and first_argument not in KEY_NAMES and not first_argument[-1].isdigit():
+    if first_argument and first_argument not in KEY_NAMES + KEY_ARRAY_NAMES and not first_argument[-1].isdigit():
         nouns.insert(0, first_argument)
     nouns = nouns or ["values"]
     noun = nouns[0] if rng.random() < 0.7 else rng.choice(nouns)

@@ -6,6 +6,7 @@ from .naming import summary_line
 from .ops import GUARDS
 from .ops.multi_device import MESH_HEADER
 from .program import Literal, Operand, Program, Statement, Value
+from .types import KEY_IMPLS
 
 HEADER = "import jax\nimport jax.numpy as jnp\nfrom jax import lax\n"
 
@@ -18,6 +19,8 @@ _DTYPE_EXPR = {
     "int8": "jnp.int8",
     "bool": "jnp.bool_",
     "complex64": "jnp.complex64",
+    # typed PRNG keys: the implementation named, not the default of whoever runs the source
+    **{name: f'jax.random.key_dtype("{impl}")' for name, impl in KEY_IMPLS.items()},
 }
 
 
@@ -66,6 +69,9 @@ def render_statement(stmt: Statement) -> list[str]:
 
 def _type_text(t, symbols: dict[int, str]) -> str:
     dims = [symbols.get(d, str(d)) if i == 0 else str(d) for i, d in enumerate(t.shape)]
+    if t.is_key:  # "a PRNG key", "PRNG keys[8]"; another implementation than JAX's default named
+        impl = "" if KEY_IMPLS[t.dtype] == "threefry2x32" else f" ({KEY_IMPLS[t.dtype]})"
+        return (f"PRNG keys[{', '.join(dims)}]" if dims else "a PRNG key") + impl
     return f"{t.dtype}[{', '.join(dims)}]"
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from ..errors import OtherShard, Reject
 from .naming import RESERVED, argument_name, function_name
 from .ops import CATEGORIES, SYMBOLIC_DIMS, LiteralNeed, Op, ops_for
+from .ops.random import key_merge
 from .policy import DEFAULT_POLICY, Policy
 from .program import Literal, Operand, Program, Statement, Value
 from .types import FLOATS, TensorType
@@ -33,14 +34,18 @@ GLUE_OPS: tuple[Op, ...] = tuple(dict.fromkeys(ops_for("arithmetic") + ops_for("
 # are folded into others (``ProgramBuilder.consume``) with these merges, which keep the first
 # operand's type: the same type adds (``|`` for masks); another type is summarized to a
 # scalar of the first's dtype first (its maximum; its sum for integers, its ``any`` for masks). Real functions return one to three values.
-_KIND_ORDER = {"complex": 3, "float": 2, "int": 1, "bool": 0}
+_KIND_ORDER = {"complex": 3, "float": 2, "int": 1, "bool": 0, "key": -1}
 
 
 def _kind(t: TensorType) -> str:
+    if t.is_key:
+        return "key"
     return "complex" if t.is_complex else "float" if t.is_float else "int" if t.is_int else "bool"
 
 
 def _merge_template(into: TensorType, other: TensorType) -> str:
+    if other.is_key:  # a PRNG key nothing used: noise drawn from it (or Reject)
+        return key_merge(into)
     if into == other:
         return "{0} | {1}" if into.dtype == "bool" else "{0} + {1}"
     kind, other_kind = _kind(into), _kind(other)

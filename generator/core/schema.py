@@ -47,7 +47,9 @@ COLUMNS: dict[str, tuple[object, str]] = {
     ),
     "input_signature": (
         _SIGNATURE,
-        "shape and dtype of each traced array (pytree arguments' leaves, in order); -1 marks a symbolic dimension",
+        "shape and dtype of each traced array (pytree arguments' leaves, in order); -1 marks a symbolic dimension; "
+        "a typed PRNG key has JAX's dtype name, key<fry> (jax.random.key_dtype('threefry2x32')) or key<rbg> ('rbg'), "
+        "and the IR's main takes its key data (uint32, trailing dimension 2 or 4)",
     ),
     "output_signature": (_SIGNATURE, "shape and dtype of each output"),
     "flops": (datasets.Value("float64"), "XLA cost analysis of the lowered module: flops"),

@@ -13,6 +13,15 @@ COMPLEX64 = ("complex64",)
 BOOL = ("bool",)
 NUMERIC = FLOATS + INTS
 ALL_DTYPES = FLOATS + BITS + COMPLEX64 + BOOL
+# Typed PRNG keys (``jax.random.key``), by JAX's dtype name, with the implementation each names
+# (``jax.random.key_dtype(impl)``): an array of them lowers to its key data, uint32 with a
+# trailing dimension of 2 (threefry2x32) or 4 (rbg).
+KEY_IMPLS = {"key<fry>": "threefry2x32", "key<rbg>": "rbg"}
+
+
+def is_key_dtype(dtype: str) -> bool:
+    """Whether ``dtype`` names a typed PRNG key (``key<fry>``...), which no array op takes."""
+    return dtype in KEY_IMPLS
 
 
 @dataclass(frozen=True)
@@ -46,6 +55,10 @@ class TensorType:
     @property
     def is_complex(self) -> bool:
         return self.dtype in COMPLEX64
+
+    @property
+    def is_key(self) -> bool:
+        return is_key_dtype(self.dtype)
 
     def with_shape(self, shape: tuple[int, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)

@@ -161,18 +161,21 @@ def inputs_for(row: Mapping[str, Any], main_inputs: list[str]) -> list[Any]:
     """The validator's example inputs for ``main``'s arguments.
 
     ``example_inputs`` over the row's ``input_signature`` (as the validator makes them; model
-    rows as a model's inputs); ``jit`` drops unused arguments from ``main``, so each argument
-    of ``main`` takes the next signature entry of its type.
+    rows as a model's inputs; typed PRNG keys as their key data, which ``main`` takes); ``jit``
+    drops unused arguments from ``main``, so each argument of ``main`` takes the next signature
+    entry of its type.
     """
     import jax
 
     from ...core.models import MODEL_CATEGORIES
-    from ..validate.numerics import example_inputs
+    from ..validate.numerics import example_inputs, host_array, lowered_signature, signature_dtype
 
-    signature = [(tuple(s["shape"]), s["dtype"]) for s in row["input_signature"]]
-    specs = [jax.ShapeDtypeStruct(shape, dtype) for shape, dtype in signature]
+    given = [(tuple(s["shape"]), s["dtype"]) for s in row["input_signature"]]
+    specs = [jax.ShapeDtypeStruct(shape, signature_dtype(dtype)) for shape, dtype in given]
     model = row.get("category") in MODEL_CATEGORIES
-    values = example_inputs(row["python_source"], specs, nonnegative=model, fan_in_scaled=model)
+    made = example_inputs(row["python_source"], specs, nonnegative=model, fan_in_scaled=model)
+    values = [host_array(x) for x in made]
+    signature = [lowered_signature(shape, dtype) for shape, dtype in given]
     out, k = [], 0
     for t in main_inputs:
         want = tensor_spec(t)

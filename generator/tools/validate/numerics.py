@@ -75,7 +75,7 @@ def example_inputs(
         seed = int.from_bytes(hashlib.sha256(f"{i}:{source}".encode()).digest()[:8], "big")
         shape = tuple(concrete_dim(d, env) for d in spec.shape)
         if is_key_dtype(spec.dtype):  # a typed PRNG key (jax.random.key): keys from the seed
-            out.append(typed_keys(seed, shape))
+            out.append(typed_keys(seed, shape, spec.dtype))
             continue
         rng = np.random.default_rng(seed)
         dtype = np.dtype(spec.dtype)
@@ -102,14 +102,56 @@ def is_key_dtype(dtype: Any) -> bool:
     return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
 
 
-def typed_keys(seed: int, shape: tuple[int, ...]) -> Any:
-    """Concrete typed PRNG keys of ``shape`` (JAX's default implementation), a pure function of ``seed``."""
+def typed_keys(seed: int, shape: tuple[int, ...], dtype: Any = None) -> Any:
+    """Concrete typed PRNG keys of ``shape`` and key ``dtype`` (``key<fry>``, ``key<rbg>``...;
+    ``None``: JAX's default implementation), a pure function of ``seed``."""
     import math
 
     import jax
 
-    keys = jax.random.split(jax.random.key(seed % (1 << 32)), max(1, math.prod(shape)))
+    keys = jax.random.split(jax.random.key(seed % (1 << 32), dtype=dtype), max(1, math.prod(shape)))
     return keys[0] if shape == () else keys.reshape(shape)
+
+
+def signature_dtype(name: str) -> Any:
+    """A signature's dtype name as a dtype: a typed PRNG key's (``key<fry>``) as its key dtype
+    (``jax.random.key_dtype("threefry2x32")``), any other as NumPy's (``float32``)."""
+    from ...core.types import KEY_IMPLS
+
+    if name in KEY_IMPLS:
+        import jax
+
+        return jax.random.key_dtype(KEY_IMPLS[name])
+    import numpy as np
+
+    return np.dtype(name)
+
+
+def lowered_signature(shape: tuple[int, ...], dtype: str) -> tuple[tuple[int, ...], str]:
+    """What a lowered ``main`` takes for a signature entry: the entry itself, or for typed PRNG
+    keys their key data (``key<fry>`` of shape ``(8,)``: ``uint32`` of shape ``(8, 2)``)."""
+    from ...core.types import KEY_IMPLS
+
+    if dtype not in KEY_IMPLS:
+        return shape, dtype
+    import jax
+
+    data = jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, signature_dtype(dtype)))
+    return tuple(data.shape), str(data.dtype)
+
+
+def host_array(x: Any) -> np.ndarray:
+    """``x`` as a NumPy array; a typed PRNG key array as its key data (``jax.random.key_data``:
+    uint32 with the implementation's trailing dimension), which is what a lowered ``main`` takes
+    and returns for it and what IREE runs on."""
+    import numpy as np
+
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and is_key_dtype(dtype):
+        import jax
+
+        return np.asarray(jax.random.key_data(x))
+    return np.asarray(x)
 
 
 def example_arguments(source: str, args: Sequence[Any]) -> list[Any]:
@@ -142,8 +184,10 @@ class XlaRun:
 
     Attributes:
       fn: the row's function.
-      inputs: its example inputs (``example_inputs``), one per argument.
-      outputs: XLA's outputs on them, as numpy arrays (the result's leaves).
+      inputs: its example inputs (``example_inputs``), one per argument (typed PRNG keys as
+        JAX key arrays).
+      outputs: XLA's outputs on them, as numpy arrays (the result's leaves; keys as their key
+        data, ``host_array``).
       kept: indices of the arguments the lowered ``main`` takes (jit drops unused ones from
         the IR); ``None`` if unknown, then all are assumed kept.
     """
@@ -155,8 +199,9 @@ class XlaRun:
 
     @property
     def kept_inputs(self) -> list[np.ndarray]:
-        """The inputs ``main`` takes."""
-        return self.inputs if self.kept is None else [self.inputs[i] for i in self.kept]
+        """The inputs ``main`` takes, as it takes them (keys as their key data)."""
+        kept = self.inputs if self.kept is None else [self.inputs[i] for i in self.kept]
+        return [host_array(x) for x in kept]
 
     @property
     def dropped_arguments(self) -> bool:
@@ -173,10 +218,8 @@ class XlaRun:
         import numpy as np
 
         try:
-            widened = [
-                np.asarray(x, np.float32) if str(np.asarray(x).dtype) in LOW_PRECISION else x for x in self.inputs
-            ]
-            return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(self.fn)(*widened))]
+            widened = [np.asarray(x, np.float32) if str(x.dtype) in LOW_PRECISION else x for x in self.inputs]
+            return [host_array(x) for x in jax.tree_util.tree_leaves(jax.jit(self.fn)(*widened))]
         except Exception:  # a program whose ops need the narrow dtype (bitcasts...) has no wider twin
             return None
 
@@ -189,9 +232,9 @@ class XlaRun:
         import numpy as np
 
         try:
-            widened = [np.asarray(x, np.float64) if np.asarray(x).dtype == np.float32 else x for x in self.inputs]
+            widened = [np.asarray(x, np.float64) if x.dtype == np.float32 else x for x in self.inputs]
             with jax.enable_x64(True):
-                return [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(self.fn)(*widened))]
+                return [host_array(x) for x in jax.tree_util.tree_leaves(jax.jit(self.fn)(*widened))]
         except Exception:
             return None
 

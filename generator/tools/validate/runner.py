@@ -23,7 +23,7 @@ from typing import IO, Any
 
 from ...runtime.child import Child, child_env, serve
 from .iree import check_iree
-from .numerics import XlaRun, example_inputs
+from .numerics import XlaRun, example_inputs, host_array
 from .outcome import CheckOutcome, Status
 
 RUNNER_MODULE = "generator.tools.validate.runner"
@@ -148,13 +148,14 @@ def _check_execute(job: Mapping[str, Any], row: _Loaded, done: _Done, *, reduced
     import numpy as np
 
     fn, inputs = row.flat(model=reduced)
-    leaves = [np.asarray(x) for x in jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))]
+    results = jax.tree_util.tree_leaves(jax.jit(fn)(*inputs))
+    leaves = [host_array(x) for x in results]  # a typed key as its key data, as main returns it
     lowered = jax.jit(fn).lower(*inputs) if reduced or done.lowered is None else done.lowered
     done.run = XlaRun(fn=fn, inputs=inputs, outputs=leaves, kept=_kept_arguments(lowered))
     done.run_ir = lowered.as_text() if reduced else job["stablehlo_ir"]
     if not reduced:
         want = [(list(s["shape"]), s["dtype"]) for s in job.get("output_signature") or []]
-        got = [(list(x.shape), str(x.dtype)) for x in leaves]
+        got = [(list(x.shape), str(x.dtype)) for x in results]
         # a symbolic (-1) dimension matches any size
         got = [
             ([-1 if w == -1 else g for g, w in zip(gs, ws)] if len(gs) == len(ws) else gs, gd)
