@@ -56,12 +56,13 @@ lint: install
 	$(VENV)/bin/ruff format --check generator tests examples jax_stablehlo_pairs.py
 
 # Hub publishing. CONFIGS (default: all), TRAIN_SIZE, VALIDATION_SIZE, TEST_SIZE, SEED (default: the builder's),
+# PLATFORMS (default: cpu; e.g. cpu,tpu stages <config>-tpu beside each config),
 # STAGE_EXTRA (more stage options: --views ..., --max-tokens N, --with-optimized-hlo).
 STAGED ?= staged
 VIEWER_VENV ?= build/venv-viewer
 STAGE_ARGS = $(if $(CONFIGS),--configs $(CONFIGS)) $(if $(TRAIN_SIZE),--train-size $(TRAIN_SIZE)) \
 	$(if $(VALIDATION_SIZE),--validation-size $(VALIDATION_SIZE)) $(if $(TEST_SIZE),--test-size $(TEST_SIZE)) \
-	$(if $(SEED),--seed $(SEED)) --num-proc $(NUM_PROC) \
+	$(if $(SEED),--seed $(SEED)) $(if $(PLATFORMS),--platforms $(PLATFORMS)) --num-proc $(NUM_PROC) \
 	$(STAGE_EXTRA)
 CHECK_SIZES ?= --train-size 40 --validation-size 10 --test-size 10
 

@@ -20,7 +20,7 @@ import json
 import math
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
@@ -108,6 +108,19 @@ def check_size(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
     return value
+
+
+def check_platforms(platforms: str | Iterable[str] | None) -> tuple[str, ...]:
+    """The platforms to stage, in order and without repeats (``"cpu,tpu"`` or ``["cpu", "tpu"]``;
+    ``None``: the CPU's); a ``ValueError`` naming the unknown ones and the valid ones."""
+    if platforms is None:
+        return (HOST_PLATFORM,)
+    items = platforms.split(",") if isinstance(platforms, str) else list(platforms)
+    items = [p.strip() if isinstance(p, str) else p for p in items]
+    bad = [p for p in items if p not in PLATFORMS]
+    if bad or not items:
+        raise ValueError(f"unknown platforms {bad or items!r}; valid platforms: {', '.join(PLATFORMS)}")
+    return tuple(dict.fromkeys(items))
 
 
 def check_categories(categories) -> tuple[str, ...]:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.categories import CATEGORIES
-from ..core.plan import PLATFORMS
+from ..core.plan import PLATFORMS, check_platforms
 from .io import DEFAULT_OUTPUT_DIR
 
 DEFAULT_BATCH_SIZE = 1000
@@ -36,6 +36,14 @@ def _non_negative_int(text: str) -> int:
 def _at_least_one(text: str) -> int:
     """An argparse ``type``: an integer >= 1."""
     return _int_at_least(text, 1, "a positive integer")
+
+
+def _platforms(text: str) -> tuple[str, ...]:
+    """An argparse ``type``: platforms separated by commas (``cpu,tpu``)."""
+    try:
+        return check_platforms(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _category(text: str) -> str:
@@ -283,7 +291,7 @@ def _stage(args: argparse.Namespace, repo_id: str | None = None):
         views=None if args.views is None else [v for v in args.views if v != "none"],
         max_tokens=args.max_tokens,
         with_optimized_hlo=args.with_optimized_hlo,
-        platform=args.platform,
+        platforms=args.platforms,
     )
     for name, config in result.hub_configs().items():
         print(f"staged {name}: " + ", ".join(f"{split} {len(d)} rows" for split, d in config.row_digests.items()))
@@ -550,9 +558,11 @@ def build_parser() -> argparse.ArgumentParser:
             "--with-optimized-hlo", action="store_true", help="also compile every program (XLA's optimized HLO)"
         )
         h.add_argument(
-            "--platform",
-            choices=PLATFORMS,
-            help="lower every program for this platform, without its hardware (default: cpu)",
+            "--platforms",
+            type=_platforms,
+            metavar="P[,P...]",
+            help=f"stage each config for these platforms ({', '.join(PLATFORMS)}), lowered without their hardware: "
+            "cpu as <config>, another as <config>-<platform> beside it (default: cpu)",
         )
         h.set_defaults(func=func)
     return parser

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...core.models import MODEL_CATEGORIES, MODEL_LIBRARIES
-from ...core.plan import parse_lowering
+from ...core.plan import HOST_PLATFORM, parse_lowering
 from ...core.structure import HELD_OUT_SHARE, SPLITS
 from ...core.tokens import TOKENIZER_NAME, tokenizer_version
 from ...core.views import VIEW_COLUMNS, VIEWS, longest_tokens
@@ -266,9 +266,12 @@ def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | Non
 def build_command(result: StageResult, num_proc: int | None) -> str:
     """The command that stages the same data again."""
     any_cfg = next(iter(result.configs.values()))
-    parts = ["python -m generator stage", "--configs", *result.configs, "--train-size", str(any_cfg.sizes["train"])]
+    names = dict.fromkeys(c.config for c in result.configs.values())
+    parts = ["python -m generator stage", "--configs", *names, "--train-size", str(any_cfg.sizes["train"])]
     parts += ["--validation-size", str(any_cfg.sizes["validation"]), "--test-size", str(any_cfg.sizes["test"])]
     parts += ["--seed", str(any_cfg.seed)]
+    if result.platforms != [HOST_PLATFORM]:
+        parts += ["--platforms", ",".join(result.platforms)]
     if num_proc:
         parts += ["--num-proc", str(num_proc)]
     return " ".join(parts + ["--output-dir", "staged"])

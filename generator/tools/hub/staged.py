@@ -7,7 +7,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ...core.plan import HOST_PLATFORM
+
 DEFAULT_CONFIG = "balanced"  # the config the card marks default and the viewer opens first
+
+
+def hub_config_name(config: str, platform: str = HOST_PLATFORM) -> str:
+    """The Hub config (and folder) of a builder config's rows lowered for ``platform``: the
+    config's own name for the CPU (``balanced``), ``<config>-<platform>`` for another
+    (``balanced-tpu``), so one Hub dataset holds several platforms' configs side by side."""
+    return config if platform == HOST_PLATFORM else f"{config}-{platform}"
 
 
 @dataclass
@@ -15,7 +24,11 @@ class StagedConfig:
     """One config as staged.
 
     Attributes:
-      name, description, categories, mixture: from the builder config.
+      name: the Hub config (``hub_config_name``: the builder config's name, ``-<platform>`` for
+        another platform than the CPU).
+      description, categories, mixture: from the builder config.
+      config: the builder config's name.
+      platform: the platform its programs were lowered for.
       sizes: requested rows per split (the builder config's train, validation and test sizes).
       seed: the build's seed.
       features: the ``datasets.Features`` the builder produced.
@@ -34,6 +47,11 @@ class StagedConfig:
     files: dict[str, list[str]] = field(default_factory=dict)
     row_digests: dict[str, list[str]] = field(default_factory=dict)
     shard_stats: dict[str, int] | None = None
+    config: str = ""
+    platform: str = HOST_PLATFORM
+
+    def __post_init__(self) -> None:
+        self.config = self.config or self.name
 
 
 @dataclass
@@ -72,3 +90,8 @@ class StageResult:
     def hub_configs(self) -> dict[str, StagedConfig | StagedView]:
         """Every Hub config the folder holds: the pairs configs, then the views."""
         return {**self.configs, **self.views}
+
+    @property
+    def platforms(self) -> list[str]:
+        """The platforms of the staged configs, in staging order."""
+        return list(dict.fromkeys(c.platform for c in self.configs.values()))

@@ -1,6 +1,7 @@
 """Staging: build configs and write a Hub-ready folder (Parquet per config and split, task views
 of each config as further configs, the card, its plots), atomically, replacing only an empty
-folder or an earlier staging."""
+folder or an earlier staging. Configs lowered for other platforms than the CPU are staged
+beside the CPU's as ``<config>-<platform>`` (``staged.hub_config_name``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...core.plan import HOST_PLATFORM, check_platforms
 from ...core.views import VIEWS, view_row
 from ...core.views import features as view_features
 from ..io import replace_dir
 from .build import DEFAULT_SCRIPT, build_config, check_configs, load_builder_module, row_digest
 from .card import STAGED_MARKER, write_card
-from .staged import StagedConfig, StagedView, StageResult
+from .staged import StagedConfig, StagedView, StageResult, hub_config_name
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -144,7 +146,7 @@ def stage(
     views: Sequence[str] | None = None,
     max_tokens: int | None = None,
     with_optimized_hlo: bool = False,
-    platform: str | None = None,
+    platforms: str | Sequence[str] | None = None,
 ) -> StageResult:
     """Build ``configs`` through the builder and write a Hub-ready folder at ``output_dir``.
 
@@ -162,16 +164,20 @@ def stage(
       max_tokens: build every config under this token budget (pairs whose views exceed it are
         resampled); ``None``: no budget.
       with_optimized_hlo: build with XLA's optimized HLO (slower; gives the ``optimize`` view).
-      platform: lower every program for this platform (``"cuda"``, ``"rocm"``, ``"tpu"``; no
-        hardware needed); ``None``: the CPU. A staged folder holds one platform's configs.
+      platforms: the platforms each config is built for (``"cpu,tpu"`` or ``["cpu", "tpu"]``;
+        ``None``: the CPU only); programs are lowered for each without its hardware. A config's
+        CPU rows are staged as ``<config>``, another platform's as ``<config>-<platform>``
+        (``balanced``, ``balanced-tpu``), each with its views, in one folder and one card.
 
     Raises:
-      ValueError: an unknown config or view, a bad size, seed or budget, or an unusable
-        ``output_dir``; raised before any row is built.
+      ValueError: an unknown config, view or platform, a bad size, seed or budget, optimized HLO
+        for a platform this machine cannot compile for, or an unusable ``output_dir``; raised
+        before any row is built.
     """
     output_dir = Path(output_dir)
     module = load_builder_module(script)
     names = check_configs(module, configs)
+    platforms = check_platforms(platforms)
     kwargs = {
         k: v
         for k, v in (
@@ -181,13 +187,15 @@ def stage(
             ("seed", seed),
             ("max_tokens", max_tokens),
             ("with_optimized_hlo", with_optimized_hlo or None),
-            ("platform", platform),
         )
         if v is not None
     }
+    # every (config, platform) to build, grouped by config: balanced, balanced-tpu, matrix, ...
+    builds = [(name, platform, hub_config_name(name, platform)) for name in names for platform in platforms]
+    on = {p: kwargs | ({"platform": p} if p != HOST_PLATFORM else {}) for p in platforms}
     staged_views = views_of(views, with_optimized_hlo)
-    for name in names:  # bad sizes/seed fail here, before any work
-        module.JaxStablehloPairs.BUILDER_CONFIG_CLASS(name=name, **kwargs).shard_plan()
+    for name, platform, _ in builds:  # bad sizes, seed or platform options fail here, before any work
+        module.JaxStablehloPairs.BUILDER_CONFIG_CLASS(name=name, **on[platform]).shard_plan()
     _check_output_dir(output_dir)
 
     version = str(module.VERSION)
@@ -195,13 +203,15 @@ def stage(
     try:
         with tempfile.TemporaryDirectory(prefix="jsp-stage-cache-") as own_cache:
             staged, staged_view = {}, {}
-            for name in names:
+            for name, platform, hub_name in builds:
                 builder, dsd, stats = build_config(
-                    module, name, cache_dir=cache_dir or own_cache, num_proc=num_proc, **kwargs
+                    module, name, cache_dir=cache_dir or own_cache, num_proc=num_proc, **on[platform]
                 )
                 cfg = builder.config
                 sc = StagedConfig(
-                    name=name,
+                    name=hub_name,
+                    config=name,
+                    platform=cfg.platform,
                     description=cfg.description or "",
                     categories=tuple(cfg.categories),
                     mixture=cfg.mixture,
@@ -214,14 +224,14 @@ def stage(
                     shard_stats=stats,
                     features=next(iter(dsd.values())).features,
                 )
-                (tmp / name).mkdir()
+                (tmp / hub_name).mkdir()
                 for split, ds in dsd.items():
-                    paths = _write_parquet_shards(ds, tmp / name, split, max_shard_bytes)
+                    paths = _write_parquet_shards(ds, tmp / hub_name, split, max_shard_bytes)
                     sc.files[split] = [p.relative_to(tmp).as_posix() for p in paths]
                     sc.row_digests[split] = [row_digest(row) for row in ds]
-                staged[name] = sc
+                staged[hub_name] = sc
                 for view in staged_views:
-                    sv = _stage_view(dsd, sc, view, tmp / f"{name}-{view}", tmp, max_shard_bytes)
+                    sv = _stage_view(dsd, sc, view, tmp / f"{hub_name}-{view}", tmp, max_shard_bytes)
                     if sv is not None:
                         staged_view[sv.name] = sv
                 del dsd, builder
