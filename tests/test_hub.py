@@ -297,7 +297,10 @@ def two_platforms(tmp_path_factory):
 
 def test_platforms_are_staged_side_by_side(two_platforms, staged):
     result = two_platforms
-    assert list(result.configs) == ["matrix", "matrix-tpu"] and list(result.views) == ["matrix-forward", "matrix-tpu-forward"]
+    assert list(result.configs) == ["matrix", "matrix-tpu"] and list(result.views) == [
+        "matrix-forward",
+        "matrix-tpu-forward",
+    ]
     assert [(c.config, c.platform) for c in result.configs.values()] == [("matrix", "cpu"), ("matrix", "tpu")]
     assert result.platforms == ["cpu", "tpu"]
     assert sorted(p.name for p in result.path.iterdir() if p.is_dir()) == [
@@ -327,7 +330,11 @@ def test_the_card_lists_every_platforms_configs(two_platforms):
         {"split": split, "path": f"matrix-tpu/{split}-*"} for split in ("train", "validation", "test")
     ]
     infos = {i["config_name"]: i for i in data.dataset_info}
-    assert {s["name"]: s["num_examples"] for s in infos["matrix-tpu"]["splits"]} == {"train": 40, "validation": 10, "test": 5}
+    assert {s["name"]: s["num_examples"] for s in infos["matrix-tpu"]["splits"]} == {
+        "train": 40,
+        "validation": 10,
+        "test": 5,
+    }
     text = (two_platforms.path / "README.md").read_text()
     assert "| config | what it holds | platform | train |" in text
     assert "| `matrix` | Only matrix programs. | CPU | 40 | 10 | 5 |" in text
@@ -341,10 +348,15 @@ def test_the_card_lists_every_platforms_configs(two_platforms):
 
 
 def test_one_other_platform_alone_is_named_for_it(tmp_path):
-    result = hub.stage(tmp_path / "tpu", ["matrix"], train_size=2, validation_size=1, test_size=0, platforms=["tpu"], views=[])
+    result = hub.stage(
+        tmp_path / "tpu", ["matrix"], train_size=2, validation_size=1, test_size=0, platforms=["tpu"], views=[]
+    )
     assert list(result.configs) == ["matrix-tpu"] and result.platforms == ["tpu"]
     text = (result.path / "README.md").read_text()
-    assert 'load_dataset("./jax_stablehlo_pairs.py", "matrix", trust_remote_code=True,' in text and 'platform="tpu")' in text
+    assert (
+        'load_dataset("./jax_stablehlo_pairs.py", "matrix", trust_remote_code=True,' in text
+        and 'platform="tpu")' in text
+    )
     assert "Configs lowered for TPU are named `<config>-<platform>`" in text
 
 
@@ -356,7 +368,10 @@ def test_bad_platforms_fail_before_any_work(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
     with pytest.raises(SystemExit) as exit_:
         cli.main(["stage", "--configs", "matrix", "--platforms", "tpu,gpu", "--output-dir", str(tmp_path / "out")])
-    assert exit_.value.code == 2 and "unknown platforms ['gpu']; valid platforms: cpu, cuda, rocm, tpu" in capsys.readouterr().err
+    assert (
+        exit_.value.code == 2
+        and "unknown platforms ['gpu']; valid platforms: cpu, cuda, rocm, tpu" in capsys.readouterr().err
+    )
 
 
 # ---------------------------------------------------------------------------- upload

@@ -125,7 +125,10 @@ def test_the_validator_reproduces_by_the_column(rows):
     wrong = run_job(job(traced, lowering="jit:static_argnums=1"))["reproduce"]
     assert wrong.status.value == "fail" and "re-lowered IR differs" in wrong.detail
     bad = run_job(job(static, lowering="jit:static_argnums=5"))
-    assert bad["reproduce"].status.value == "fail" and "must be distinct indices of the 2 arguments" in bad["reproduce"].detail
+    assert (
+        bad["reproduce"].status.value == "fail"
+        and "must be distinct indices of the 2 arguments" in bad["reproduce"].detail
+    )
 
 
 def test_views_say_which_arguments_are_static(rows):
@@ -162,4 +165,7 @@ def test_the_device_server_lowers_with_and_reports_the_static_arguments():
     served = lower_on_host_devices(SCALE, "scale")
     assert served.static_argnums == (1,) and served.stablehlo_ir == lower_source(SCALE, "scale").stablehlo_ir
     traced = lower_on_host_devices(SCALE, "scale", static_argnums=())
-    assert traced.static_argnums == () and traced.stablehlo_ir == lower_source(SCALE, "scale", static_argnums=()).stablehlo_ir
+    assert (
+        traced.static_argnums == ()
+        and traced.stablehlo_ir == lower_source(SCALE, "scale", static_argnums=()).stablehlo_ir
+    )

@@ -44,7 +44,17 @@ def test_programs_pass_typed_keys_never_raw_ones():
     assert {t.dtype for t in keys} == {"key<fry>"}  # arguments: JAX's default keys
     assert {t.rank for t in keys} == {0, 1}  # keys and key arrays (jax.random.split(key, n))
     ops = {s.op.name for p in programs for s in p.statements}
-    for op in ("split", "split_keys", "fold_in", "fold_in_step", "key_at", "vmap_normal", "vmap_dropout", "key", "key_rbg"):
+    for op in (
+        "split",
+        "split_keys",
+        "fold_in",
+        "fold_in_step",
+        "key_at",
+        "vmap_normal",
+        "vmap_dropout",
+        "key",
+        "key_rbg",
+    ):
         assert op in ops, op
     # a key flows into key ops only: no array op (glue, merges) ever reads one
     for p in programs:
@@ -72,7 +82,9 @@ def test_rows_with_typed_keys_reproduce(rows):
         assert reproduce_ir(r) == r["stablehlo_ir"]
     # a key argument lowers to its key data, through JAX's single-device sharding constraint
     keyed = [r for r in rows if any(s["dtype"] == "key<fry>" and s["shape"] == [] for s in r["input_signature"])]
-    assert keyed and all("tensor<2xui32>" in r["stablehlo_ir"] and "sdy.mesh @empty_mesh" in r["stablehlo_ir"] for r in keyed)
+    assert keyed and all(
+        "tensor<2xui32>" in r["stablehlo_ir"] and "sdy.mesh @empty_mesh" in r["stablehlo_ir"] for r in keyed
+    )
 
 
 def test_rows_with_typed_keys_execute_and_pass_iree(rows):
@@ -129,9 +141,7 @@ def test_only_empty_mesh_constraints_are_taken_out():
     assert without_empty_mesh(mesh) is None  # a real mesh: the IR stays as it is (and IREE skips it)
     both = mesh.replace(
         '  sdy.mesh @mesh = <["x"=2]>\n', '  sdy.mesh @mesh = <["x"=2]>\n  sdy.mesh @empty_mesh = <[]>\n'
-    ).replace(
-        "    return %0", "    %1 = sdy.sharding_constraint %0 <@empty_mesh, [{}]> : tensor<4xf32>\n    return %1"
-    )
+    ).replace("    return %0", "    %1 = sdy.sharding_constraint %0 <@empty_mesh, [{}]> : tensor<4xf32>\n    return %1")
     assert without_empty_mesh(both) is None
     assert without_empty_mesh("module {\n}\n") is None
 
@@ -146,7 +156,9 @@ def test_evaluate_runs_rows_with_key_arguments(rows, tmp_path):
     table = pa.Table.from_pylist([FEATURES.encode_example(r) for r in keyed], schema=FEATURES.arrow_schema)
     pq.write_table(table, folder / "test-00000-of-00001.parquet")
     answers = [{"id": r["id"], "prediction": r["python_source"]} for r in keyed]
-    report = evaluate("reverse", answers, tmp_path / "staged", "random", "test", execute_predictions=True, progress=False)
+    report = evaluate(
+        "reverse", answers, tmp_path / "staged", "random", "test", execute_predictions=True, progress=False
+    )
     assert report["layers"]["exact"]["rate"] == 1.0
     assert report["layers"]["agrees"]["rate"] == 1.0 and report["layers"]["agrees"]["denominator"] == len(keyed)
     forward = [{"id": r["id"], "prediction": r["stablehlo_ir"].replace("%0", "%zero")} for r in keyed]

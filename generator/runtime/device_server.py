@@ -66,9 +66,7 @@ def lower_on_host_devices(
     from ..core.lowering import lower_source
 
     if jax.device_count() >= HOST_DEVICES:
-        return lower_source(
-            source, function_name, optimize=optimize, platform=platform, static_argnums=static_argnums
-        )
+        return lower_source(source, function_name, optimize=optimize, platform=platform, static_argnums=static_argnums)
     global _server
     with _lock:
         if _server is None or not _server.alive:

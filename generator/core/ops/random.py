@@ -209,7 +209,15 @@ OPS: tuple[Op, ...] = (
         weight=1.5,
     ),
     # keys from keys
-    _sampler("split", "jax.random.split({0})[1]", KEY, bind=lambda r, k: Binding(), infer=_same_key, hint="subkey", weight=2.0),
+    _sampler(
+        "split",
+        "jax.random.split({0})[1]",
+        KEY,
+        bind=lambda r, k: Binding(),
+        infer=_same_key,
+        hint="subkey",
+        weight=2.0,
+    ),
     _sampler(
         "split_many",
         "jax.random.split({0}, 4)[{i}]",
