@@ -154,27 +154,6 @@ def host_array(x: Any) -> np.ndarray:
     return np.asarray(x)
 
 
-def example_arguments(source: str, args: Sequence[Any]) -> list[Any]:
-    """Concrete arguments for a model row's ``example_args()``: pytrees keep their structure.
-
-    Every array-like leaf (``jax.ShapeDtypeStruct``) of a traced argument becomes an array
-    (``example_inputs`` over those leaves in order, so the values are a pure function of
-    ``source``); static arguments (``GraphDef``s, configs, Equinox static parts) pass through.
-    Integers are drawn in [0, 4] (model inputs are token ids, labels and positions) and
-    matrices are scaled by their fan-in, as initialized weights are.
-    """
-    import jax
-
-    from ...core.lowering import is_array_like, static_argnums
-
-    static = set(static_argnums(tuple(args)))
-    traced = [a for i, a in enumerate(args) if i not in static]
-    leaves, treedef = jax.tree_util.tree_flatten(traced)
-    arrays = iter(example_inputs(source, [x for x in leaves if is_array_like(x)], nonnegative=True, fan_in_scaled=True))
-    filled = iter(jax.tree_util.tree_unflatten(treedef, [next(arrays) if is_array_like(x) else x for x in leaves]))
-    return [a if i in static else next(filled) for i, a in enumerate(args)]
-
-
 # --- what XLA computed -----------------------------------------------------------------
 
 
