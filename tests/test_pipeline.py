@@ -1,4 +1,5 @@
 import dataclasses
+import re
 import statistics
 from collections import Counter
 
@@ -7,6 +8,7 @@ import pytest
 from generator.core.categories import CATEGORIES
 from generator.core.irtext import normalize_ir
 from generator.core.lowering import lower_source
+from generator.core.models import MODEL_CATEGORIES
 from generator.core.plan import ShardTask, plan_shards
 from generator.core.rows import ShardStats
 from generator.core.schema import COLUMNS
@@ -62,7 +64,9 @@ def test_rows_have_every_documented_column(rows):
         assert row["jax_transforms"][0] == "jit"
         if row["category"] == "multi_device":
             assert row["lowering"] == "jit:host_devices=8" and row["mesh"] == "data=4,model=2"
-        else:
+        elif row["category"] in MODEL_CATEGORIES:  # a GraphDef, an Equinox static part or a config may be static
+            assert re.fullmatch(r"jit(:static_argnums=(\d|\(\d(,\d)+\)))?", row["lowering"]) and row["mesh"] is None
+        else:  # op-table programs take arrays only
             assert row["lowering"] == "jit" and row["mesh"] is None
         if row["category"] != "dynamic_shapes":  # XLA's cost analysis needs static shapes
             assert row["flops"] is not None and row["bytes_accessed"] > 0
