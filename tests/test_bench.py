@@ -1,6 +1,7 @@
 """The throughput benchmark stays runnable, and its checks say what they measure."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -233,7 +234,9 @@ def test_halves_tell_a_plateau_from_growth():
 def _run(tmp_path, *options, timeout=300):
     out = tmp_path / "result.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_throughput.py"), "--output", str(out), *options]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    # the checkout's generator, not whichever one an editable install points at
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(out.read_text()), done.stdout
 
