@@ -1,0 +1,342 @@
+"""The block library: each block written once (``emit`` writes it in every style), and the
+module-level helpers the blocks call (norms, rotary embeddings, masks, attention kernels).
+
+``model_block(spec)`` is the whole model; ``layer_block(spec)`` one residual layer; both
+follow ``spec.arch`` exactly and read every size from the config.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from .emit import Block, Dense, Norm, Param, Stack
+from .spec import Architecture, Attention, Layer, Mlp, ModelSpec
+
+# --- helpers: module-level functions the blocks call ------------------------------------------
+
+RMS_NORM = '''def rms_norm(x: jax.Array, scale: jax.Array, eps: float) -> jax.Array:
+    """RMSNorm over the last axis, computed in float32."""
+    x32 = x.astype(jnp.float32)
+    normed = x32 * lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + eps)
+    return (normed * scale.astype(jnp.float32)).astype(x.dtype)
+'''
+
+LAYER_NORM = '''def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, eps: float) -> jax.Array:
+    """LayerNorm over the last axis, computed in float32."""
+    x32 = x.astype(jnp.float32)
+    mean = jnp.mean(x32, axis=-1, keepdims=True)
+    variance = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+    normed = (x32 - mean) * lax.rsqrt(variance + eps)
+    return (normed * scale.astype(jnp.float32) + bias.astype(jnp.float32)).astype(x.dtype)
+'''
+
+ROPE_TABLES = '''def rope_frequencies(seq_len: int, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """Sine and cosine tables of rotary position embeddings, each (seq_len, head_dim // 2)."""
+    inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    angles = jnp.arange(seq_len, dtype=jnp.float32)[:, None] * inv_freq[None, :]
+    return jnp.sin(angles), jnp.cos(angles)
+'''
+
+ROPE_APPLY = {
+    "half": '''def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+    """Rotates the two halves of each head's features; x is (..., seq, heads, head_dim)."""
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    sin, cos = sin[:, None, :], cos[:, None, :]
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+''',
+    "interleaved": '''def apply_rope(x: jax.Array, sin: jax.Array, cos: jax.Array) -> jax.Array:
+    """Rotates interleaved feature pairs (GPT-J style); x is (..., seq, heads, head_dim)."""
+    pairs = x.astype(jnp.float32).reshape(*x.shape[:-1], -1, 2)
+    x1, x2 = pairs[..., 0], pairs[..., 1]
+    sin, cos = sin[:, None, :], cos[:, None, :]
+    return jnp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).reshape(x.shape).astype(x.dtype)
+''',
+}
+
+CAUSAL_MASK = '''def causal_mask(seq_len: int) -> jax.Array:
+    """(seq_len, seq_len) booleans: each query sees itself and the keys before it."""
+    return jnp.tril(jnp.ones((seq_len, seq_len), dtype=jnp.bool_))
+'''
+
+SLIDING_MASK = '''def sliding_window_mask(seq_len: int, window_size: int) -> jax.Array:
+    """(seq_len, seq_len) booleans: each query sees itself and the window_size - 1 keys before it."""
+    q_pos = jnp.arange(seq_len)[:, None]
+    k_pos = jnp.arange(seq_len)[None, :]
+    return (k_pos <= q_pos) & (q_pos - k_pos < window_size)
+'''
+
+CONSTRAIN = '''def constrain(x: jax.Array, spec: P) -> jax.Array:
+    """Pins an activation's layout on the mesh (GSPMD propagates it from here)."""
+    return lax.with_sharding_constraint(x, NamedSharding(MESH, spec))
+'''
+
+
+def attend_helper(attention: Attention, local: bool, hybrid: bool) -> str:
+    """``attend(q, k, v[, mask][, config])``: q is (..., seq, heads, head_dim), k and v have the
+    KV heads."""
+    if attention.impl == "dpa":
+        causal = "True" if attention.causal else "False"
+        window = ", local_window_size=(config.window_size - 1, 0)" if local else ""
+        config = ", config" if local else ""
+        return f'''def attend(q: jax.Array, k: jax.Array, v: jax.Array{config}) -> jax.Array:
+    """Attention by jax.nn.dot_product_attention, in float32; k and v may have fewer heads than q."""
+    out = jax.nn.dot_product_attention(
+        q.astype(jnp.float32), k.astype(jnp.float32), v.astype(jnp.float32), is_causal={causal}{window}
+    )
+    return out.astype(q.dtype)
+'''
+    masked = attention.causal or local
+    mask_param = ", mask: jax.Array" if masked else ""
+    softcap = (
+        "    logits = config.attn_logit_softcap * jnp.tanh(logits / config.attn_logit_softcap)\n"
+        if attention.softcap
+        else ""
+    )
+    mask = "    logits = jnp.where(mask, logits, jnp.finfo(logits.dtype).min)\n" if masked else ""
+    if attention.impl == "grouped":
+        return f'''def attend(q: jax.Array, k: jax.Array, v: jax.Array{mask_param}, config) -> jax.Array:
+    """Grouped-query attention in float32: each KV head serves num_heads // num_kv_heads query heads."""
+    groups = config.num_heads // config.num_kv_heads
+    q = q.reshape(*q.shape[:-2], config.num_kv_heads, groups, config.head_dim)
+    logits = jnp.einsum("...tkgd,...skd->...kgts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * config.head_dim**-0.5
+{softcap}{mask}    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    out = jnp.einsum("...kgts,...skd->...tkgd", weights, v, preferred_element_type=jnp.float32).astype(v.dtype)
+    return out.reshape(*out.shape[:-3], config.num_heads, config.head_dim)
+'''
+    return f'''def attend(q: jax.Array, k: jax.Array, v: jax.Array{mask_param}, config) -> jax.Array:
+    """Softmax attention in float32 over KV heads repeated to match the query heads."""
+    k = jnp.repeat(k, config.num_heads // config.num_kv_heads, axis=-2)
+    v = jnp.repeat(v, config.num_heads // config.num_kv_heads, axis=-2)
+    logits = jnp.einsum("...thd,...shd->...hts", q, k, preferred_element_type=jnp.float32)
+    logits = logits * config.head_dim**-0.5
+{softcap}{mask}    weights = jax.nn.softmax(logits, axis=-1).astype(v.dtype)
+    return jnp.einsum("...hts,...shd->...thd", weights, v, preferred_element_type=jnp.float32).astype(v.dtype)
+'''
+
+
+def helpers(spec: ModelSpec, hand_written_norms: bool) -> list[str]:
+    """The module-level functions ``spec``'s blocks call, in the order a module defines them."""
+    arch, attention = spec.arch, spec.arch.layer.attention
+    out = []
+    if arch.sharding != "none":
+        out.append(CONSTRAIN)
+    if hand_written_norms or attention.qk_norm:
+        norms = {arch.layer.norm} | ({"rms"} if attention.qk_norm else set())
+        out += [RMS_NORM] * ("rms" in norms) + [LAYER_NORM] * ("layer" in norms)
+    if attention.rope != "none":
+        out += [ROPE_TABLES, ROPE_APPLY[attention.rope]]
+    if needs_mask(arch, "global"):
+        out.append(CAUSAL_MASK)
+    if needs_mask(arch, "local"):
+        out.append(SLIDING_MASK)
+    out.append(attend_helper(attention, arch.local, arch.hybrid))
+    return out
+
+
+def needs_mask(arch: Architecture, kind: str) -> bool:
+    """Whether layers of ``kind`` take a mask array (``dot_product_attention`` builds its own)."""
+    if arch.layer.attention.impl == "dpa" or kind not in arch.pattern:
+        return False
+    return kind == "local" or arch.layer.attention.causal
+
+
+# --- blocks -------------------------------------------------------------------------------
+
+
+def attention_block(attention: Attention, takes_mask: bool, local: bool) -> Block:
+    heads = "config.num_heads * config.head_dim"
+    kv = "config.num_kv_heads * config.head_dim"
+    bias = attention.qkv_bias
+    children: list = [
+        Dense("q_proj", "config.d_model", heads, ("embed", "heads"), bias),
+        Dense("k_proj", "config.d_model", kv, ("embed", "kv"), bias),
+        Dense("v_proj", "config.d_model", kv, ("embed", "kv"), bias),
+    ]
+    lines = [
+        "q = @q_proj(x).reshape(*x.shape[:-1], config.num_heads, config.head_dim)",
+        "k = @k_proj(x).reshape(*x.shape[:-1], config.num_kv_heads, config.head_dim)",
+        "v = @v_proj(x).reshape(*x.shape[:-1], config.num_kv_heads, config.head_dim)",
+    ]
+    if attention.qk_norm:
+        children += [Norm("q_norm", "rms", "config.head_dim", 3), Norm("k_norm", "rms", "config.head_dim", 3)]
+        lines.append("q, k = @q_norm(q), @k_norm(k)")
+    args = ["x"]
+    if attention.rope != "none":
+        args += ["sin", "cos"]
+        lines.append("q, k = apply_rope(q, sin, cos), apply_rope(k, sin, cos)")
+    lines.append("% q: batch, None, heads, None")
+    call = ["q", "k", "v"]
+    if takes_mask:
+        args.append("mask")
+        call.append("mask")
+    if attention.impl != "dpa" or local:
+        call.append("config")
+    lines.append(f"out = attend({', '.join(call)})")
+    lines.append("return @o_proj(out.reshape(*x.shape[:-1], -1))")
+    children.append(Dense("o_proj", heads, "config.d_model", ("heads", "embed")))
+    parts = ["grouped-query" if attention.impl != "dpa" else "dot-product", "self-attention"]
+    if attention.rope != "none":
+        parts.append("with rotary position embeddings")
+    if attention.qk_norm:
+        parts.append("and query/key RMSNorm")
+    return Block("Attention", " ".join(parts).capitalize() + ".", tuple(args), "\n".join(lines), (), tuple(children))
+
+
+def mlp_block(mlp: Mlp) -> Block:
+    act = {
+        "swiglu": "jax.nn.silu({})",
+        "geglu": "jax.nn.gelu({}, approximate=True)",
+        "gelu": "jax.nn.gelu({})",
+        "relu2": "jnp.square(jax.nn.relu({}))",
+    }[mlp.activation]
+    children: list = []
+    if mlp.gated:
+        children.append(Dense("gate_proj", "config.d_model", "config.d_ff", ("embed", "mlp"), mlp.bias))
+        hidden = f"hidden = {act.format('@gate_proj(x)')} * @up_proj(x)"
+    else:
+        hidden = f"hidden = {act.format('@up_proj(x)')}"
+    children += [
+        Dense("up_proj", "config.d_model", "config.d_ff", ("embed", "mlp"), mlp.bias),
+        Dense("down_proj", "config.d_ff", "config.d_model", ("mlp", "embed"), mlp.bias),
+    ]
+    body = "\n".join([hidden, "% hidden: batch, None, mlp", "return @down_proj(hidden)"])
+    doc = {"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "Squared-ReLU"}[mlp.activation]
+    return Block("MLP", f"{doc} feed-forward network.", ("x",), body, (), tuple(children))
+
+
+def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLayer") -> Block:
+    """One residual layer of ``arch``; ``kind`` says which mask a pattern position uses."""
+    layer = arch.layer
+    takes_mask = needs_mask(arch, kind)
+    attn_args = ", ".join(["sin", "cos"] * (layer.attention.rope != "none") + ["mask"] * takes_mask)
+    attn_args = ", " + attn_args if attn_args else ""
+    args = ("x", *(["sin", "cos"] if layer.attention.rope != "none" else []), *(["mask"] if takes_mask else []))
+    norm = layer.norm
+    children: list = [attention_block(layer.attention, takes_mask, kind == "local"), mlp_block(layer.mlp)]
+    children[0] = _named(children[0], "attn")
+    children[1] = _named(children[1], "mlp")
+    placement = layer.placement
+    if placement == "parallel":
+        norms = [Norm("norm", norm, "config.d_model")]
+        lines = ["h = @norm(x)", f"x = x + @attn(h{attn_args}) + @mlp(h)"]
+    elif placement == "pre":
+        norms = [Norm("attn_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
+        lines = [f"x = x + @attn(@attn_norm(x){attn_args})", "x = x + @mlp(@mlp_norm(x))"]
+    elif placement == "post":
+        norms = [Norm("attn_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
+        lines = [f"x = x + @attn_norm(@attn(x{attn_args}))", "x = x + @mlp_norm(@mlp(x))"]
+    else:
+        norms = [
+            Norm(n, norm, "config.d_model") for n in ("pre_attn_norm", "post_attn_norm", "pre_mlp_norm", "post_mlp_norm")
+        ]
+        lines = [
+            f"x = x + @post_attn_norm(@attn(@pre_attn_norm(x){attn_args}))",
+            "x = x + @post_mlp_norm(@mlp(@pre_mlp_norm(x)))",
+        ]
+    lines += ["% x: batch, None, None", "return x"]
+    what = {
+        "pre": "Pre-norm",
+        "post": "Post-norm (OLMo 2 style)",
+        "sandwich": "Sandwich-norm (Gemma 2 style)",
+        "parallel": "Parallel (GPT-J style)",
+    }[placement]
+    window = ", sliding-window attention" if kind == "local" else ""
+    doc = f"{what} residual layer{window}: attention, then the MLP."
+    if placement == "parallel":
+        doc = f"{what} residual layer{window}: attention and the MLP read the same normed input."
+    return Block(cls, doc, args, "\n".join(lines), (), (*norms, *children))
+
+
+def _named(block: Block, name: str) -> Block:
+    return dataclasses.replace(block, name=name)
+
+
+def group_block(arch: Architecture) -> Block:
+    """The repeating period of a hybrid pattern: one layer per position, each with its mask."""
+    layer = layer_block(arch, "global")
+    rope = ["sin", "cos"] if arch.layer.attention.rope != "none" else []
+    lines = []
+    for i, kind in enumerate(arch.pattern):
+        lines.append(f"x = @layer_{i}({', '.join(['x', *rope, kind + '_mask'])})")
+    lines.append("return x")
+    described = " and ".join(f"{arch.pattern.count(k)} {k}" for k in dict.fromkeys(arch.pattern))
+    doc = f"A repeating group of layers: {described} (sliding-window and causal attention)."
+    layers = tuple(_named(dataclasses.replace(layer, doc=_hybrid_doc(layer.doc)), f"layer_{i}") for i in range(len(arch.pattern)))
+    return Block("LayerGroup", doc, ("x", *rope, "local_mask", "global_mask"), "\n".join(lines), (), layers)
+
+
+def _hybrid_doc(doc: str) -> str:
+    return doc.replace(": attention", ": attention under the mask it is given", 1)
+
+
+def layer_args(arch: Architecture) -> list[str]:
+    """What the model passes each repeated layer (or group) besides the hidden states."""
+    args = ["sin", "cos"] if arch.layer.attention.rope != "none" else []
+    if arch.hybrid:
+        return [*args, "local_mask", "global_mask"]
+    kind = arch.pattern[0]
+    return [*args, "mask"] if needs_mask(arch, kind) else args
+
+
+def mask_lines(arch: Architecture) -> list[str]:
+    """The lines that build the masks ``layer_args`` names (``seq_len`` is in scope)."""
+    if arch.hybrid:
+        return [
+            "local_mask = sliding_window_mask(seq_len, config.window_size)",
+            "global_mask = causal_mask(seq_len)",
+        ]
+    kind = arch.pattern[0]
+    if not needs_mask(arch, kind):
+        return []
+    if kind == "local":
+        return ["mask = sliding_window_mask(seq_len, config.window_size)"]
+    return ["mask = causal_mask(seq_len)"]
+
+
+def stacked_layers(arch: Architecture) -> Stack:
+    if arch.hybrid:
+        return Stack("groups", group_block(arch), "config.num_layer_groups", arch.layout == "scan", arch.remat)
+    return Stack("layers", layer_block(arch, arch.pattern[0]), "config.num_layers", arch.layout == "scan", arch.remat)
+
+
+def model_block(arch: Architecture, cls: str) -> Block:
+    """A whole model: token embedding, the stacked layers, a final norm and a head."""
+    stack = stacked_layers(arch)
+    params = [Param("embed", ("config.vocab_size", "config.d_model"), "normal", "", ("vocab", "embed"))]
+    lines = ["seq_len = tokens.shape[-1]", "h = jnp.take($embed, tokens, axis=0)"]
+    if arch.scale_embeddings:
+        lines.append("h = h * jnp.asarray(config.d_model**0.5, h.dtype)")
+    if arch.learned_positions:
+        params.append(Param("pos_embed", ("config.max_seq_len", "config.d_model"), "normal", "config.d_model", (None, "embed")))
+        lines.append("h = h + $pos_embed[:seq_len]")
+    lines.append("% h: batch, None, None")
+    if arch.layer.attention.rope != "none":
+        lines.append("sin, cos = rope_frequencies(seq_len, config.head_dim, config.rope_theta)")
+    lines += mask_lines(arch)
+    lines.append(f"h = @{stack.name}*({', '.join(['h', *layer_args(arch)])})")
+    lines.append("h = @final_norm(h)")
+    children: list = [stack, Norm("final_norm", arch.layer.norm, "config.d_model")]
+    if arch.task == "classifier":
+        children.append(Dense("classifier", "config.d_model", "config.num_classes", ("embed", None), rank=1))
+        lines += ["pooled = jnp.mean(h, axis=-2)", "return @classifier(pooled)"]
+        doc = "Transformer encoder: embeddings, bidirectional layers, mean pooling, a classifier head."
+        return Block(cls, doc, ("tokens",), "\n".join(lines), tuple(params), tuple(children))
+    if arch.tied:
+        lines.append('logits = jnp.einsum("...d,vd->...v", h, $embed, preferred_element_type=jnp.float32)')
+    else:
+        children.append(Dense("lm_head", "config.d_model", "config.vocab_size", ("embed", "vocab")))
+        lines.append("logits = @lm_head(h)")
+    if arch.final_softcap:
+        lines.append("logits = config.final_logit_softcap * jnp.tanh(logits / config.final_logit_softcap)")
+    lines.append("% logits: batch, None, vocab")
+    lines.append("return logits, h" if arch.return_hidden else "return logits")
+    head = "tied unembedding" if arch.tied else "an output projection"
+    doc = f"Decoder-only language model: token embedding, {_layers_doc(arch)}, a final norm and {head}."
+    returns = "tuple[jax.Array, jax.Array]" if arch.return_hidden else "jax.Array"
+    return Block(cls, doc, ("tokens",), "\n".join(lines), tuple(params), tuple(children), returns)
+
+
+def _layers_doc(arch: Architecture) -> str:
+    what = "groups of layers" if arch.hybrid else "layers"
+    return f"{what} under lax.scan" if arch.layout == "scan" else what

@@ -1,0 +1,483 @@
+"""One text emitter for every block in every style.
+
+A block is written once, as data: its parameters (``Param``), its library layers (``Dense``,
+``Norm``), its child blocks and one body in a style-neutral notation:
+
+- ``$name`` is the value of the block's parameter ``name``;
+- ``@name(args)`` calls the child (block or layer) ``name``;
+- ``@name*(args)`` calls every layer of the repeated child ``name`` in turn (a ``Stack``): the
+  first argument is the carried value, the line must read ``x = @name*(x, ...)``;
+- a line starting with ``%`` pins an activation's layout (``% x: batch, seq, embed``): written
+  as ``x = constrain(x, ...)`` in a sharded program's batched code, dropped elsewhere;
+- ``config.`` reads the model's config dataclass.
+
+``emit_block`` turns a block into plain JAX (an ``init_*`` function returning a parameter dict
+and an apply function), a Flax NNX ``nnx.Module`` or an Equinox ``eqx.Module``. Equinox modules
+see one example (their caller vmaps over the batch), so bodies index from the end (``...``,
+``axis=-1``) and work at any batch rank.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+STYLES = ("jax", "flax_nnx", "equinox")
+
+
+@dataclass(frozen=True)
+class Param:
+    """A parameter array: ``shape`` holds config expressions; ``init`` is ``"normal"`` (scaled by
+    ``fan_in ** -0.5``), ``"ones"`` or ``"zeros"``; ``axes`` are its logical axes (sharding)."""
+
+    name: str
+    shape: tuple[str, ...]
+    init: str = "normal"
+    fan_in: str = ""
+    axes: tuple[str | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dense:
+    """A projection ``(..., d_in) -> (..., d_out)``: a library layer (``nnx.Linear``,
+    ``eqx.nn.Linear``) or a hand-written weight, as the program's idiom says."""
+
+    name: str
+    d_in: str
+    d_out: str
+    axes: tuple[str | None, str | None]
+    bias: bool = False
+    rank: int = 2  # of its input in one example (an Equinox library layer is vmapped over the rest)
+
+
+@dataclass(frozen=True)
+class Norm:
+    """RMSNorm or LayerNorm over the last axis of width ``dim``; ``rank`` is the rank of its
+    input in one example (an Equinox library norm is vmapped over the other axes)."""
+
+    name: str
+    kind: str  # "rms" | "layer"
+    dim: str
+    rank: int = 2
+
+
+@dataclass(frozen=True)
+class Stack:
+    """``count`` copies of ``block``: a Python loop, or ``lax.scan`` over stacked parameters
+    (``remat``: ``""``, ``"checkpoint"`` or a ``jax.checkpoint_policies`` name)."""
+
+    name: str
+    block: Block
+    count: str
+    scan: bool = False
+    remat: str = ""
+
+
+@dataclass(frozen=True)
+class Block:
+    """A model component: parameters, children, a call signature and one body."""
+
+    cls: str
+    doc: str
+    args: tuple[str, ...]
+    body: str
+    params: tuple[Param, ...] = ()
+    children: tuple[Dense | Norm | Block | Stack, ...] = field(default=())
+    returns: str = "jax.Array"
+    name: str = ""  # its attribute under its parent
+
+    @property
+    def fn(self) -> str:
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.cls).lower()
+
+    def child(self, name: str) -> Dense | Norm | Block | Stack:
+        for c in self.children:
+            if c.name == name:
+                return c
+        raise KeyError(f"{self.cls} has no child {name!r}")
+
+
+@dataclass(frozen=True)
+class Idioms:
+    """How a program writes what every style can write several ways."""
+
+    library_layers: bool  # nnx.Linear / eqx.nn.Linear and library norms (not in plain JAX)
+    einsum: bool  # a hand-written projection as einsum rather than ``@``
+    sharded: Mapping[str, str | None] | None = None  # logical axis -> mesh axis; None: one device
+
+
+def _norm_helper_call(norm: Norm, arg: str, param: Callable[[str], str]) -> str:
+    if norm.kind == "rms":
+        return f"rms_norm({arg}, {param(norm.name)}, config.norm_eps)"
+    return f"layer_norm({arg}, {param(norm.name)}, {param(norm.name + '_bias')}, config.norm_eps)"
+
+
+def _split_call(text: str, start: int) -> tuple[str, int]:
+    """The argument text of the call whose ``(`` is at ``start``, and the index after ``)``."""
+    depth = 0
+    for i in range(start, len(text)):
+        if text[i] in "([{":
+            depth += 1
+        elif text[i] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return text[start + 1 : i], i + 1
+    raise ValueError(f"unbalanced call in {text!r}")
+
+
+class Emitter:
+    """Writes blocks in one style with one set of idioms."""
+
+    def __init__(self, style: str, idioms: Idioms, config_name: str):
+        if style not in STYLES:
+            raise ValueError(f"unknown style {style!r}; valid: {', '.join(STYLES)}")
+        self.config_name = config_name
+        self.style = style
+        self.idioms = idioms
+        self.library = idioms.library_layers and style != "jax"
+
+    # --- names ------------------------------------------------------------------------------
+
+    def param(self, name: str) -> str:
+        return {"jax": f'params["{name}"]', "flax_nnx": f"self.{name}[...]", "equinox": f"self.{name}"}[self.style]
+
+    def spec(self, axes: tuple[str | None, ...]) -> str:
+        rules = self.idioms.sharded or {}
+        mesh_axes = [rules.get(a) if a else None for a in axes]
+        return "P(" + ", ".join(repr(a) if a else "None" for a in mesh_axes) + ")"
+
+    # --- the body -----------------------------------------------------------------------------
+
+    def body(self, block: Block, indent: int) -> str:
+        out = []
+        for line in block.body.strip("\n").splitlines():
+            stripped = line.strip()
+            if stripped.startswith("%"):
+                if self.idioms.sharded and self.style != "equinox":
+                    pad = line[: len(line) - len(line.lstrip())]
+                    name, axes = stripped[1:].split(":")
+                    spec = self.spec(tuple(None if a.strip() == "None" else a.strip() for a in axes.split(",")))
+                    out.append(f"{pad}{name.strip()} = constrain({name.strip()}, {spec})")
+                continue
+            out.extend(self.line(block, line))
+        pad = " " * indent
+        return "\n".join(pad + line if line.strip() else "" for line in out)
+
+    def line(self, block: Block, line: str) -> list[str]:
+        m = re.match(r"(\s*)(\w+) = @(\w+)\*\((.*)\)$", line)
+        if m:
+            return self.stack_call(block, block.child(m.group(3)), m.group(1), m.group(2), m.group(4))
+        line = re.sub(r"\$(\w+)", lambda m: self.param(m.group(1)), line)
+        while (m := re.search(r"@(\w+)\(", line)) is not None:
+            args, end = _split_call(line, m.end() - 1)
+            call = self.call(block, block.child(m.group(1)), args)
+            whole = re.fullmatch(r"\s*(\w+(, \w+)* = |return )", line[: m.start()]) and not line[end:].strip()
+            if not whole:  # a product or a biased projection inside a larger expression
+                call = _atom(call)
+            line = line[: m.start()] + call + line[end:]
+        return [line]
+
+    def call(self, block: Block, child: Dense | Norm | Block, args: str) -> str:
+        name = child.name
+        if isinstance(child, Dense):
+            if self.library:
+                if self.style == "flax_nnx":
+                    return f"self.{name}({args})"
+                return _vmapped(f"self.{name}", child.rank) + f"({args})"
+            out = (
+                f'jnp.einsum("...d,df->...f", {args}, {self.param(name)})'
+                if self.idioms.einsum
+                else f"{_atom(args)} @ {self.param(name)}"
+            )
+            return out + (f" + {self.param(name + '_bias')}" if child.bias else "")
+        if isinstance(child, Norm):
+            if self.library:
+                if self.style == "flax_nnx":
+                    return f"self.{name}({args})"
+                return _vmapped(f"self.{name}", child.rank) + f"({args})"
+            return _norm_helper_call(child, args, self.param)
+        if self.style == "jax":
+            config = ", config" if _needs_config(child) else ""
+            return f'{child.fn}({self.param(name)}, {args}{config})'
+        return f"self.{name}({args})"
+
+    def stack_call(self, block: Block, stack: Stack, pad: str, carry: str, args: str) -> list[str]:
+        first, _, rest = args.partition(",")
+        if first.strip() != carry:
+            raise ValueError(f"a stack call carries its first argument: {carry} = @{stack.name}*({args})")
+        rest = rest.strip()
+        extra = (", " + rest) if rest else ""
+        config = ", config" if (self.style == "jax" and _needs_config(stack.block)) else ""
+        if not stack.scan:
+            if self.style == "jax":
+                return [
+                    f'{pad}for layer_params in {self.param(stack.name)}:',
+                    f"{pad}    {carry} = {stack.block.fn}(layer_params, {carry}{extra}{config})",
+                ]
+            return [f"{pad}for layer in self.{stack.name}:", f"{pad}    {carry} = layer({carry}{extra})"]
+        decorator = []
+        if stack.remat == "checkpoint":
+            decorator = [f"{pad}@jax.checkpoint"]
+        elif stack.remat:
+            decorator = [f"{pad}@functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.{stack.remat})"]
+        if self.style == "jax":
+            apply = f"{stack.block.fn}(layer_params, {carry}{extra}{config})"
+            head, xs = [], self.param(stack.name)
+            body = [f"{pad}def body({carry}, layer_params):", f"{pad}    return {apply}, None"]
+        elif self.style == "flax_nnx":
+            head = [f"{pad}graphdef, layer_states = nnx.split(self.{stack.name})"]
+            xs = "layer_states"
+            body = [
+                f"{pad}def body({carry}, layer_state):",
+                f"{pad}    layer = nnx.merge(graphdef, layer_state)",
+                f"{pad}    return layer({carry}{extra}), None",
+            ]
+        else:
+            head = [f"{pad}layer_params, layer_static = eqx.partition(self.{stack.name}, eqx.is_array)"]
+            xs = "layer_params"
+            body = [
+                f"{pad}def body({carry}, params):",
+                f"{pad}    layer = eqx.combine(params, layer_static)",
+                f"{pad}    return layer({carry}{extra}), None",
+            ]
+        return [*head, "", *decorator, *body, "", f"{pad}{carry}, _ = lax.scan(body, {carry}, {xs})"]
+
+    # --- declarations -------------------------------------------------------------------------
+
+    def init_value(self, p: Param, key: str) -> str:
+        shape = "(" + ", ".join(p.shape) + ("," if len(p.shape) == 1 else "") + ")"
+        if p.init == "ones":
+            return f"jnp.ones({shape}, dtype)"
+        if p.init == "zeros":
+            return f"jnp.zeros({shape}, dtype)"
+        scale = f" * {_atom(p.fan_in)} ** -0.5" if p.fan_in else ""
+        return f"jax.random.normal({key}, {shape}, dtype){scale}"
+
+    def emit(self, block: Block) -> str:
+        return {"jax": self._jax, "flax_nnx": self._nnx, "equinox": self._eqx}[self.style](block)
+
+    def _parts(self, block: Block) -> list[tuple[str, Param | Dense | Norm | Block | Stack]]:
+        """What the block declares, in order: its parameters, then its children; hand-written
+        layers become parameters."""
+        out: list[tuple[str, Param | Dense | Norm | Block | Stack]] = [(p.name, p) for p in block.params]
+        for c in block.children:
+            if isinstance(c, Dense) and not self.library:
+                out.append((c.name, Param(c.name, (c.d_in, c.d_out), "normal", c.d_in, c.axes)))
+                if c.bias:
+                    out.append((c.name + "_bias", Param(c.name + "_bias", (c.d_out,), "zeros", "", (c.axes[1],))))
+            elif isinstance(c, Norm) and not self.library:
+                out.append((c.name, Param(c.name, (c.dim,), "ones", "", (None,))))
+                if c.kind == "layer":
+                    out.append((c.name + "_bias", Param(c.name + "_bias", (c.dim,), "zeros", "", (None,))))
+            else:
+                out.append((c.name, c))
+        return out
+
+    def _reads_config(self, block: Block) -> bool:
+        """Whether a module's ``__call__`` reads its config (hand-written norms read the epsilon)."""
+        return "config." in block.body or (not self.library and any(isinstance(c, Norm) for c in block.children))
+
+    def _random(self, item) -> bool:
+        return not (isinstance(item, Param) and item.init != "normal") and not isinstance(item, Norm)
+
+    def _signature(self, block: Block) -> str:
+        return ", ".join(f"{a}: jax.Array" for a in block.args)
+
+    def _jax(self, block: Block) -> str:
+        parts = self._parts(block)
+        keyed = [n for n, item in parts if self._random(item)]
+        lines = []
+        if any(isinstance(i, Param) for _, i in parts):
+            lines.append("dtype = jnp.dtype(config.dtype)")
+        key_of = _keys(keyed, "key", lines)
+        entries = []
+        for name, item in parts:
+            if isinstance(item, Param):
+                value = self.init_value(item, key_of.get(name, ""))
+            elif isinstance(item, Stack):
+                init = f"lambda k: init_{item.block.fn}(k, config)"
+                keys = f"jax.random.split({key_of[name]}, {item.count})"
+                value = (
+                    f"jax.vmap({init})({keys})"
+                    if item.scan
+                    else f"[init_{item.block.fn}(k, config) for k in {keys}]"
+                )
+            else:
+                value = f"init_{item.fn}({key_of[name]}, config)"
+            entries.append(f'    "{name}": {value},')
+        init = [
+            f"def init_{block.fn}(key: jax.Array, config: {self.config_name}) -> dict:",
+            f'    """Parameters of {_first_words(block.doc)}."""',
+            *("    " + line for line in lines),
+            "    return {",
+            *("    " + e for e in entries),
+            "    }",
+        ]
+        config = f", config: {self.config_name}" if _needs_config(block) else ""
+        args = self._signature(block)
+        apply = [
+            f"def {block.fn}(params: dict, {args}{config}) -> {block.returns}:",
+            f'    """{block.doc}"""',
+            self.body(block, 4),
+        ]
+        return "\n".join(init) + "\n\n\n" + "\n".join(apply) + "\n"
+
+    def _nnx(self, block: Block) -> str:
+        parts = self._parts(block)
+        lines = []
+        if self._reads_config(block):
+            lines.append("self.config = config")
+        if any(isinstance(i, (Param, Dense, Norm)) for _, i in parts):
+            lines.append("dtype = jnp.dtype(config.dtype)")
+        for name, item in parts:
+            if isinstance(item, Param):
+                value = self.init_value(item, "rngs.params()")
+                sharding = f", out_sharding={self.spec(item.axes)}" if self.idioms.sharded else ""
+                lines.append(f"self.{name} = nnx.Param({value}{sharding})")
+            elif isinstance(item, Dense):
+                init = ""
+                if self.idioms.sharded:
+                    init = f", kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), {self.spec(item.axes)})"
+                lines.append(
+                    f"self.{name} = nnx.Linear({item.d_in}, {item.d_out}, use_bias={item.bias}, "
+                    f"param_dtype=dtype{init}, rngs=rngs)"
+                )
+            elif isinstance(item, Norm):
+                cls = "RMSNorm" if item.kind == "rms" else "LayerNorm"
+                lines.append(
+                    f"self.{name} = nnx.{cls}({item.dim}, epsilon=config.norm_eps, dtype=dtype, "
+                    f"param_dtype=dtype, rngs=rngs)"
+                )
+            elif isinstance(item, Stack):
+                if item.scan:
+                    lines += [
+                        "",
+                        f"@nnx.split_rngs(splits={item.count})",
+                        "@nnx.vmap(in_axes=(0,), out_axes=0"
+                        + (", transform_metadata={nnx.PARTITION_NAME: None})" if self.idioms.sharded else ")"),
+                        f"def create_layer(rngs: nnx.Rngs) -> {item.block.cls}:",
+                        f"    return {item.block.cls}(config, rngs=rngs)",
+                        "",
+                        f"self.{name} = create_layer(rngs)",
+                    ]
+                else:
+                    lines.append(
+                        f"self.{name} = nnx.List([{item.block.cls}(config, rngs=rngs) for _ in range({item.count})])"
+                    )
+            else:
+                lines.append(f"self.{name} = {item.cls}(config, rngs=rngs)")
+        call_config = ["        config = self.config"] if self._reads_config(block) else []
+        out = [
+            f"class {block.cls}(nnx.Module):",
+            f'    """{block.doc}"""',
+            "",
+            f"    def __init__(self, config: {self.config_name}, *, rngs: nnx.Rngs):",
+            *_indented(lines, 8),
+            "",
+            f"    def __call__(self, {self._signature(block)}) -> {block.returns}:",
+            *call_config,
+            self.body(block, 8),
+        ]
+        return "\n".join(out) + "\n"
+
+    def _eqx(self, block: Block) -> str:
+        parts = self._parts(block)
+        keyed = [n for n, item in parts if self._random(item)]
+        fields, lines = [], []
+        key_of = _keys(keyed, "key", lines)
+        if any(isinstance(i, (Param, Dense, Norm)) for _, i in parts):
+            lines.append("dtype = jnp.dtype(config.dtype)")
+        for name, item in parts:
+            if isinstance(item, Param):
+                fields.append(f"{name}: jax.Array")
+                lines.append(f"self.{name} = {self.init_value(item, key_of.get(name, ''))}")
+            elif isinstance(item, Dense):
+                fields.append(f"{name}: eqx.nn.Linear")
+                lines.append(
+                    f"self.{name} = eqx.nn.Linear({item.d_in}, {item.d_out}, use_bias={item.bias}, "
+                    f"dtype=dtype, key={key_of[name]})"
+                )
+            elif isinstance(item, Norm):
+                cls = "RMSNorm" if item.kind == "rms" else "LayerNorm"
+                fields.append(f"{name}: eqx.nn.{cls}")
+                lines.append(f"self.{name} = eqx.nn.{cls}({item.dim}, eps=config.norm_eps, dtype=dtype)")
+            elif isinstance(item, Stack):
+                fields.append(f"{name}: {item.block.cls}" if item.scan else f"{name}: tuple[{item.block.cls}, ...]")
+                keys = f"jax.random.split({key_of[name]}, {item.count})"
+                lines.append(
+                    f"self.{name} = eqx.filter_vmap(lambda k: {item.block.cls}(config, k))({keys})"
+                    if item.scan
+                    else f"self.{name} = tuple({item.block.cls}(config, k) for k in {keys})"
+                )
+            else:
+                fields.append(f"{name}: {item.cls}")
+                lines.append(f"self.{name} = {item.cls}(config, {key_of[name]})")
+        if self._reads_config(block):
+            fields.append(f"config: {self.config_name} = eqx.field(static=True)")
+            lines.append("self.config = config")
+        call_config = ["        config = self.config"] if self._reads_config(block) else []
+        out = [
+            f"class {block.cls}(eqx.Module):",
+            f'    """{block.doc}"""',
+            "",
+            *("    " + f for f in fields),
+            "",
+            f"    def __init__(self, config: {self.config_name}, key: jax.Array):",
+            *_indented(lines, 8),
+            "",
+            f"    def __call__(self, {self._signature(block)}) -> {block.returns}:",
+            *call_config,
+            self.body(block, 8),
+        ]
+        return "\n".join(out) + "\n"
+
+
+def _needs_config(block: Block) -> bool:
+    return "config." in block.body or any(
+        (isinstance(c, Block) and _needs_config(c)) or (isinstance(c, Stack) and _needs_config(c.block)) or isinstance(c, Norm)
+        for c in block.children
+    )
+
+
+def _keys(names: list[str], key: str, lines: list[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    if len(names) == 1:
+        return {names[0]: key}
+    lines.append(f"keys = jax.random.split({key}, {len(names)})")
+    return {n: f"keys[{i}]" for i, n in enumerate(names)}
+
+
+def _vmapped(fn: str, rank: int) -> str:
+    for _ in range(rank - 1):
+        fn = f"jax.vmap({fn})"
+    return fn
+
+
+def _indented(lines: list[str], n: int) -> list[str]:
+    return [(" " * n + line) if line else "" for line in lines]
+
+
+def _atom(expr: str) -> str:
+    """``expr`` parenthesized unless it is a name, attribute, call or subscript."""
+    if re.fullmatch(r"[\w.]+", expr):
+        return expr
+    if re.fullmatch(r"[\w.]+[(\[]", expr[: len(re.match(r"[\w.]+.?", expr).group(0))]) and _closes_at_end(expr):
+        return expr
+    return f"({expr})"
+
+
+def _closes_at_end(expr: str) -> bool:
+    """Whether the bracket opened after a leading name closes at the end of ``expr``."""
+    end = len(re.match(r"[\w.]+", expr).group(0))
+    while end < len(expr) and expr[end] in "([":
+        try:
+            _, end = _split_call(expr, end)
+        except ValueError:
+            return False
+    return end == len(expr)
+
+
+def _first_words(doc: str) -> str:
+    return doc.split(":")[0].split(".")[0].rstrip()
