@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 
 from .emit import Block, Dense, Norm, Param, Stack
-from .spec import Architecture, Attention, Layer, Mlp, ModelSpec
+from .moe import moe_block, routing_helpers
+from .spec import Architecture, Attention, Mlp, ModelSpec
 
 # --- helpers: module-level functions the blocks call ------------------------------------------
 
@@ -121,6 +122,8 @@ def helpers(spec: ModelSpec, hand_written_norms: bool) -> list[str]:
     out = []
     if arch.sharding != "none":
         out.append(CONSTRAIN)
+    if arch.task == "moe_layer":
+        return out
     if hand_written_norms or attention.qk_norm:
         norms = {arch.layer.norm} | ({"rms"} if attention.qk_norm else set())
         out += [RMS_NORM] * ("rms" in norms) + [LAYER_NORM] * ("layer" in norms)
@@ -132,6 +135,11 @@ def helpers(spec: ModelSpec, hand_written_norms: bool) -> list[str]:
         out.append(SLIDING_MASK)
     out.append(attend_helper(attention, arch.local, arch.hybrid))
     return out
+
+
+def moe_helpers(spec: ModelSpec) -> list[str]:
+    moe = spec.arch.layer.moe
+    return routing_helpers(moe, spec.sizes.experts_per_token) if moe is not None else []
 
 
 def needs_mask(arch: Architecture, kind: str) -> bool:
@@ -206,35 +214,42 @@ def mlp_block(mlp: Mlp) -> Block:
 
 
 def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLayer") -> Block:
-    """One residual layer of ``arch``; ``kind`` says which mask a pattern position uses."""
+    """One residual layer of ``arch``; ``kind`` says which mask a pattern position uses. A layer
+    whose channel mixer is a mixture of experts returns ``(x, aux)``."""
     layer = arch.layer
     takes_mask = needs_mask(arch, kind)
     attn_args = ", ".join(["sin", "cos"] * (layer.attention.rope != "none") + ["mask"] * takes_mask)
     attn_args = ", " + attn_args if attn_args else ""
     args = ("x", *(["sin", "cos"] if layer.attention.rope != "none" else []), *(["mask"] if takes_mask else []))
     norm = layer.norm
-    children: list = [attention_block(layer.attention, takes_mask, kind == "local"), mlp_block(layer.mlp)]
-    children[0] = _named(children[0], "attn")
-    children[1] = _named(children[1], "mlp")
+    children: list = [_named(attention_block(layer.attention, takes_mask, kind == "local"), "attn")]
+    if layer.moe is None:
+        children.append(_named(mlp_block(layer.mlp), "mlp"))
+        mix, mixer = [], "@mlp({})"
+    else:
+        shared = mlp_block(layer.mlp) if layer.moe.shared_expert else None
+        children.append(_named(moe_block(layer.moe, shared), "moe"))
+        mix, mixer = ["moe_out, aux = @moe({})"], "moe_out"
     placement = layer.placement
     if placement == "parallel":
         norms = [Norm("norm", norm, "config.d_model")]
-        lines = ["h = @norm(x)", f"x = x + @attn(h{attn_args}) + @mlp(h)"]
+        lines = ["h = @norm(x)", *(m.format("h") for m in mix), f"x = x + @attn(h{attn_args}) + {mixer.format('h')}"]
     elif placement == "pre":
         norms = [Norm("attn_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
-        lines = [f"x = x + @attn(@attn_norm(x){attn_args})", "x = x + @mlp(@mlp_norm(x))"]
+        lines = [f"x = x + @attn(@attn_norm(x){attn_args})"]
+        lines += [m.format("@mlp_norm(x)") for m in mix] + [f"x = x + {mixer.format('@mlp_norm(x)')}"]
     elif placement == "post":
         norms = [Norm("attn_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
-        lines = [f"x = x + @attn_norm(@attn(x{attn_args}))", "x = x + @mlp_norm(@mlp(x))"]
+        lines = [f"x = x + @attn_norm(@attn(x{attn_args}))"]
+        lines += [m.format("x") for m in mix] + [f"x = x + @mlp_norm({mixer.format('x')})"]
     else:
         norms = [
             Norm(n, norm, "config.d_model") for n in ("pre_attn_norm", "post_attn_norm", "pre_mlp_norm", "post_mlp_norm")
         ]
-        lines = [
-            f"x = x + @post_attn_norm(@attn(@pre_attn_norm(x){attn_args}))",
-            "x = x + @post_mlp_norm(@mlp(@pre_mlp_norm(x)))",
-        ]
-    lines += ["% x: batch, None, None", "return x"]
+        lines = [f"x = x + @post_attn_norm(@attn(@pre_attn_norm(x){attn_args}))"]
+        lines += [m.format("@pre_mlp_norm(x)") for m in mix]
+        lines += [f"x = x + @post_mlp_norm({mixer.format('@pre_mlp_norm(x)')})"]
+    lines += ["% x: batch, None, None", "return x" if layer.moe is None else "return x, aux"]
     what = {
         "pre": "Pre-norm",
         "post": "Post-norm (OLMo 2 style)",
@@ -242,10 +257,12 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
         "parallel": "Parallel (GPT-J style)",
     }[placement]
     window = ", sliding-window attention" if kind == "local" else ""
-    doc = f"{what} residual layer{window}: attention, then the MLP."
+    channel = "the MLP" if layer.moe is None else "the mixture of experts"
+    doc = f"{what} residual layer{window}: attention, then {channel}."
     if placement == "parallel":
-        doc = f"{what} residual layer{window}: attention and the MLP read the same normed input."
-    return Block(cls, doc, args, "\n".join(lines), (), (*norms, *children))
+        doc = f"{what} residual layer{window}: attention and {channel} read the same normed input."
+    returns = "jax.Array" if layer.moe is None else f"tuple[jax.Array, {children[1].returns.split(', ', 1)[1]}"
+    return Block(cls, doc, args, "\n".join(lines), (), (*norms, *children), returns)
 
 
 def _named(block: Block, name: str) -> Block:
@@ -314,12 +331,13 @@ def model_block(arch: Architecture, cls: str) -> Block:
     if arch.layer.attention.rope != "none":
         lines.append("sin, cos = rope_frequencies(seq_len, config.head_dim, config.rope_theta)")
     lines += mask_lines(arch)
-    lines.append(f"h = @{stack.name}*({', '.join(['h', *layer_args(arch)])})")
+    aux = ", aux" if arch.layer.moe is not None else ""
+    lines.append(f"h{aux} = @{stack.name}*({', '.join(['h', *layer_args(arch)])})")
     lines.append("h = @final_norm(h)")
     children: list = [stack, Norm("final_norm", arch.layer.norm, "config.d_model")]
     if arch.task == "classifier":
         children.append(Dense("classifier", "config.d_model", "config.num_classes", ("embed", None), rank=1))
-        lines += ["pooled = jnp.mean(h, axis=-2)", "return @classifier(pooled)"]
+        lines += ["pooled = jnp.mean(h, axis=-2)", f"return @classifier(pooled){aux}"]
         doc = "Transformer encoder: embeddings, bidirectional layers, mean pooling, a classifier head."
         return Block(cls, doc, ("tokens",), "\n".join(lines), tuple(params), tuple(children))
     if arch.tied:
@@ -330,10 +348,11 @@ def model_block(arch: Architecture, cls: str) -> Block:
     if arch.final_softcap:
         lines.append("logits = config.final_logit_softcap * jnp.tanh(logits / config.final_logit_softcap)")
     lines.append("% logits: batch, None, vocab")
-    lines.append("return logits, h" if arch.return_hidden else "return logits")
+    lines.append("return " + ", ".join(["logits", *(["h"] if arch.return_hidden else []), *(["aux"] if aux else [])]))
     head = "tied unembedding" if arch.tied else "an output projection"
     doc = f"Decoder-only language model: token embedding, {_layers_doc(arch)}, a final norm and {head}."
-    returns = "tuple[jax.Array, jax.Array]" if arch.return_hidden else "jax.Array"
+    outputs = ["jax.Array"] * (1 + arch.return_hidden) + ([stack.block.returns.split(", ", 1)[1][:-1]] if aux else [])
+    returns = f"tuple[{', '.join(outputs)}]" if len(outputs) > 1 else "jax.Array"
     return Block(cls, doc, ("tokens",), "\n".join(lines), tuple(params), tuple(children), returns)
 
 

@@ -36,6 +36,7 @@ class Param:
     init: str = "normal"
     fan_in: str = ""
     axes: tuple[str | None, ...] = ()
+    dtype: str = ""  # kept in this dtype whatever the model's (a float32 router)
 
 
 @dataclass(frozen=True)
@@ -165,9 +166,10 @@ class Emitter:
         return "\n".join(pad + line if line.strip() else "" for line in out)
 
     def line(self, block: Block, line: str) -> list[str]:
-        m = re.match(r"(\s*)(\w+) = @(\w+)\*\((.*)\)$", line)
+        m = re.match(r"(\s*)(\w+)(?:, (\w+))? = @(\w+)\*\((.*)\)$", line)
         if m:
-            return self.stack_call(block, block.child(m.group(3)), m.group(1), m.group(2), m.group(4))
+            pad, carry, aux, name, args = m.groups()
+            return self.stack_call(block, block.child(name), pad, carry, args, aux)
         line = re.sub(r"\$(\w+)", lambda m: self.param(m.group(1)), line)
         while (m := re.search(r"@(\w+)\(", line)) is not None:
             args, end = _split_call(line, m.end() - 1)
@@ -202,36 +204,50 @@ class Emitter:
             return f'{child.fn}({self.param(name)}, {args}{config})'
         return f"self.{name}({args})"
 
-    def stack_call(self, block: Block, stack: Stack, pad: str, carry: str, args: str) -> list[str]:
+    def stack_call(self, block: Block, stack: Stack, pad: str, carry: str, args: str, aux: str | None = None) -> list[str]:
+        """The loop over a stack's layers; with ``aux``, each layer returns ``(carry, aux)`` and
+        the layers' aux values are averaged."""
         first, _, rest = args.partition(",")
         if first.strip() != carry:
             raise ValueError(f"a stack call carries its first argument: {carry} = @{stack.name}*({args})")
         rest = rest.strip()
         extra = (", " + rest) if rest else ""
         config = ", config" if (self.style == "jax" and _needs_config(stack.block)) else ""
+        if self.style == "jax":
+            apply = f"{stack.block.fn}(layer_params, {carry}{extra}{config})"
+        else:
+            apply = f"layer({carry}{extra})"
         if not stack.scan:
-            if self.style == "jax":
-                return [
-                    f'{pad}for layer_params in {self.param(stack.name)}:',
-                    f"{pad}    {carry} = {stack.block.fn}(layer_params, {carry}{extra}{config})",
-                ]
-            return [f"{pad}for layer in self.{stack.name}:", f"{pad}    {carry} = layer({carry}{extra})"]
+            head = (
+                [f"{pad}for layer_params in {self.param(stack.name)}:"]
+                if self.style == "jax"
+                else [f"{pad}for layer in self.{stack.name}:"]
+            )
+            if aux is None:
+                return [*head, f"{pad}    {carry} = {apply}"]
+            return [
+                f"{pad}{aux}_per_layer = []",
+                *head,
+                f"{pad}    {carry}, layer_{aux} = {apply}",
+                f"{pad}    {aux}_per_layer.append(layer_{aux})",
+                f"{pad}{aux} = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)), *{aux}_per_layer)",
+            ]
         decorator = []
         if stack.remat == "checkpoint":
             decorator = [f"{pad}@jax.checkpoint"]
         elif stack.remat:
             decorator = [f"{pad}@functools.partial(jax.checkpoint, policy=jax.checkpoint_policies.{stack.remat})"]
+        returned = f"{apply}" if aux else f"{apply}, None"
         if self.style == "jax":
-            apply = f"{stack.block.fn}(layer_params, {carry}{extra}{config})"
             head, xs = [], self.param(stack.name)
-            body = [f"{pad}def body({carry}, layer_params):", f"{pad}    return {apply}, None"]
+            body = [f"{pad}def body({carry}, layer_params):", f"{pad}    return {returned}"]
         elif self.style == "flax_nnx":
             head = [f"{pad}graphdef, layer_states = nnx.split(self.{stack.name})"]
             xs = "layer_states"
             body = [
                 f"{pad}def body({carry}, layer_state):",
                 f"{pad}    layer = nnx.merge(graphdef, layer_state)",
-                f"{pad}    return layer({carry}{extra}), None",
+                f"{pad}    return {returned}",
             ]
         else:
             head = [f"{pad}layer_params, layer_static = eqx.partition(self.{stack.name}, eqx.is_array)"]
@@ -239,20 +255,31 @@ class Emitter:
             body = [
                 f"{pad}def body({carry}, params):",
                 f"{pad}    layer = eqx.combine(params, layer_static)",
-                f"{pad}    return layer({carry}{extra}), None",
+                f"{pad}    return {returned}",
             ]
-        return [*head, "", *decorator, *body, "", f"{pad}{carry}, _ = lax.scan(body, {carry}, {xs})"]
+        if aux is None:
+            return [*head, "", *decorator, *body, "", f"{pad}{carry}, _ = lax.scan(body, {carry}, {xs})"]
+        return [
+            *head,
+            "",
+            *decorator,
+            *body,
+            "",
+            f"{pad}{carry}, {aux}_per_layer = lax.scan(body, {carry}, {xs})",
+            f"{pad}{aux} = jax.tree.map(jnp.mean, {aux}_per_layer)",
+        ]
 
     # --- declarations -------------------------------------------------------------------------
 
     def init_value(self, p: Param, key: str) -> str:
         shape = "(" + ", ".join(p.shape) + ("," if len(p.shape) == 1 else "") + ")"
+        dtype = f"jnp.{p.dtype}" if p.dtype else "dtype"
         if p.init == "ones":
-            return f"jnp.ones({shape}, dtype)"
+            return f"jnp.ones({shape}, {dtype})"
         if p.init == "zeros":
-            return f"jnp.zeros({shape}, dtype)"
+            return f"jnp.zeros({shape}, {dtype})"
         scale = f" * {_atom(p.fan_in)} ** -0.5" if p.fan_in else ""
-        return f"jax.random.normal({key}, {shape}, dtype){scale}"
+        return f"jax.random.normal({key}, {shape}, {dtype}){scale}"
 
     def emit(self, block: Block) -> str:
         return {"jax": self._jax, "flax_nnx": self._nnx, "equinox": self._eqx}[self.style](block)

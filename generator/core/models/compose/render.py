@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 from ..base import ModelProgram, config_class
-from .blocks import helpers, layer_args, layer_block, mask_lines, model_block
+from .blocks import helpers, layer_args, layer_block, mask_lines, model_block, moe_helpers, mlp_block
+from .moe import moe_block
 from .emit import Block, Dense, Emitter, Idioms, Norm, Param, Stack
 from .spec import ModelSpec
 
@@ -46,7 +47,8 @@ def _all_blocks(block: Block) -> list[Block]:
 
 def _config(spec: ModelSpec) -> str:
     arch, s = spec.arch, spec.sizes
-    lm, sharded = arch.task != "block", arch.sharding != "none"
+    lm, sharded, moe = arch.task in ("lm", "classifier"), arch.sharding != "none", arch.layer.moe
+    attention = arch.task != "moe_layer"
     fields: list[tuple[str, str, object]] = []
     if lm:
         fields.append(("vocab_size", "int", s.vocab_size))
@@ -58,31 +60,49 @@ def _config(spec: ModelSpec) -> str:
             fields.append(("num_layer_groups", "int", s.num_layers // len(arch.pattern)))
         else:
             fields.append(("num_layers", "int", s.num_layers))
-    fields += [
-        ("num_heads", "int", s.num_heads),
-        ("num_kv_heads", "int", s.num_kv_heads),
-        ("head_dim", "int", s.head_dim),
-        ("d_ff", "int", s.d_ff),
-    ]
+    if attention:
+        fields += [
+            ("num_heads", "int", s.num_heads),
+            ("num_kv_heads", "int", s.num_kv_heads),
+            ("head_dim", "int", s.head_dim),
+        ]
+    if moe is not None:
+        fields += [
+            ("num_experts", "int", s.num_experts),
+            ("experts_per_token", "int", s.experts_per_token),
+            ("expert_d_ff", "int", s.expert_d_ff),
+        ]
+    if moe is None or moe.shared_expert:
+        fields.append(("d_ff", "int", s.d_ff))
     if arch.local:
         fields.append(("window_size", "int", s.window_size))
     fields.append(("global_batch_size" if sharded else "batch_size", "int", s.batch_size))
     fields.append(("seq_len", "int", s.seq_len))
     if arch.learned_positions:
         fields.append(("max_seq_len", "int", max(s.seq_len, 2048)))
-    if arch.layer.attention.rope != "none":
+    if attention and arch.layer.attention.rope != "none":
         fields.append(("rope_theta", "float", s.rope_theta))
-    fields.append(("norm_eps", "float", s.norm_eps))
-    if arch.layer.attention.softcap:
+    if attention:
+        fields.append(("norm_eps", "float", s.norm_eps))
+    if attention and arch.layer.attention.softcap:
         fields.append(("attn_logit_softcap", "float", s.attn_softcap))
     if arch.final_softcap:
         fields.append(("final_logit_softcap", "float", s.final_softcap))
+    if moe is not None and moe.dispatch in ("capacity", "sorted"):
+        fields.append(("capacity_factor", "float", s.capacity_factor))
+    if moe is not None and moe.aux_output == "weighted":
+        fields.append(("aux_loss_coef", "float", s.aux_loss_coef))
+        if moe.z_loss:
+            fields.append(("router_z_loss_coef", "float", s.z_loss_coef))
     fields.append(("dtype", "str", spec.dtype))
     what = {
         "lm": "a decoder-only language model",
         "classifier": "a transformer encoder classifier",
         "block": "one transformer layer",
+        "moe_layer": "a mixture-of-experts layer and the batch it runs on",
     }[arch.task]
+    if moe is not None and arch.task in ("lm", "block"):
+        what += " with mixture-of-experts MLPs"
     return config_class(spec.config_name, fields, f"Sizes and constants of {what}.")
 
 
@@ -106,53 +126,67 @@ def _param_specs(emitter: Emitter, blocks: list[Block]) -> str:
 
 def _data_shape(spec: ModelSpec) -> tuple[str, str]:
     batch = "config.global_batch_size" if spec.arch.sharding != "none" else "config.batch_size"
-    if spec.arch.task == "block":
+    if spec.arch.task in ("block", "moe_layer"):
         return f"({batch}, config.seq_len, config.d_model)", "jnp.dtype(config.dtype)"
     return f"({batch}, config.seq_len)", "jnp.int32"
 
 
-def _entry(spec: ModelSpec, emitter: Emitter, top: Block) -> tuple[str, str]:
+def _outputs(spec: ModelSpec) -> list[str]:
+    """The names of what the jitted function returns."""
+    arch = spec.arch
+    first = {"lm": "logits", "classifier": "logits", "block": "out", "moe_layer": "out"}[arch.task]
+    return [first, *(["hidden"] if arch.return_hidden else []), *(["aux"] if arch.layer.moe is not None else [])]
+
+
+def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     """The jitted function and ``example_args()``, in the spec's style."""
     arch, style, fn, cfg = spec.arch, spec.style, spec.function_name, spec.config_name
     sharded = arch.sharding != "none"
     rules = LAYOUTS[arch.sharding][1] if sharded else {}
     shape, dtype = _data_shape(spec)
-    data = "x" if arch.task == "block" else "tokens"
-    data_sharding = f", sharding=NamedSharding(MESH, P({rules.get('batch')!r}, None{', None' * (arch.task == 'block')}))" if sharded else ""
+    whole_model = arch.task in ("lm", "classifier")
+    data = "tokens" if whole_model else "x"
+    batch = repr(rules.get("batch"))
+    data_sharding = (
+        f", sharding=NamedSharding(MESH, P({batch}, None{', None' * (not whole_model)}))" if sharded else ""
+    )
     out_spec = {
-        "lm": f"P({rules.get('batch')!r}, None, {rules.get('vocab')!r})",
-        "classifier": f"P({rules.get('batch')!r}, None)",
-        "block": f"P({rules.get('batch')!r}, None, None)",
+        "lm": f"P({batch}, None, {rules.get('vocab')!r})",
+        "classifier": f"P({batch}, None)",
+        "block": f"P({batch}, None, None)",
+        "moe_layer": f"P({batch}, None, None)",
     }[arch.task]
-    returns = "tuple[jax.Array, jax.Array]" if arch.return_hidden else "jax.Array"
+    outputs = _outputs(spec)
+    returns = top.returns
     doc = {
         "lm": "Next-token logits (batch, seq, vocab)" + (" and the final hidden states" if arch.return_hidden else ""),
         "classifier": "Class logits (batch, num_classes)",
         "block": "The layer applied to hidden states (batch, seq, d_model)",
+        "moe_layer": "The mixture-of-experts layer applied to hidden states (batch, seq, d_model)",
     }[arch.task]
+    if "aux" in outputs:
+        doc += ", with the router's auxiliary losses"
+    needs_config = arch.task == "block"  # sin, cos and masks are built here, from the config
     lines: list[str] = []
+    call_args = data
     if arch.task == "block":
         lines.append("seq_len = x.shape[-2]")
         if arch.layer.attention.rope != "none":
             lines.append("sin, cos = rope_frequencies(seq_len, config.head_dim, config.rope_theta)")
         lines += mask_lines(arch)
         call_args = ", ".join(["h" if style == "equinox" else "x", *layer_args(arch)])
+    merged = "model" if whole_model else "layer"
     if style == "jax":
-        params, init = "params: dict", f"init_{top.fn}" if arch.task == "block" else "init_params"
+        init = "init_params" if arch.task != "block" else f"init_{top.fn}"
         if arch.task == "block":
             lines.append(f"return {top.fn}(params, {call_args}, config)")
         signature = f"def {fn}(params: dict, {data}: jax.Array, config: {cfg}) -> {returns}:"
         abstract = [f"params = jax.eval_shape(lambda key: {init}(key, config), jax.random.key(0))"]
-        treat = "params"
-        returned = f"params, {data}, config"
+        treat, returned = "params", f"params, {data}, config"
     elif style == "flax_nnx":
-        merged = "layer" if arch.task == "block" else "model"
         lines.insert(0, f"{merged} = nnx.merge(graphdef, state)")
-        if arch.task == "block":
-            lines.append(f"out = layer({call_args})")
-        else:
-            lines.append(f"out = model({data})")
-        config_arg = f", config: {cfg}" if arch.task == "block" else ""
+        lines.append(f"return {merged}({call_args})")
+        config_arg = f", config: {cfg}" if needs_config else ""
         signature = f"def {fn}(graphdef: nnx.GraphDef, state: nnx.State, {data}: jax.Array{config_arg}) -> {returns}:"
         create = f"lambda: {top.cls}(config, rngs=nnx.Rngs(0))"
         abstract = (
@@ -160,34 +194,31 @@ def _entry(spec: ModelSpec, emitter: Emitter, top: Block) -> tuple[str, str]:
             if sharded
             else [f"graphdef, state = nnx.split(nnx.eval_shape({create}))"]
         )
-        treat = ""
-        returned = f"graphdef, state, {data}" + (", config" if arch.task == "block" else "")
-        lines.append("return out")
+        treat, returned = "", f"graphdef, state, {data}" + (", config" if needs_config else "")
     else:
-        merged = "layer" if arch.task == "block" else "model"
         lines.insert(0, f"{merged} = eqx.combine(params, static)")
-        if arch.task == "block":
-            lines.append(f"out = jax.vmap(lambda h: layer({call_args}))(x)")
-        else:
-            lines.append(f"out = jax.vmap(model)({data})")
-        config_arg = f", config: {cfg}" if arch.task == "block" else ""
+        call = f"jax.vmap(lambda h: layer({call_args}))(x)" if arch.task == "block" else f"jax.vmap({merged})({data})"
+        lines.append(f"{', '.join(outputs)} = {call}")
+        if "aux" in outputs:  # one value per example: averaged over the batch, as the batched code does
+            lines.append("aux = jax.tree.map(jnp.mean, aux)")
+        if sharded:
+            lines.append(f"{outputs[0]} = constrain({outputs[0]}, {out_spec})")
+        lines.append(f"return {', '.join(outputs)}")
+        config_arg = f", config: {cfg}" if needs_config else ""
         signature = f"def {fn}(params: {top.cls}, static: {top.cls}, {data}: jax.Array{config_arg}) -> {returns}:"
         abstract = [
             f"model = eqx.filter_eval_shape({top.cls}, config, jax.random.key(0))",
             "params, static = eqx.partition(model, lambda leaf: isinstance(leaf, jax.ShapeDtypeStruct))",
         ]
-        treat = "params"
-        returned = f"params, static, {data}" + (", config" if arch.task == "block" else "")
-        if sharded:
-            lines.append(f"out = constrain(out, {out_spec})" if not arch.return_hidden else f"out = (constrain(out[0], {out_spec}), out[1])")
-        lines.append("return out")
+        treat, returned = "params", f"params, static, {data}" + (", config" if needs_config else "")
     if treat and sharded:
         abstract.append(
             f"{treat} = jax.tree_util.tree_map_with_path(\n"
             f"    lambda path, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=param_sharding(path, x)), {treat}\n)"
         )
     body = "\n".join("    " + line for line in "\n".join(lines).splitlines())
-    function = f'{signature}\n    """{doc}."""\n{body}\n' if lines else ""
+    entry_is_top = style == "jax" and arch.task != "block"
+    function = "" if entry_is_top else f'{signature}\n    """{doc}."""\n{body}\n'
     example = "\n".join(
         [
             "def example_args():",
@@ -204,6 +235,8 @@ def _imports(body: str, spec: ModelSpec) -> str:
     lines = ["import dataclasses"]
     if "functools." in body:
         lines.append("import functools")
+    if "math." in body:
+        lines.append("import math")
     lines.append("")
     if spec.style == "equinox":
         lines.append("import equinox as eqx")
@@ -217,9 +250,23 @@ def _imports(body: str, spec: ModelSpec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _moe_doc(spec: ModelSpec) -> str:
+    moe = spec.arch.layer.moe
+    what = {"dense": "dense", "capacity": "capacity-based", "sorted": "sort-and-scatter", "ragged": "dropless ragged-dot"}
+    parts = [f"{what[moe.dispatch]} dispatch", "softmax then top-k" if moe.router == "softmax_topk" else "top-k then softmax"]
+    parts.append(("SwiGLU" if moe.gated else "GELU") + " experts")
+    if moe.shared_expert:
+        parts.append("a gated shared expert" if moe.shared_gate else "a shared expert")
+    parts.append("load-balancing and z losses" if moe.z_loss else "a load-balancing loss")
+    return ", ".join(parts)
+
+
 def _module_doc(spec: ModelSpec) -> str:
     arch = spec.arch
     layer, attention = arch.layer, arch.layer.attention
+    layout = f", {LAYOUT_NAMES[arch.sharding]} on a mesh of {HOST_DEVICES} devices" if arch.sharding != "none" else ""
+    if arch.task == "moe_layer":
+        return f'"""A mixture-of-experts layer in {STYLE_NAMES[spec.style]}{layout}: {_moe_doc(spec)}."""\n'
     parts = [
         {"rms": "RMSNorm", "layer": "LayerNorm"}[layer.norm] + f" ({layer.placement}-norm)"
         if layer.placement != "parallel"
@@ -227,7 +274,9 @@ def _module_doc(spec: ModelSpec) -> str:
         {"grouped": "grouped-query attention", "repeat": "attention over repeated KV heads", "dpa": "jax.nn.dot_product_attention"}[
             attention.impl
         ],
-        {"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "squared-ReLU"}[layer.mlp.activation] + " MLP",
+        {"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "squared-ReLU"}[layer.mlp.activation] + " MLP"
+        if layer.moe is None
+        else f"mixture-of-experts MLPs ({_moe_doc(spec)})",
     ]
     if attention.rope != "none":
         parts.append("RoPE")
@@ -244,7 +293,6 @@ def _module_doc(spec: ModelSpec) -> str:
     what = {"lm": "A decoder-only language model", "classifier": "A transformer encoder classifier", "block": "One transformer layer"}[
         arch.task
     ]
-    layout = f", {LAYOUT_NAMES[arch.sharding]} on a mesh of {HOST_DEVICES} devices" if arch.sharding != "none" else ""
     return f'"""{what} in {STYLE_NAMES[spec.style]}{layout}: {", ".join(parts)}."""\n'
 
 
@@ -253,7 +301,13 @@ def render(spec: ModelSpec) -> ModelProgram:
     sharded = arch.sharding != "none"
     axes, rules = LAYOUTS[arch.sharding] if sharded else ((), {})
     emitter = Emitter(spec.style, Idioms(spec.library_layers, spec.einsum, rules if sharded else None), spec.config_name)
-    top = layer_block(arch, arch.pattern[0]) if arch.task == "block" else model_block(arch, spec.model_name)
+    if arch.task == "block":
+        top = layer_block(arch, arch.pattern[0])
+    elif arch.task == "moe_layer":
+        moe = arch.layer.moe
+        top = moe_block(moe, mlp_block(arch.layer.mlp) if moe.shared_expert else None)
+    else:
+        top = model_block(arch, spec.model_name)
     blocks = _all_blocks(top)
     hand_written_norms = not emitter.library and any(isinstance(c, Norm) for b in blocks for c in b.children)
     parts = []
@@ -265,15 +319,15 @@ def render(spec: ModelSpec) -> ModelProgram:
         )
         if spec.style != "flax_nnx":
             parts.append(_param_specs(emitter, blocks))
-    parts += helpers(spec, hand_written_norms)
+    parts += helpers(spec, hand_written_norms) + moe_helpers(spec)
     for block in blocks:
-        if block is top and spec.style == "jax" and arch.task != "block":
+        if block is top and spec.style == "jax" and arch.task != "block":  # the model is the function
             text = emitter.emit(block).replace(f"def init_{block.fn}(", "def init_params(", 1)
             text = text.replace(f"def {block.fn}(", f"def {spec.function_name}(", 1)
             parts.append(text)
         else:
             parts.append(emitter.emit(block))
-    function, example = _entry(spec, emitter, top)
+    function, example = _entry(spec, top)
     if function:
         parts.append(function)
     parts.append(example)

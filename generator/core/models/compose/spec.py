@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-TASKS = ("lm", "block", "classifier")
+TASKS = ("lm", "block", "classifier", "moe_layer")
 ATTENTION_IMPLS = ("grouped", "repeat", "dpa")
 ROPES = ("half", "interleaved", "none")
 ACTIVATIONS = ("swiglu", "geglu", "gelu", "relu2")
@@ -49,6 +49,23 @@ class Mlp:
 
 
 @dataclass(frozen=True)
+class Moe:
+    """A mixture-of-experts channel mixer (``compose.moe``): ``dispatch`` dense, capacity,
+    sorted or ragged; ``router`` softmax then top-k, or top-k then softmax; a shared expert
+    (optionally sigmoid-gated); losses as a dict or one weighted sum."""
+
+    dispatch: str
+    gated: bool
+    router: str
+    norm_topk_prob: bool
+    combine: str  # sorted/ragged dispatch: "segment_sum" or "unsort"; "" otherwise
+    shared_expert: bool
+    shared_gate: bool
+    z_loss: bool
+    aux_output: str
+
+
+@dataclass(frozen=True)
 class Layer:
     """A residual layer: a token mixer and a channel mixer, with norms placed before the
     sublayers (``pre``), after them (``post``, OLMo 2), on both sides (``sandwich``, Gemma 2) or
@@ -58,6 +75,7 @@ class Layer:
     mlp: Mlp
     norm: str
     placement: str
+    moe: Moe | None = None  # the channel mixer is a mixture of experts (``mlp``: its shared expert)
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,12 @@ class Sizes:
     attn_softcap: float = 0.0
     final_softcap: float = 0.0
     mesh_shape: tuple[int, ...] = ()
+    num_experts: int = 0
+    experts_per_token: int = 0
+    expert_d_ff: int = 0
+    capacity_factor: float = 0.0
+    aux_loss_coef: float = 0.0
+    z_loss_coef: float = 0.0
 
 
 @dataclass(frozen=True)
