@@ -11,6 +11,7 @@ import dataclasses
 
 from .emit import Block, Dense, Norm, Param, Stack
 from .moe import moe_block, routing_helpers
+from .recurrent import recurrent_block, recurrent_helpers
 from .spec import Architecture, Attention, Mlp, ModelSpec
 
 # --- helpers: module-level functions the blocks call ------------------------------------------
@@ -127,6 +128,10 @@ def helpers(spec: ModelSpec, hand_written_norms: bool) -> list[str]:
     if hand_written_norms or attention.qk_norm:
         norms = {arch.layer.norm} | ({"rms"} if attention.qk_norm else set())
         out += [RMS_NORM] * ("rms" in norms) + [LAYER_NORM] * ("layer" in norms)
+    if arch.layer.recurrent is not None:
+        out += recurrent_helpers(arch.layer.recurrent)
+    if not arch.attends:
+        return out
     if attention.rope != "none":
         out += [ROPE_TABLES, ROPE_APPLY[attention.rope]]
     if needs_mask(arch, "global"):
@@ -144,7 +149,7 @@ def moe_helpers(spec: ModelSpec) -> list[str]:
 
 def needs_mask(arch: Architecture, kind: str) -> bool:
     """Whether layers of ``kind`` take a mask array (``dot_product_attention`` builds its own)."""
-    if arch.layer.attention.impl == "dpa" or kind not in arch.pattern:
+    if arch.layer.attention.impl == "dpa" or kind not in arch.pattern or kind == "recurrent":
         return False
     return kind == "local" or arch.layer.attention.causal
 
@@ -218,11 +223,23 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
     whose channel mixer is a mixture of experts returns ``(x, aux)``."""
     layer = arch.layer
     takes_mask = needs_mask(arch, kind)
-    attn_args = ", ".join(["sin", "cos"] * (layer.attention.rope != "none") + ["mask"] * takes_mask)
+    rope = layer.attention.rope != "none" and kind != "recurrent"
+    attn_args = ", ".join(["sin", "cos"] * rope + ["mask"] * takes_mask)
     attn_args = ", " + attn_args if attn_args else ""
-    args = ("x", *(["sin", "cos"] if layer.attention.rope != "none" else []), *(["mask"] if takes_mask else []))
+    args = ("x", *(["sin", "cos"] if rope else []), *(["mask"] if takes_mask else []))
     norm = layer.norm
-    children: list = [_named(attention_block(layer.attention, takes_mask, kind == "local"), "attn")]
+    if kind == "recurrent":
+        mixer = recurrent_block(layer.recurrent)
+        if layer.placement == "plain":  # a classic RNN stack: one cell after another
+            return dataclasses.replace(mixer, cls=cls, doc=mixer.doc.replace("over the sequence", "layer over the sequence"))
+        children: list = [_named(mixer, "attn")]
+    else:
+        children = [_named(attention_block(layer.attention, takes_mask, kind == "local"), "attn")]
+    if not layer.mlp.activation and layer.moe is None:  # a token mixer alone (Mamba's layer)
+        norms = [Norm("norm", norm, "config.d_model")]
+        lines = [f"x = x + @attn(@norm(x){attn_args})", "% x: batch, None, None", "return x"]
+        doc = f"Pre-norm residual layer: {children[0].doc[0].lower()}{children[0].doc[1:].rstrip('.')}."
+        return Block(cls, doc, args, "\n".join(lines), (), (*norms, *children))
     if layer.moe is None:
         children.append(_named(mlp_block(layer.mlp), "mlp"))
         mix, mixer = [], "@mlp({})"
@@ -269,18 +286,37 @@ def _named(block: Block, name: str) -> Block:
     return dataclasses.replace(block, name=name)
 
 
+def _masked_kinds(arch: Architecture) -> list[str]:
+    return [k for k in ("local", "global") if needs_mask(arch, k)]
+
+
+def _rope_args(arch: Architecture) -> list[str]:
+    return ["sin", "cos"] if arch.attends and arch.layer.attention.rope != "none" else []
+
+
 def group_block(arch: Architecture) -> Block:
     """The repeating period of a hybrid pattern: one layer per position, each with its mask."""
-    layer = layer_block(arch, "global")
-    rope = ["sin", "cos"] if arch.layer.attention.rope != "none" else []
-    lines = []
+    recurrent = "recurrent" in arch.pattern
+    classes = {
+        "recurrent": "RecurrentLayer",
+        "local": "AttentionLayer" if recurrent else "DecoderLayer",
+        "global": "AttentionLayer" if recurrent else "DecoderLayer",
+    }
+    rope = _rope_args(arch)
+    lines, layers = [], []
     for i, kind in enumerate(arch.pattern):
-        lines.append(f"x = @layer_{i}({', '.join(['x', *rope, kind + '_mask'])})")
+        both = len(_masked_kinds(arch)) > 1  # local and global layers: one class, told its mask
+        layer = layer_block(arch, "global" if both and kind == "local" else kind, classes[kind])
+        if kind != "recurrent" and both:
+            layer = dataclasses.replace(layer, doc=_hybrid_doc(layer.doc))
+        layers.append(_named(layer, f"layer_{i}"))
+        args = ["x"] if kind == "recurrent" else ["x", *rope, *([f"{kind}_mask"] if needs_mask(arch, kind) else [])]
+        lines.append(f"x = @layer_{i}({', '.join(args)})")
     lines.append("return x")
     described = " and ".join(f"{arch.pattern.count(k)} {k}" for k in dict.fromkeys(arch.pattern))
-    doc = f"A repeating group of layers: {described} (sliding-window and causal attention)."
-    layers = tuple(_named(dataclasses.replace(layer, doc=_hybrid_doc(layer.doc)), f"layer_{i}") for i in range(len(arch.pattern)))
-    return Block("LayerGroup", doc, ("x", *rope, "local_mask", "global_mask"), "\n".join(lines), (), layers)
+    doc = f"A repeating group of layers: {described}."
+    masks = [f"{k}_mask" for k in _masked_kinds(arch)]
+    return Block("LayerGroup", doc, ("x", *rope, *masks), "\n".join(lines), (), tuple(layers))
 
 
 def _hybrid_doc(doc: str) -> str:
@@ -289,26 +325,20 @@ def _hybrid_doc(doc: str) -> str:
 
 def layer_args(arch: Architecture) -> list[str]:
     """What the model passes each repeated layer (or group) besides the hidden states."""
-    args = ["sin", "cos"] if arch.layer.attention.rope != "none" else []
+    args = _rope_args(arch)
     if arch.hybrid:
-        return [*args, "local_mask", "global_mask"]
+        return [*args, *(f"{k}_mask" for k in _masked_kinds(arch))]
     kind = arch.pattern[0]
     return [*args, "mask"] if needs_mask(arch, kind) else args
 
 
 def mask_lines(arch: Architecture) -> list[str]:
     """The lines that build the masks ``layer_args`` names (``seq_len`` is in scope)."""
+    build = {"local": "sliding_window_mask(seq_len, config.window_size)", "global": "causal_mask(seq_len)"}
     if arch.hybrid:
-        return [
-            "local_mask = sliding_window_mask(seq_len, config.window_size)",
-            "global_mask = causal_mask(seq_len)",
-        ]
+        return [f"{k}_mask = {build[k]}" for k in _masked_kinds(arch)]
     kind = arch.pattern[0]
-    if not needs_mask(arch, kind):
-        return []
-    if kind == "local":
-        return ["mask = sliding_window_mask(seq_len, config.window_size)"]
-    return ["mask = causal_mask(seq_len)"]
+    return [f"mask = {build[kind]}"] if needs_mask(arch, kind) else []
 
 
 def stacked_layers(arch: Architecture) -> Stack:
@@ -328,7 +358,7 @@ def model_block(arch: Architecture, cls: str) -> Block:
         params.append(Param("pos_embed", ("config.max_seq_len", "config.d_model"), "normal", "config.d_model", (None, "embed")))
         lines.append("h = h + $pos_embed[:seq_len]")
     lines.append("% h: batch, None, None")
-    if arch.layer.attention.rope != "none":
+    if _rope_args(arch):
         lines.append("sin, cos = rope_frequencies(seq_len, config.head_dim, config.rope_theta)")
     lines += mask_lines(arch)
     aux = ", aux" if arch.layer.moe is not None else ""

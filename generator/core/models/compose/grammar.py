@@ -7,7 +7,7 @@ import dataclasses
 import random
 
 from ..base import D_MODELS, SEQ_LENS, VOCAB_SIZES, attention_heads, ffn_dim, pick, round_up
-from .spec import ACTIVATIONS, Architecture, Attention, Layer, Mlp, ModelSpec, Moe, Sizes
+from .spec import ACTIVATIONS, Architecture, Attention, Layer, Mlp, ModelSpec, Moe, Recurrent, Sizes
 
 # Local/global periods of published hybrids (Gemma 2 alternates; Gemma 3 has 5 local per global).
 PATTERNS = (("local", "global"), ("local", "local", "global"), ("local",) * 5 + ("global",), ("global", "local"))
@@ -82,7 +82,71 @@ def sample_moe(rng: random.Random, style: str, task: str, sharded: bool) -> Moe:
     )
 
 
+# Recurrent hybrids as published: Griffin/RecurrentGemma (two recurrent blocks per local
+# attention layer), Jamba-like periods (several state-space layers per attention layer).
+RECURRENT_PATTERNS = (
+    ("recurrent", "recurrent", "local"),
+    ("recurrent", "recurrent", "global"),
+    ("recurrent", "recurrent", "recurrent", "global"),
+)
+
+
+def sample_recurrent_architecture(rng: random.Random) -> Architecture:
+    task = pick(rng, ("lm", "lm", "lm", "classifier", "classifier", "block", "block"))
+    kind = pick(rng, ("lstm", "gru", "rglru", "mamba", "mamba"))
+    modern = kind in ("rglru", "mamba")
+    recurrent = Recurrent(
+        kind=kind,
+        scan=pick(rng, ("associative", "associative", "sequential")) if modern else "",
+        conv=kind == "mamba" or (kind == "rglru" and rng.random() < 0.8),
+    )
+    pattern: tuple[str, ...] = ("recurrent",)
+    if modern and task == "lm" and rng.random() < 0.4:
+        pattern = pick(rng, RECURRENT_PATTERNS)
+    hybrid = len(set(pattern)) > 1
+    layer = sample_layer(rng, task, hybrid)
+    placement = layer.placement
+    if not modern:  # a classic RNN stack, or cells inside pre-norm residual layers
+        placement = "plain" if rng.random() < 0.6 else "pre"
+    elif placement == "parallel":
+        placement = "pre"
+    mlp = layer.mlp
+    if kind == "mamba" and rng.random() < 0.7:  # Mamba's layer is the mixer alone
+        mlp = NO_MLP
+    if placement == "plain":
+        mlp = NO_MLP
+    layer = Layer(
+        attention=layer.attention if hybrid else NO_ATTENTION,
+        mlp=mlp,
+        norm=layer.norm,
+        placement=placement,
+        recurrent=recurrent,
+    )
+    sharding = _sharding(rng, 0.2)
+    if task == "block":
+        return Architecture(task, layer, pattern, sharding=sharding)
+    layout = "scan" if rng.random() < 0.5 else "unrolled"
+    remat = pick(rng, ("checkpoint", *CHECKPOINT_POLICIES)) if layout == "scan" and rng.random() < 0.4 else ""
+    lm = task == "lm"
+    tied = lm and rng.random() < 0.3
+    return Architecture(
+        task=task,
+        layer=layer,
+        pattern=pattern,
+        layout=layout,
+        remat=remat,
+        learned_positions=hybrid and layer.attention.rope == "none",
+        scale_embeddings=rng.random() < (0.5 if tied else 0.1),
+        tied=tied,
+        final_softcap=lm and hybrid and rng.random() < 0.2,
+        return_hidden=lm and rng.random() < 0.1,
+        sharding=sharding,
+    )
+
+
 def sample_architecture(rng: random.Random, category: str = "transformer", style: str = "jax") -> Architecture:
+    if category == "recurrent":
+        return sample_recurrent_architecture(rng)
     if category == "moe":
         task = pick(rng, ("moe_layer", "moe_layer", "block", "block", "lm", "lm", "lm"))
     else:
@@ -130,8 +194,11 @@ def sample_sizes(rng: random.Random, arch: Architecture) -> Sizes:
     """Real sizes for ``arch``; a sharded layout gets sizes its mesh divides."""
     mesh = pick(rng, MESHES[arch.sharding]) if arch.sharding != "none" else ()
     model_axis = mesh[1] if len(mesh) == 2 else 1
-    attention = arch.task != "moe_layer"
+    attention = arch.attends
     d_models = [d for d in D_MODELS if 512 <= d] if arch.layer.moe is not None else D_MODELS
+    recurrent = arch.layer.recurrent
+    if recurrent is not None:  # a scan over time steps: models of recurrent sizes
+        d_models = [d for d in D_MODELS if d <= 2048]
     while True:
         d_model = pick(rng, d_models)
         num_heads, num_kv_heads, head_dim = attention_heads(rng, d_model) if attention else (0, 0, 0)
@@ -141,6 +208,8 @@ def sample_sizes(rng: random.Random, arch: Architecture) -> Sizes:
     whole = arch.task in ("lm", "classifier")
     vocab = pick(rng, [v for v in VOCAB_SIZES if v % model_axis == 0]) if whole else 0
     cap = TOKENS_CAP[arch.task] if arch.layer.moe is None or arch.task != "lm" else 1 << 14
+    if recurrent is not None:
+        cap = min(cap, 1 << 14)
     if arch.task == "lm":
         cap = min(cap, LOGITS_CAP // vocab)
     if attention:
@@ -158,7 +227,9 @@ def sample_sizes(rng: random.Random, arch: Architecture) -> Sizes:
         layers = pick(rng, SCAN_LAYERS) if arch.layout == "scan" else rng.randint(1, 4)
     windows = [w for w in WINDOW_SIZES if w < seq]
     moe = _moe_sizes(rng, arch, d_model)
-    if arch.layer.moe is None:
+    if not arch.layer.mlp.activation and arch.layer.moe is None:
+        d_ff = 0
+    elif arch.layer.moe is None:
         d_ff = ffn_dim(rng, d_model, gated=arch.layer.mlp.gated)
     else:  # the shared expert's width, a multiple of an expert's
         d_ff = moe["expert_d_ff"] * pick(rng, (1, 2, 4)) if arch.layer.moe.shared_expert else 0
@@ -177,7 +248,12 @@ def sample_sizes(rng: random.Random, arch: Architecture) -> Sizes:
         rope_theta=pick(rng, (10_000.0, 10_000.0, 500_000.0, 1_000_000.0))
         if attention and arch.layer.attention.rope != "none"
         else 0.0,
-        norm_eps=pick(rng, (1e-5, 1e-6)) if attention else 0.0,
+        norm_eps=pick(rng, (1e-5, 1e-6)) if arch.task != "moe_layer" and arch.layer.norm else 0.0,
+        hidden_size=(2 * d_model if recurrent.kind == "mamba" else d_model)
+        if recurrent is not None and recurrent.kind in ("rglru", "mamba")
+        else 0,
+        state_size=pick(rng, (16, 16, 64, 128)) if recurrent is not None and recurrent.kind == "mamba" else 0,
+        conv_width=4 if recurrent is not None and recurrent.conv else 0,
         attn_softcap=pick(rng, (30.0, 50.0)) if attention and arch.layer.attention.softcap else 0.0,
         final_softcap=pick(rng, (15.0, 30.0)) if arch.final_softcap else 0.0,
         mesh_shape=mesh,

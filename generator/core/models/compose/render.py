@@ -48,7 +48,8 @@ def _all_blocks(block: Block) -> list[Block]:
 def _config(spec: ModelSpec) -> str:
     arch, s = spec.arch, spec.sizes
     lm, sharded, moe = arch.task in ("lm", "classifier"), arch.sharding != "none", arch.layer.moe
-    attention = arch.task != "moe_layer"
+    attention = arch.attends
+    recurrent = arch.layer.recurrent
     fields: list[tuple[str, str, object]] = []
     if lm:
         fields.append(("vocab_size", "int", s.vocab_size))
@@ -72,7 +73,13 @@ def _config(spec: ModelSpec) -> str:
             ("experts_per_token", "int", s.experts_per_token),
             ("expert_d_ff", "int", s.expert_d_ff),
         ]
-    if moe is None or moe.shared_expert:
+    if recurrent is not None and recurrent.kind in ("rglru", "mamba"):
+        fields.append(("hidden_size", "int", s.hidden_size))
+        if recurrent.kind == "mamba":
+            fields.append(("state_size", "int", s.state_size))
+        if recurrent.conv:
+            fields.append(("conv_width", "int", s.conv_width))
+    if s.d_ff:
         fields.append(("d_ff", "int", s.d_ff))
     if arch.local:
         fields.append(("window_size", "int", s.window_size))
@@ -82,7 +89,7 @@ def _config(spec: ModelSpec) -> str:
         fields.append(("max_seq_len", "int", max(s.seq_len, 2048)))
     if attention and arch.layer.attention.rope != "none":
         fields.append(("rope_theta", "float", s.rope_theta))
-    if attention:
+    if s.norm_eps:
         fields.append(("norm_eps", "float", s.norm_eps))
     if attention and arch.layer.attention.softcap:
         fields.append(("attn_logit_softcap", "float", s.attn_softcap))
@@ -103,6 +110,8 @@ def _config(spec: ModelSpec) -> str:
     }[arch.task]
     if moe is not None and arch.task in ("lm", "block"):
         what += " with mixture-of-experts MLPs"
+    if recurrent is not None:
+        what = what.replace("transformer", "recurrent").replace("decoder-only ", "")
     return config_class(spec.config_name, fields, f"Sizes and constants of {what}.")
 
 
@@ -166,12 +175,13 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     }[arch.task]
     if "aux" in outputs:
         doc += ", with the router's auxiliary losses"
-    needs_config = arch.task == "block"  # sin, cos and masks are built here, from the config
+    needs_config = arch.task == "block" and bool(layer_args(arch))  # sin, cos and masks are built here
     lines: list[str] = []
     call_args = data
     if arch.task == "block":
-        lines.append("seq_len = x.shape[-2]")
-        if arch.layer.attention.rope != "none":
+        if layer_args(arch):
+            lines.append("seq_len = x.shape[-2]")
+        if arch.attends and arch.layer.attention.rope != "none":
             lines.append("sin, cos = rope_frequencies(seq_len, config.head_dim, config.rope_theta)")
         lines += mask_lines(arch)
         call_args = ", ".join(["h" if style == "equinox" else "x", *layer_args(arch)])
@@ -261,28 +271,52 @@ def _moe_doc(spec: ModelSpec) -> str:
     return ", ".join(parts)
 
 
+def _recurrent_doc(spec: ModelSpec) -> str:
+    arch, r = spec.arch, spec.arch.layer.recurrent
+    cell = {"lstm": "LSTM", "gru": "GRU", "rglru": "RG-LRU (Griffin)", "mamba": "Mamba-style selective state-space"}[r.kind]
+    what = {"lm": "language model", "classifier": "sequence classifier", "block": "layer"}[arch.task]
+    extra = []
+    if r.scan:
+        extra.append("an associative scan" if r.scan == "associative" else "a sequential scan")
+    if r.conv:
+        extra.append("a causal convolution")
+    if arch.layer.placement == "plain":
+        extra.append("layers stacked without residuals")
+    if arch.hybrid:
+        extra.append("attention layers in a " + "/".join(arch.pattern) + " pattern")
+    article = "An" if cell[0] in "AEIOU" else "A"
+    return f"{article} {cell} {what}" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def _module_doc(spec: ModelSpec) -> str:
     arch = spec.arch
     layer, attention = arch.layer, arch.layer.attention
     layout = f", {LAYOUT_NAMES[arch.sharding]} on a mesh of {HOST_DEVICES} devices" if arch.sharding != "none" else ""
     if arch.task == "moe_layer":
         return f'"""A mixture-of-experts layer in {STYLE_NAMES[spec.style]}{layout}: {_moe_doc(spec)}."""\n'
-    parts = [
-        {"rms": "RMSNorm", "layer": "LayerNorm"}[layer.norm] + f" ({layer.placement}-norm)"
-        if layer.placement != "parallel"
-        else "parallel attention and MLP",
+    if layer.recurrent is not None and not arch.attends:
+        return f'"""{_recurrent_doc(spec)} in {STYLE_NAMES[spec.style]}{layout}."""\n'
+    parts = []
+    if layer.recurrent is not None:
+        recurrent = _recurrent_doc(spec)
+        parts.append(recurrent[0].lower() + recurrent[1:])
+    if layer.norm:
+        placed = "parallel attention and MLP" if layer.placement == "parallel" else f"{layer.placement}-norm"
+        parts.append({"rms": "RMSNorm", "layer": "LayerNorm"}[layer.norm] + f" ({placed})")
+    parts.append(
         {"grouped": "grouped-query attention", "repeat": "attention over repeated KV heads", "dpa": "jax.nn.dot_product_attention"}[
             attention.impl
-        ],
-        {"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "squared-ReLU"}[layer.mlp.activation] + " MLP"
-        if layer.moe is None
-        else f"mixture-of-experts MLPs ({_moe_doc(spec)})",
-    ]
+        ]
+    )
+    if layer.moe is not None:
+        parts.append(f"mixture-of-experts MLPs ({_moe_doc(spec)})")
+    elif layer.mlp.activation:
+        parts.append({"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "squared-ReLU"}[layer.mlp.activation] + " MLP")
     if attention.rope != "none":
         parts.append("RoPE")
     if arch.learned_positions:
         parts.append("learned positions")
-    if arch.hybrid:
+    if arch.hybrid and layer.recurrent is None:
         parts.append("local and global attention layers " + "/".join(arch.pattern))
     elif arch.local:
         parts.append("sliding-window attention")
@@ -293,6 +327,8 @@ def _module_doc(spec: ModelSpec) -> str:
     what = {"lm": "A decoder-only language model", "classifier": "A transformer encoder classifier", "block": "One transformer layer"}[
         arch.task
     ]
+    if layer.recurrent is not None:
+        what = {"lm": "A hybrid recurrent language model", "classifier": "A hybrid recurrent classifier", "block": "One layer"}[arch.task]
     return f'"""{what} in {STYLE_NAMES[spec.style]}{layout}: {", ".join(parts)}."""\n'
 
 

@@ -66,16 +66,30 @@ class Moe:
 
 
 @dataclass(frozen=True)
+class Recurrent:
+    """A recurrent token mixer (``compose.recurrent``): ``lstm``, ``gru``, ``rglru`` (Griffin)
+    or ``mamba``; linear recurrences by ``associative`` or ``sequential`` scan, with or without
+    a short causal convolution."""
+
+    kind: str
+    scan: str = ""
+    conv: bool = False
+
+
+@dataclass(frozen=True)
 class Layer:
     """A residual layer: a token mixer and a channel mixer, with norms placed before the
     sublayers (``pre``), after them (``post``, OLMo 2), on both sides (``sandwich``, Gemma 2) or
-    one norm feeding both in parallel (``parallel``, GPT-J and PaLM)."""
+    one norm feeding both in parallel (``parallel``, GPT-J and PaLM); ``plain`` stacks the token
+    mixer alone (a classic RNN). ``mlp.activation`` is empty in a layer without a channel mixer
+    (Mamba's)."""
 
     attention: Attention
     mlp: Mlp
     norm: str
     placement: str
     moe: Moe | None = None  # the channel mixer is a mixture of experts (``mlp``: its shared expert)
+    recurrent: Recurrent | None = None  # the token mixer of the pattern's ``recurrent`` layers
 
 
 @dataclass(frozen=True)
@@ -103,6 +117,10 @@ class Architecture:
         return "local" in self.pattern
 
     @property
+    def attends(self) -> bool:
+        return any(kind != "recurrent" for kind in self.pattern) and self.task != "moe_layer"
+
+    @property
     def hybrid(self) -> bool:
         return len(set(self.pattern)) > 1
 
@@ -127,6 +145,9 @@ class Sizes:
     attn_softcap: float = 0.0
     final_softcap: float = 0.0
     mesh_shape: tuple[int, ...] = ()
+    hidden_size: int = 0
+    state_size: int = 0
+    conv_width: int = 0
     num_experts: int = 0
     experts_per_token: int = 0
     expert_d_ff: int = 0

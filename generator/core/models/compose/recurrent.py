@@ -1,0 +1,169 @@
+"""Recurrent token mixers: gated RNN cells (LSTM, GRU) scanned over time, and linear
+recurrences (Griffin's real-gated LRU, a Mamba-style selective state space) computed with
+``lax.associative_scan`` or a sequential ``lax.scan``, with a short causal convolution.
+
+Each mixer maps ``(..., seq, d_model)`` to the same shape; recurrences run in float32.
+"""
+
+from __future__ import annotations
+
+from .emit import Block, Dense, Param
+from .spec import Recurrent
+
+LINEAR_SCAN = {
+    "associative": '''def linear_scan(a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
+    """h[t] = a[t] * h[t - 1] + b[t] along ``axis`` (h[-1] = 0), as a parallel prefix scan."""
+
+    def combine(left, right):
+        a_left, b_left = left
+        a_right, b_right = right
+        return a_left * a_right, a_right * b_left + b_right
+
+    _, h = lax.associative_scan(combine, (a, b), axis=axis)
+    return h
+''',
+    "sequential": '''def linear_scan(a: jax.Array, b: jax.Array, axis: int) -> jax.Array:
+    """h[t] = a[t] * h[t - 1] + b[t] along ``axis`` (h[-1] = 0), one step at a time."""
+    a, b = jnp.moveaxis(a, axis, 0), jnp.moveaxis(b, axis, 0)
+
+    def step(h, inputs):
+        a_t, b_t = inputs
+        h = a_t * h + b_t
+        return h, h
+
+    _, h = lax.scan(step, jnp.zeros_like(b[0]), (a, b))
+    return jnp.moveaxis(h, 0, axis)
+''',
+}
+
+CAUSAL_CONV = '''def causal_conv(x: jax.Array, weight: jax.Array) -> jax.Array:
+    """Depthwise causal convolution over the sequence: x is (..., seq, channels), weight (width, channels)."""
+    width, seq_len = weight.shape[0], x.shape[-2]
+    padded = jnp.pad(x, [(0, 0)] * (x.ndim - 2) + [(width - 1, 0), (0, 0)])
+    return sum(padded[..., i : i + seq_len, :] * weight[i] for i in range(width))
+'''
+
+
+def recurrent_helpers(recurrent: Recurrent) -> list[str]:
+    out = []
+    if recurrent.kind in ("rglru", "mamba"):
+        out.append(LINEAR_SCAN[recurrent.scan])
+    if recurrent.conv:
+        out.append(CAUSAL_CONV)
+    return out
+
+
+def _conv(recurrent: Recurrent, width: str) -> tuple[list[Param], list[str]]:
+    if not recurrent.conv:
+        return [], []
+    weight = Param("conv_weight", ("config.conv_width", width), "normal", "config.conv_width", (None, "mlp"))
+    return [weight], ["h = causal_conv(h, $conv_weight)"]
+
+
+def recurrent_block(recurrent: Recurrent) -> Block:
+    """The token mixer ``recurrent`` names, over ``x`` of shape (..., seq, d_model)."""
+    return {"lstm": _lstm, "gru": _gru, "rglru": _rglru, "mamba": _mamba}[recurrent.kind](recurrent)
+
+
+def _lstm(recurrent: Recurrent) -> Block:
+    lines = [
+        "gate_inputs = @input_proj(x).astype(jnp.float32)",
+        "",
+        "def step(carry, gates_t):",
+        "    h, c = carry",
+        "    gates = gates_t + h @ $w_hh.astype(jnp.float32)",
+        "    i, f, g, o = jnp.split(gates, 4, axis=-1)",
+        "    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)",
+        "    h = jax.nn.sigmoid(o) * jnp.tanh(c)",
+        "    return (h, c), h",
+        "",
+        "h0 = jnp.zeros(x.shape[:-2] + (config.d_model,), jnp.float32)",
+        "_, hs = lax.scan(step, (h0, h0), jnp.moveaxis(gate_inputs, -2, 0))",
+        "return jnp.moveaxis(hs, 0, -2).astype(x.dtype)",
+    ]
+    params = (Param("w_hh", ("config.d_model", "4 * config.d_model"), "normal", "config.d_model", ("embed", "mlp")),)
+    children = (Dense("input_proj", "config.d_model", "4 * config.d_model", ("embed", "mlp"), True),)
+    return Block("LSTM", "An LSTM over the sequence (lax.scan over time steps, the cell in float32).", ("x",), "\n".join(lines), params, children)
+
+
+def _gru(recurrent: Recurrent) -> Block:
+    lines = [
+        "gate_inputs = @input_proj(x).astype(jnp.float32)",
+        "",
+        "def step(h, inputs_t):",
+        "    r_in, z_in, n_in = jnp.split(inputs_t, 3, axis=-1)",
+        "    r_h, z_h, n_h = jnp.split(h @ $w_hh.astype(jnp.float32) + $b_hh.astype(jnp.float32), 3, axis=-1)",
+        "    r = jax.nn.sigmoid(r_in + r_h)",
+        "    z = jax.nn.sigmoid(z_in + z_h)",
+        "    n = jnp.tanh(n_in + r * n_h)",
+        "    h = (1.0 - z) * n + z * h",
+        "    return h, h",
+        "",
+        "h0 = jnp.zeros(x.shape[:-2] + (config.d_model,), jnp.float32)",
+        "_, hs = lax.scan(step, h0, jnp.moveaxis(gate_inputs, -2, 0))",
+        "return jnp.moveaxis(hs, 0, -2).astype(x.dtype)",
+    ]
+    params = (
+        Param("w_hh", ("config.d_model", "3 * config.d_model"), "normal", "config.d_model", ("embed", "mlp")),
+        Param("b_hh", ("3 * config.d_model",), "zeros", "", ("mlp",)),
+    )
+    children = (Dense("input_proj", "config.d_model", "3 * config.d_model", ("embed", "mlp"), True),)
+    return Block("GRU", "A GRU over the sequence (lax.scan over time steps, the cell in float32).", ("x",), "\n".join(lines), params, children)
+
+
+def _rglru(recurrent: Recurrent) -> Block:
+    conv_params, conv_lines = _conv(recurrent, "config.hidden_size")
+    lines = [
+        "gate = jax.nn.gelu(@gate_proj(x))",
+        "h = @in_proj(x)",
+        *conv_lines,
+        "input_gate = jax.nn.sigmoid(@input_gate(h).astype(jnp.float32))",
+        "recurrence_gate = jax.nn.sigmoid(@recurrence_gate(h).astype(jnp.float32))",
+        "log_a = -8.0 * recurrence_gate * jax.nn.softplus($a_param.astype(jnp.float32))",
+        "a = jnp.exp(log_a)",
+        "normalized = h.astype(jnp.float32) * input_gate * jnp.sqrt(1.0 - jnp.exp(2.0 * log_a))",
+        "states = linear_scan(a, normalized, axis=-2).astype(x.dtype)",
+        "return @out_proj(states * gate)",
+    ]
+    params = (*conv_params, Param("a_param", ("config.hidden_size",), "normal", "", ("mlp",)))
+    children = (
+        Dense("gate_proj", "config.d_model", "config.hidden_size", ("embed", "mlp")),
+        Dense("in_proj", "config.d_model", "config.hidden_size", ("embed", "mlp")),
+        Dense("input_gate", "config.hidden_size", "config.hidden_size", (None, "mlp")),
+        Dense("recurrence_gate", "config.hidden_size", "config.hidden_size", (None, "mlp")),
+        Dense("out_proj", "config.hidden_size", "config.d_model", ("mlp", "embed")),
+    )
+    doc = "Griffin's recurrent block: a real-gated linear recurrent unit (RG-LRU) beside a GELU gate."
+    return Block("RGLRU", doc, ("x",), "\n".join(lines), params, children)
+
+
+def _mamba(recurrent: Recurrent) -> Block:
+    conv_params, conv_lines = _conv(recurrent, "config.hidden_size")
+    lines = [
+        "h, z = jnp.split(@in_proj(x), 2, axis=-1)",
+        *conv_lines,
+        "h = jax.nn.silu(h)",
+        "delta = jax.nn.softplus(@dt_proj(h).astype(jnp.float32))",
+        "b = @b_proj(h).astype(jnp.float32)",
+        "c = @c_proj(h).astype(jnp.float32)",
+        "a = -jnp.exp($a_log.astype(jnp.float32))",
+        "decay = jnp.exp(delta[..., None] * a)",
+        "inputs = (delta * h.astype(jnp.float32))[..., None] * b[..., None, :]",
+        "states = linear_scan(decay, inputs, axis=-3)",
+        'y = jnp.einsum("...sen,...sn->...se", states, c) + h.astype(jnp.float32) * $d_skip.astype(jnp.float32)',
+        "return @out_proj(y.astype(x.dtype) * jax.nn.silu(z))",
+    ]
+    params = (
+        *conv_params,
+        Param("a_log", ("config.hidden_size", "config.state_size"), "normal", "", ("mlp", None)),
+        Param("d_skip", ("config.hidden_size",), "ones", "", ("mlp",)),
+    )
+    children = (
+        Dense("in_proj", "config.d_model", "2 * config.hidden_size", ("embed", "mlp")),
+        Dense("dt_proj", "config.hidden_size", "config.hidden_size", (None, "mlp")),
+        Dense("b_proj", "config.hidden_size", "config.state_size", ("mlp", None)),
+        Dense("c_proj", "config.hidden_size", "config.state_size", ("mlp", None)),
+        Dense("out_proj", "config.hidden_size", "config.d_model", ("mlp", "embed")),
+    )
+    doc = "A Mamba-style selective state space: input-dependent step sizes, a diagonal recurrence, a SiLU gate."
+    return Block("Mamba", doc, ("x",), "\n".join(lines), params, children)
