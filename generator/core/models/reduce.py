@@ -67,6 +67,7 @@ REDUCTIONS: dict[str, Reduction] = {
     "hidden_size": _fixed(32),
     "state_size": _fixed(8),
     "conv_width": _fixed(4),
+    "dt_rank": _fixed(4),
 }
 
 

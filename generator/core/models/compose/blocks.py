@@ -366,9 +366,21 @@ def model_block(arch: Architecture, cls: str) -> Block:
     lines.append("h = @final_norm(h)")
     children: list = [stack, Norm("final_norm", arch.layer.norm, "config.d_model")]
     if arch.task == "classifier":
-        children.append(Dense("classifier", "config.d_model", "config.num_classes", ("embed", None), rank=1))
-        lines += ["pooled = jnp.mean(h, axis=-2)", f"return @classifier(pooled){aux}"]
-        doc = "Transformer encoder: embeddings, bidirectional layers, mean pooling, a classifier head."
+        per_token = arch.pooling == "none"
+        children.append(Dense("classifier", "config.d_model", "config.num_classes", ("embed", None), rank=2 if per_token else 1))
+        pool = {
+            "mean": "pooled = jnp.mean(h, axis=-2)",
+            "max": "pooled = jnp.max(h, axis=-2)",
+            "first": "pooled = h[..., 0, :]",
+            "last": "pooled = h[..., -1, :]",
+        }
+        if per_token:
+            lines.append(f"return @classifier(h){aux}")
+        else:
+            lines += [pool[arch.pooling], f"return @classifier(pooled){aux}"]
+        body = "a recurrent stack" if arch.layer.recurrent is not None and not arch.attends else "bidirectional layers"
+        head = "a classifier on every token" if per_token else f"{arch.pooling} pooling over the sequence, a classifier head"
+        doc = f"Sequence classifier: embeddings, {body}, {head}."
         return Block(cls, doc, ("tokens",), "\n".join(lines), tuple(params), tuple(children))
     if arch.tied:
         lines.append('logits = jnp.einsum("...d,vd->...v", h, $embed, preferred_element_type=jnp.float32)')

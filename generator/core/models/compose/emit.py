@@ -170,15 +170,19 @@ class Emitter:
         if m:
             pad, carry, aux, name, args = m.groups()
             return self.stack_call(block, block.child(name), pad, carry, args, aux)
+        return [self.expand(block, line)]
+
+    def expand(self, block: Block, line: str) -> str:
+        """``line`` with its ``$param`` and ``@child(...)`` written out (inner calls first)."""
         line = re.sub(r"\$(\w+)", lambda m: self.param(m.group(1)), line)
         while (m := re.search(r"@(\w+)\(", line)) is not None:
             args, end = _split_call(line, m.end() - 1)
-            call = self.call(block, block.child(m.group(1)), args)
+            call = self.call(block, block.child(m.group(1)), self.expand(block, args))
             whole = re.fullmatch(r"\s*(\w+(, \w+)* = |return )", line[: m.start()]) and not line[end:].strip()
             if not whole:  # a product or a biased projection inside a larger expression
                 call = _atom(call)
             line = line[: m.start()] + call + line[end:]
-        return [line]
+        return line
 
     def call(self, block: Block, child: Dense | Norm | Block, args: str) -> str:
         name = child.name
@@ -490,7 +494,9 @@ def _atom(expr: str) -> str:
     """``expr`` parenthesized unless it is a name, attribute, call or subscript."""
     if re.fullmatch(r"[\w.]+", expr):
         return expr
-    if re.fullmatch(r"[\w.]+[(\[]", expr[: len(re.match(r"[\w.]+.?", expr).group(0))]) and _closes_at_end(expr):
+    if re.match(r"[\w.]+[(\[]", expr) and _closes_at_end(expr):
+        return expr
+    if expr.startswith("(") and _split_call(expr, 0)[1] == len(expr):
         return expr
     return f"({expr})"
 

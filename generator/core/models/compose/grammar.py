@@ -87,21 +87,25 @@ def sample_moe(rng: random.Random, style: str, task: str, sharded: bool) -> Moe:
 RECURRENT_PATTERNS = (
     ("recurrent", "recurrent", "local"),
     ("recurrent", "recurrent", "global"),
+    ("recurrent", "local"),
     ("recurrent", "recurrent", "recurrent", "global"),
+    ("recurrent",) * 7 + ("global",),
 )
 
 
 def sample_recurrent_architecture(rng: random.Random) -> Architecture:
     task = pick(rng, ("lm", "lm", "lm", "classifier", "classifier", "block", "block"))
-    kind = pick(rng, ("lstm", "gru", "rglru", "mamba", "mamba"))
-    modern = kind in ("rglru", "mamba")
+    kind = pick(rng, ("lstm", "gru", "rglru", "mamba", "mamba", "s4d"))
+    modern = kind in ("rglru", "mamba", "s4d")
     recurrent = Recurrent(
         kind=kind,
         scan=pick(rng, ("associative", "associative", "sequential")) if modern else "",
-        conv=kind == "mamba" or (kind == "rglru" and rng.random() < 0.8),
+        conv=kind == "mamba" or (kind == "rglru" and rng.random() < 0.8) or (kind == "s4d" and rng.random() < 0.3),
+        bidirectional=not modern and task == "classifier" and rng.random() < 0.5,
+        low_rank_dt=kind == "mamba" and rng.random() < 0.5,
     )
     pattern: tuple[str, ...] = ("recurrent",)
-    if modern and task == "lm" and rng.random() < 0.4:
+    if modern and task == "lm" and rng.random() < 0.55:
         pattern = pick(rng, RECURRENT_PATTERNS)
     hybrid = len(set(pattern)) > 1
     layer = sample_layer(rng, task, hybrid)
@@ -122,7 +126,7 @@ def sample_recurrent_architecture(rng: random.Random) -> Architecture:
         placement=placement,
         recurrent=recurrent,
     )
-    sharding = _sharding(rng, 0.2)
+    sharding = _sharding(rng, 0.3)
     if task == "block":
         return Architecture(task, layer, pattern, sharding=sharding)
     layout = "scan" if rng.random() < 0.5 else "unrolled"
@@ -141,6 +145,7 @@ def sample_recurrent_architecture(rng: random.Random) -> Architecture:
         final_softcap=lm and hybrid and rng.random() < 0.2,
         return_hidden=lm and rng.random() < 0.1,
         sharding=sharding,
+        pooling=pick(rng, ("last", "last", "mean", "max", "none")) if task == "classifier" else "",
     )
 
 
@@ -183,6 +188,7 @@ def sample_architecture(rng: random.Random, category: str = "transformer", style
         final_softcap=lm and rng.random() < 0.2,
         return_hidden=lm and rng.random() < 0.15,
         sharding=sharding,
+        pooling=pick(rng, ("mean", "mean", "first", "max", "none")) if task == "classifier" else "",
     )
 
 
@@ -250,10 +256,11 @@ def sample_sizes(rng: random.Random, arch: Architecture) -> Sizes:
         else 0.0,
         norm_eps=pick(rng, (1e-5, 1e-6)) if arch.task != "moe_layer" and arch.layer.norm else 0.0,
         hidden_size=(2 * d_model if recurrent.kind == "mamba" else d_model)
-        if recurrent is not None and recurrent.kind in ("rglru", "mamba")
+        if recurrent is not None and recurrent.kind in ("rglru", "mamba", "s4d")
         else 0,
-        state_size=pick(rng, (16, 16, 64, 128)) if recurrent is not None and recurrent.kind == "mamba" else 0,
+        state_size=pick(rng, (16, 16, 64, 128)) if recurrent is not None and recurrent.kind in ("mamba", "s4d") else 0,
         conv_width=4 if recurrent is not None and recurrent.conv else 0,
+        dt_rank=-(-d_model // 16) if recurrent is not None and recurrent.low_rank_dt else 0,
         attn_softcap=pick(rng, (30.0, 50.0)) if attention and arch.layer.attention.softcap else 0.0,
         final_softcap=pick(rng, (15.0, 30.0)) if arch.final_softcap else 0.0,
         mesh_shape=mesh,

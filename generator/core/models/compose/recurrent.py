@@ -46,7 +46,7 @@ CAUSAL_CONV = '''def causal_conv(x: jax.Array, weight: jax.Array) -> jax.Array:
 
 def recurrent_helpers(recurrent: Recurrent) -> list[str]:
     out = []
-    if recurrent.kind in ("rglru", "mamba"):
+    if recurrent.kind in ("rglru", "mamba", "s4d"):
         out.append(LINEAR_SCAN[recurrent.scan])
     if recurrent.conv:
         out.append(CAUSAL_CONV)
@@ -62,53 +62,72 @@ def _conv(recurrent: Recurrent, width: str) -> tuple[list[Param], list[str]]:
 
 def recurrent_block(recurrent: Recurrent) -> Block:
     """The token mixer ``recurrent`` names, over ``x`` of shape (..., seq, d_model)."""
-    return {"lstm": _lstm, "gru": _gru, "rglru": _rglru, "mamba": _mamba}[recurrent.kind](recurrent)
+    return {"lstm": _cell, "gru": _cell, "rglru": _rglru, "mamba": _mamba, "s4d": _s4d}[recurrent.kind](recurrent)
 
 
-def _lstm(recurrent: Recurrent) -> Block:
-    lines = [
-        "gate_inputs = @input_proj(x).astype(jnp.float32)",
-        "",
-        "def step(carry, gates_t):",
-        "    h, c = carry",
-        "    gates = gates_t + h @ $w_hh.astype(jnp.float32)",
-        "    i, f, g, o = jnp.split(gates, 4, axis=-1)",
-        "    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)",
-        "    h = jax.nn.sigmoid(o) * jnp.tanh(c)",
-        "    return (h, c), h",
-        "",
-        "h0 = jnp.zeros(x.shape[:-2] + (config.d_model,), jnp.float32)",
-        "_, hs = lax.scan(step, (h0, h0), jnp.moveaxis(gate_inputs, -2, 0))",
-        "return jnp.moveaxis(hs, 0, -2).astype(x.dtype)",
-    ]
-    params = (Param("w_hh", ("config.d_model", "4 * config.d_model"), "normal", "config.d_model", ("embed", "mlp")),)
-    children = (Dense("input_proj", "config.d_model", "4 * config.d_model", ("embed", "mlp"), True),)
-    return Block("LSTM", "An LSTM over the sequence (lax.scan over time steps, the cell in float32).", ("x",), "\n".join(lines), params, children)
+_CELLS = {
+    "lstm": (
+        4,
+        [
+            "def {step}(carry, gates_t):",
+            "    h, c = carry",
+            "    gates = gates_t + h @ ${w_hh}.astype(jnp.float32)",
+            "    i, f, g, o = jnp.split(gates, 4, axis=-1)",
+            "    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)",
+            "    h = jax.nn.sigmoid(o) * jnp.tanh(c)",
+            "    return (h, c), h",
+        ],
+        "(h0, h0)",
+    ),
+    "gru": (
+        3,
+        [
+            "def {step}(h, inputs_t):",
+            "    r_in, z_in, n_in = jnp.split(inputs_t, 3, axis=-1)",
+            "    r_h, z_h, n_h = jnp.split(h @ ${w_hh}.astype(jnp.float32) + ${b_hh}.astype(jnp.float32), 3, axis=-1)",
+            "    r = jax.nn.sigmoid(r_in + r_h)",
+            "    z = jax.nn.sigmoid(z_in + z_h)",
+            "    n = jnp.tanh(n_in + r * n_h)",
+            "    h = (1.0 - z) * n + z * h",
+            "    return h, h",
+        ],
+        "h0",
+    ),
+}
 
 
-def _gru(recurrent: Recurrent) -> Block:
-    lines = [
-        "gate_inputs = @input_proj(x).astype(jnp.float32)",
-        "",
-        "def step(h, inputs_t):",
-        "    r_in, z_in, n_in = jnp.split(inputs_t, 3, axis=-1)",
-        "    r_h, z_h, n_h = jnp.split(h @ $w_hh.astype(jnp.float32) + $b_hh.astype(jnp.float32), 3, axis=-1)",
-        "    r = jax.nn.sigmoid(r_in + r_h)",
-        "    z = jax.nn.sigmoid(z_in + z_h)",
-        "    n = jnp.tanh(n_in + r * n_h)",
-        "    h = (1.0 - z) * n + z * h",
-        "    return h, h",
-        "",
-        "h0 = jnp.zeros(x.shape[:-2] + (config.d_model,), jnp.float32)",
-        "_, hs = lax.scan(step, h0, jnp.moveaxis(gate_inputs, -2, 0))",
-        "return jnp.moveaxis(hs, 0, -2).astype(x.dtype)",
-    ]
-    params = (
-        Param("w_hh", ("config.d_model", "3 * config.d_model"), "normal", "config.d_model", ("embed", "mlp")),
-        Param("b_hh", ("3 * config.d_model",), "zeros", "", ("mlp",)),
-    )
-    children = (Dense("input_proj", "config.d_model", "3 * config.d_model", ("embed", "mlp"), True),)
-    return Block("GRU", "A GRU over the sequence (lax.scan over time steps, the cell in float32).", ("x",), "\n".join(lines), params, children)
+def _cell(recurrent: Recurrent) -> Block:
+    """An LSTM or GRU over the sequence; bidirectional: a second cell reads it backwards
+    (``lax.scan(..., reverse=True)``) and a projection merges the two."""
+    gates, step, init = _CELLS[recurrent.kind]
+    directions = ("forward", "backward") if recurrent.bidirectional else ("",)
+    lines, params, children = [], [], []
+    for d in directions:
+        suffix = f"_{d}" if d else ""
+        width = f"{gates} * config.d_model"
+        children.append(Dense(f"input_proj{suffix}", "config.d_model", width, ("embed", "mlp"), True))
+        params.append(Param(f"w_hh{suffix}", ("config.d_model", width), "normal", "config.d_model", ("embed", "mlp")))
+        if recurrent.kind == "gru":
+            params.append(Param(f"b_hh{suffix}", (width,), "zeros", "", ("mlp",)))
+        names = {"step": f"step{suffix}", "w_hh": f"w_hh{suffix}", "b_hh": f"b_hh{suffix}"}
+        lines += [f"gate_inputs{suffix} = @input_proj{suffix}(x).astype(jnp.float32)", ""]
+        lines += [line.format(**names) for line in step] + [""]
+    lines.append("h0 = jnp.zeros(x.shape[:-2] + (config.d_model,), jnp.float32)")
+    for d in directions:
+        suffix = f"_{d}" if d else ""
+        reverse = ", reverse=True" if d == "backward" else ""
+        lines.append(f"_, hs{suffix} = lax.scan(step{suffix}, {init}, jnp.moveaxis(gate_inputs{suffix}, -2, 0){reverse})")
+    if recurrent.bidirectional:
+        children.append(Dense("merge_proj", "2 * config.d_model", "config.d_model", ("mlp", "embed")))
+        lines += [
+            "hs = jnp.concatenate([hs_forward, hs_backward], axis=-1).astype(x.dtype)",
+            "return @merge_proj(jnp.moveaxis(hs, 0, -2))",
+        ]
+    else:
+        lines.append("return jnp.moveaxis(hs, 0, -2).astype(x.dtype)")
+    name = recurrent.kind.upper()
+    doc = f"{'A bidirectional' if recurrent.bidirectional else 'An' if name[0] in 'AEIOU' else 'A'} {name} over the sequence (lax.scan over time steps, the cell in float32)."
+    return Block(name, doc, ("x",), "\n".join(lines), tuple(params), tuple(children))
 
 
 def _rglru(recurrent: Recurrent) -> Block:
@@ -143,7 +162,9 @@ def _mamba(recurrent: Recurrent) -> Block:
         "h, z = jnp.split(@in_proj(x), 2, axis=-1)",
         *conv_lines,
         "h = jax.nn.silu(h)",
-        "delta = jax.nn.softplus(@dt_proj(h).astype(jnp.float32))",
+        "delta = jax.nn.softplus(@dt_up(@dt_down(h)).astype(jnp.float32))"
+        if recurrent.low_rank_dt
+        else "delta = jax.nn.softplus(@dt_proj(h).astype(jnp.float32))",
         "b = @b_proj(h).astype(jnp.float32)",
         "c = @c_proj(h).astype(jnp.float32)",
         "a = -jnp.exp($a_log.astype(jnp.float32))",
@@ -160,10 +181,44 @@ def _mamba(recurrent: Recurrent) -> Block:
     )
     children = (
         Dense("in_proj", "config.d_model", "2 * config.hidden_size", ("embed", "mlp")),
-        Dense("dt_proj", "config.hidden_size", "config.hidden_size", (None, "mlp")),
+        *(
+            (Dense("dt_down", "config.hidden_size", "config.dt_rank", ("mlp", None)), Dense("dt_up", "config.dt_rank", "config.hidden_size", (None, "mlp")))
+            if recurrent.low_rank_dt
+            else (Dense("dt_proj", "config.hidden_size", "config.hidden_size", (None, "mlp")),)
+        ),
         Dense("b_proj", "config.hidden_size", "config.state_size", ("mlp", None)),
         Dense("c_proj", "config.hidden_size", "config.state_size", ("mlp", None)),
         Dense("out_proj", "config.hidden_size", "config.d_model", ("mlp", "embed")),
     )
     doc = "A Mamba-style selective state space: input-dependent step sizes, a diagonal recurrence, a SiLU gate."
     return Block("Mamba", doc, ("x",), "\n".join(lines), params, children)
+
+
+def _s4d(recurrent: Recurrent) -> Block:
+    """S4D with a real diagonal state matrix: input-independent, zero-order-hold discretized."""
+    conv_params, conv_lines = _conv(recurrent, "config.hidden_size")
+    lines = [
+        "h = @in_proj(x)",
+        *conv_lines,
+        "step_size = jnp.exp($log_step.astype(jnp.float32))",
+        "a = -jnp.exp($log_a.astype(jnp.float32))",
+        "decay = jnp.exp(step_size[:, None] * a)",
+        "inputs = (step_size[:, None] * $b.astype(jnp.float32)) * h.astype(jnp.float32)[..., None]",
+        "states = linear_scan(jnp.broadcast_to(decay, inputs.shape), inputs, axis=-3)",
+        'y = jnp.einsum("...shn,hn->...sh", states, $c.astype(jnp.float32)) + h.astype(jnp.float32) * $d_skip.astype(jnp.float32)',
+        "return @out_proj(jax.nn.gelu(y).astype(x.dtype))",
+    ]
+    params = (
+        *conv_params,
+        Param("log_step", ("config.hidden_size",), "normal", "", ("mlp",)),
+        Param("log_a", ("config.hidden_size", "config.state_size"), "normal", "", ("mlp", None)),
+        Param("b", ("config.hidden_size", "config.state_size"), "normal", "config.state_size", ("mlp", None)),
+        Param("c", ("config.hidden_size", "config.state_size"), "normal", "config.state_size", ("mlp", None)),
+        Param("d_skip", ("config.hidden_size",), "ones", "", ("mlp",)),
+    )
+    children = (
+        Dense("in_proj", "config.d_model", "config.hidden_size", ("embed", "mlp")),
+        Dense("out_proj", "config.hidden_size", "config.d_model", ("mlp", "embed")),
+    )
+    doc = "An S4D layer: a diagonal linear state space with learned step sizes, then a GELU."
+    return Block("S4D", doc, ("x",), "\n".join(lines), params, children)

@@ -73,12 +73,14 @@ def _config(spec: ModelSpec) -> str:
             ("experts_per_token", "int", s.experts_per_token),
             ("expert_d_ff", "int", s.expert_d_ff),
         ]
-    if recurrent is not None and recurrent.kind in ("rglru", "mamba"):
+    if recurrent is not None and recurrent.kind in ("rglru", "mamba", "s4d"):
         fields.append(("hidden_size", "int", s.hidden_size))
-        if recurrent.kind == "mamba":
+        if recurrent.kind in ("mamba", "s4d"):
             fields.append(("state_size", "int", s.state_size))
         if recurrent.conv:
             fields.append(("conv_width", "int", s.conv_width))
+        if recurrent.low_rank_dt:
+            fields.append(("dt_rank", "int", s.dt_rank))
     if s.d_ff:
         fields.append(("d_ff", "int", s.d_ff))
     if arch.local:
@@ -161,7 +163,7 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     )
     out_spec = {
         "lm": f"P({batch}, None, {rules.get('vocab')!r})",
-        "classifier": f"P({batch}, None)",
+        "classifier": f"P({batch}, None, None)" if arch.pooling == "none" else f"P({batch}, None)",
         "block": f"P({batch}, None, None)",
         "moe_layer": f"P({batch}, None, None)",
     }[arch.task]
@@ -169,7 +171,7 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     returns = top.returns
     doc = {
         "lm": "Next-token logits (batch, seq, vocab)" + (" and the final hidden states" if arch.return_hidden else ""),
-        "classifier": "Class logits (batch, num_classes)",
+        "classifier": "Class logits per token (batch, seq, num_classes)" if arch.pooling == "none" else "Class logits (batch, num_classes)",
         "block": "The layer applied to hidden states (batch, seq, d_model)",
         "moe_layer": "The mixture-of-experts layer applied to hidden states (batch, seq, d_model)",
     }[arch.task]
@@ -273,7 +275,13 @@ def _moe_doc(spec: ModelSpec) -> str:
 
 def _recurrent_doc(spec: ModelSpec) -> str:
     arch, r = spec.arch, spec.arch.layer.recurrent
-    cell = {"lstm": "LSTM", "gru": "GRU", "rglru": "RG-LRU (Griffin)", "mamba": "Mamba-style selective state-space"}[r.kind]
+    cell = {
+        "lstm": "LSTM",
+        "gru": "GRU",
+        "rglru": "RG-LRU (Griffin)",
+        "mamba": "Mamba-style selective state-space",
+        "s4d": "S4D state-space",
+    }[r.kind]
     what = {"lm": "language model", "classifier": "sequence classifier", "block": "layer"}[arch.task]
     extra = []
     if r.scan:

@@ -67,13 +67,15 @@ class Moe:
 
 @dataclass(frozen=True)
 class Recurrent:
-    """A recurrent token mixer (``compose.recurrent``): ``lstm``, ``gru``, ``rglru`` (Griffin)
-    or ``mamba``; linear recurrences by ``associative`` or ``sequential`` scan, with or without
+    """A recurrent token mixer (``compose.recurrent``): ``lstm``, ``gru``, ``rglru`` (Griffin),
+    ``mamba`` or ``s4d``; linear recurrences by ``associative`` or ``sequential`` scan, with or without
     a short causal convolution."""
 
     kind: str
     scan: str = ""
     conv: bool = False
+    bidirectional: bool = False  # LSTM/GRU: a second cell reads the sequence backwards
+    low_rank_dt: bool = False  # Mamba: step sizes through a low-rank projection (dt_rank)
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,7 @@ class Architecture:
     final_softcap: bool = False
     return_hidden: bool = False
     sharding: str = "none"
+    pooling: str = ""  # a classifier's: "mean", "max", "first", "last", or "none" (a class per token)
 
     @property
     def local(self) -> bool:
@@ -148,6 +151,7 @@ class Sizes:
     hidden_size: int = 0
     state_size: int = 0
     conv_width: int = 0
+    dt_rank: int = 0
     num_experts: int = 0
     experts_per_token: int = 0
     expert_d_ff: int = 0
