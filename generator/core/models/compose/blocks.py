@@ -129,7 +129,7 @@ def helpers(spec: ModelSpec, hand_written_norms: bool) -> list[str]:
         norms = {arch.layer.norm} | ({"rms"} if attention.qk_norm else set())
         out += [RMS_NORM] * ("rms" in norms) + [LAYER_NORM] * ("layer" in norms)
     if arch.layer.recurrent is not None:
-        out += recurrent_helpers(arch.layer.recurrent)
+        out += recurrent_helpers(arch.layer.recurrent, spec.style)
     if not arch.attends:
         return out
     if attention.rope != "none":

@@ -64,6 +64,17 @@ class Norm:
 
 
 @dataclass(frozen=True)
+class Cell:
+    """A library recurrent cell run over the sequence (``nnx.RNN`` of ``nnx.LSTMCell`` /
+    ``nnx.GRUCell``; ``eqx.nn.LSTMCell`` / ``GRUCell`` scanned by a helper); only written in
+    the library idiom of Flax NNX and Equinox."""
+
+    name: str
+    kind: str  # "lstm" | "gru"
+    reverse: bool = False
+
+
+@dataclass(frozen=True)
 class Stack:
     """``count`` copies of ``block``: a Python loop, or ``lax.scan`` over stacked parameters
     (``remat``: ``""``, ``"checkpoint"`` or a ``jax.checkpoint_policies`` name)."""
@@ -84,7 +95,7 @@ class Block:
     args: tuple[str, ...]
     body: str
     params: tuple[Param, ...] = ()
-    children: tuple[Dense | Norm | Block | Stack, ...] = field(default=())
+    children: tuple[Dense | Norm | Cell | Block | Stack, ...] = field(default=())
     returns: str = "jax.Array"
     name: str = ""  # its attribute under its parent
 
@@ -197,6 +208,11 @@ class Emitter:
                 else f"{_atom(args)} @ {self.param(name)}"
             )
             return out + (f" + {self.param(name + '_bias')}" if child.bias else "")
+        if isinstance(child, Cell):
+            if self.style == "flax_nnx":
+                return f"run_rnn(self.{name}, {args})"
+            reverse = ", reverse=True" if child.reverse else ""
+            return f"scan_cell(self.{name}, {args}{reverse})"
         if isinstance(child, Norm):
             if self.library:
                 if self.style == "flax_nnx":
@@ -359,7 +375,7 @@ class Emitter:
         lines = []
         if self._reads_config(block):
             lines.append("self.config = config")
-        if any(isinstance(i, (Param, Dense, Norm)) for _, i in parts):
+        if any(isinstance(i, (Param, Dense, Norm, Cell)) for _, i in parts):
             lines.append("dtype = jnp.dtype(config.dtype)")
         for name, item in parts:
             if isinstance(item, Param):
@@ -379,6 +395,13 @@ class Emitter:
                 lines.append(
                     f"self.{name} = nnx.{cls}({item.dim}, epsilon=config.norm_eps, dtype=dtype, "
                     f"param_dtype=dtype, rngs=rngs)"
+                )
+            elif isinstance(item, Cell):
+                cls = "LSTMCell" if item.kind == "lstm" else "GRUCell"
+                reverse = ", reverse=True, keep_order=True" if item.reverse else ""
+                lines.append(
+                    f"self.{name} = nnx.RNN(nnx.{cls}(config.d_model, config.d_model, dtype=dtype, rngs=rngs)"
+                    f"{reverse}, rngs=False)"
                 )
             elif isinstance(item, Stack):
                 if item.scan:
@@ -417,7 +440,7 @@ class Emitter:
         keyed = [n for n, item in parts if self._random(item)]
         fields, lines = [], []
         key_of = _keys(keyed, "key", lines)
-        if any(isinstance(i, (Param, Dense, Norm)) for _, i in parts):
+        if any(isinstance(i, (Param, Dense, Norm, Cell)) for _, i in parts):
             lines.append("dtype = jnp.dtype(config.dtype)")
         for name, item in parts:
             if isinstance(item, Param):
@@ -433,6 +456,10 @@ class Emitter:
                 cls = "RMSNorm" if item.kind == "rms" else "LayerNorm"
                 fields.append(f"{name}: eqx.nn.{cls}")
                 lines.append(f"self.{name} = eqx.nn.{cls}({item.dim}, eps=config.norm_eps, dtype=dtype)")
+            elif isinstance(item, Cell):
+                cls = "LSTMCell" if item.kind == "lstm" else "GRUCell"
+                fields.append(f"{name}: eqx.nn.{cls}")
+                lines.append(f"self.{name} = eqx.nn.{cls}(config.d_model, config.d_model, dtype=dtype, key={key_of[name]})")
             elif isinstance(item, Stack):
                 fields.append(f"{name}: {item.block.cls}" if item.scan else f"{name}: tuple[{item.block.cls}, ...]")
                 keys = f"jax.random.split({key_of[name]}, {item.count})"

@@ -298,6 +298,10 @@ def sample(rng: random.Random, category: str = "transformer") -> ModelSpec:
     # Sharded Equinox code maps its parameters by name, which library layers ("weight") hide.
     library = style != "jax" and not (style == "equinox" and arch.sharding != "none") and rng.random() < 0.5
     einsum = not library and rng.random() < 0.4
+    recurrent = arch.layer.recurrent
+    if library and recurrent is not None and recurrent.kind in ("lstm", "gru"):  # nnx.RNN / eqx.nn.LSTMCell
+        layer = dataclasses.replace(arch.layer, recurrent=dataclasses.replace(recurrent, library=True))
+        arch = dataclasses.replace(arch, layer=layer)
     return ModelSpec(
         category=category,
         style=style,

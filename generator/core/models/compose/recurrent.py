@@ -7,7 +7,7 @@ Each mixer maps ``(..., seq, d_model)`` to the same shape; recurrences run in fl
 
 from __future__ import annotations
 
-from .emit import Block, Dense, Param
+from .emit import Block, Cell, Dense, Param
 from .spec import Recurrent
 
 LINEAR_SCAN = {
@@ -44,8 +44,47 @@ CAUSAL_CONV = '''def causal_conv(x: jax.Array, weight: jax.Array) -> jax.Array:
 '''
 
 
-def recurrent_helpers(recurrent: Recurrent) -> list[str]:
+RUN_RNN = {
+    "lstm": '''def run_rnn(rnn: nnx.RNN, x: jax.Array) -> jax.Array:
+    """Every step's hidden state of an LSTM run over x (batch, seq, features) from a zero carry."""
+    zeros = jnp.zeros(x.shape[:-2] + (rnn.cell.hidden_features,), x.dtype)
+    return rnn(x, initial_carry=(zeros, zeros))
+''',
+    "gru": '''def run_rnn(rnn: nnx.RNN, x: jax.Array) -> jax.Array:
+    """Every step's hidden state of a GRU run over x (batch, seq, features) from a zero carry."""
+    return rnn(x, initial_carry=jnp.zeros(x.shape[:-2] + (rnn.cell.hidden_features,), x.dtype))
+''',
+}
+
+SCAN_CELL = {
+    "lstm": '''def scan_cell(cell: eqx.nn.LSTMCell, xs: jax.Array, reverse: bool = False) -> jax.Array:
+    """Every step's hidden state of an LSTM cell run over one sequence xs (seq, features)."""
+    zeros = jnp.zeros((cell.hidden_size,), xs.dtype)
+
+    def step(carry, x_t):
+        h, c = cell(x_t, carry)
+        return (h, c), h
+
+    _, hs = lax.scan(step, (zeros, zeros), xs, reverse=reverse)
+    return hs
+''',
+    "gru": '''def scan_cell(cell: eqx.nn.GRUCell, xs: jax.Array, reverse: bool = False) -> jax.Array:
+    """Every step's hidden state of a GRU cell run over one sequence xs (seq, features)."""
+
+    def step(h, x_t):
+        h = cell(x_t, h)
+        return h, h
+
+    _, hs = lax.scan(step, jnp.zeros((cell.hidden_size,), xs.dtype), xs, reverse=reverse)
+    return hs
+''',
+}
+
+
+def recurrent_helpers(recurrent: Recurrent, style: str = "jax") -> list[str]:
     out = []
+    if recurrent.library:
+        out.append(RUN_RNN[recurrent.kind] if style == "flax_nnx" else SCAN_CELL[recurrent.kind])
     if recurrent.kind in ("rglru", "mamba", "s4d"):
         out.append(LINEAR_SCAN[recurrent.scan])
     if recurrent.conv:
@@ -99,6 +138,20 @@ _CELLS = {
 def _cell(recurrent: Recurrent) -> Block:
     """An LSTM or GRU over the sequence; bidirectional: a second cell reads it backwards
     (``lax.scan(..., reverse=True)``) and a projection merges the two."""
+    name = recurrent.kind.upper()
+    if recurrent.library:  # the library's cell, run over the sequence
+        if recurrent.bidirectional:
+            children = (
+                Cell("cell_forward", recurrent.kind),
+                Cell("cell_backward", recurrent.kind, reverse=True),
+                Dense("merge_proj", "2 * config.d_model", "config.d_model", ("mlp", "embed")),
+            )
+            body = "hs = jnp.concatenate([@cell_forward(x), @cell_backward(x)], axis=-1)\nreturn @merge_proj(hs.astype(x.dtype))"
+        else:
+            children = (Cell("cell", recurrent.kind),)
+            body = "return @cell(x).astype(x.dtype)"
+        what = "A bidirectional" if recurrent.bidirectional else "An" if name[0] in "AEIOU" else "A"
+        return Block(name, f"{what} {name} over the sequence (the library's cell).", ("x",), body, (), children)
     gates, step, init = _CELLS[recurrent.kind]
     directions = ("forward", "backward") if recurrent.bidirectional else ("",)
     lines, params, children = [], [], []
@@ -125,7 +178,6 @@ def _cell(recurrent: Recurrent) -> Block:
         ]
     else:
         lines.append("return jnp.moveaxis(hs, 0, -2).astype(x.dtype)")
-    name = recurrent.kind.upper()
     doc = f"{'A bidirectional' if recurrent.bidirectional else 'An' if name[0] in 'AEIOU' else 'A'} {name} over the sequence (lax.scan over time steps, the cell in float32)."
     return Block(name, doc, ("x",), "\n".join(lines), tuple(params), tuple(children))
 

@@ -8,6 +8,7 @@ that render the same program are equal, and a program's shard can follow from it
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 
@@ -76,6 +77,7 @@ class Recurrent:
     conv: bool = False
     bidirectional: bool = False  # LSTM/GRU: a second cell reads the sequence backwards
     low_rank_dt: bool = False  # Mamba: step sizes through a low-rank projection (dt_rank)
+    library: bool = False  # LSTM/GRU: the library's cell (an idiom: not part of the structure)
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,11 @@ class ModelSpec:
 
     def structure(self) -> str:
         """What the program computes, without sizes, names, dtype, style or idioms."""
-        return f"{self.category}\n{self.arch!r}"
+        arch = self.arch
+        if arch.layer.recurrent is not None and arch.layer.recurrent.library:
+            recurrent = dataclasses.replace(arch.layer.recurrent, library=False)
+            arch = dataclasses.replace(arch, layer=dataclasses.replace(arch.layer, recurrent=recurrent))
+        return f"{self.category}\n{arch!r}"
 
     def digest(self) -> bytes:
         """A hash of every choice: a program's shard follows from it."""
