@@ -202,7 +202,8 @@ class Emitter:
         if m:
             return self.stack_call(block, block.child(m.group(3)), m.group(1), m.group(2), m.group(4))
         line = re.sub(r"\$(\w+)", lambda m: self.param(m.group(1)), line)
-        while (m := re.search(r"@(\w+)\(", line)) is not None:
+        # innermost (last) call first, so a call's arguments are code when it is written
+        while (m := next(reversed(list(re.finditer(r"@(\w+)\(", line))), None)) is not None:
             args, end = _split_call(line, m.end() - 1)
             call = self.call(block, block.child(m.group(1)), args)
             whole = re.fullmatch(r"\s*(\w+(, \w+)* = |return )", line[: m.start()]) and not line[end:].strip()
