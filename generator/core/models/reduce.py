@@ -61,6 +61,10 @@ REDUCTIONS: dict[str, Reduction] = {
     "channels": _fixed(16),
     "num_groups": _fixed(4),
     "num_blocks": _fixed(2),
+    "depth_1": _fixed(2),  # blocks per stage (a stage whose first block downsamples keeps one more)
+    "depth_2": _fixed(2),
+    "depth_3": _fixed(2),
+    "depth_4": _fixed(2),
     "time_embed_dim": _fixed(32),
     # recurrent and state-space
     "input_size": _fixed(16),

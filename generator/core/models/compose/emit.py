@@ -63,6 +63,37 @@ class Norm:
     rank: int = 2
 
 
+# --- vision leaves: convolutions and GroupNorm (written by the ``_vision_*`` methods) ----------
+
+
+@dataclass(frozen=True)
+class Conv:
+    """A 2-D convolution, "SAME" padded: ``nnx.Conv`` / ``eqx.nn.Conv2d`` or a hand-written HWIO
+    kernel through the module's ``conv2d`` helper (``lax.conv_general_dilated``). Feature maps
+    are channels-last and batched in plain JAX and Flax, one channel-first map in Equinox.
+    ``kernel`` and ``stride`` are expressions; ``depthwise`` convolves each channel alone."""
+
+    name: str
+    c_in: str
+    c_out: str
+    kernel: str = "3"
+    stride: str = "1"
+    depthwise: bool = False
+    bias: bool = True
+
+
+@dataclass(frozen=True)
+class GroupNorm:
+    """GroupNorm over the channels of a feature map (``config.num_groups`` groups):
+    ``nnx.GroupNorm`` / ``eqx.nn.GroupNorm`` or the module's ``group_norm`` helper."""
+
+    name: str
+    dim: str
+
+
+# --- end of vision leaves --------------------------------------------------------------------
+
+
 @dataclass(frozen=True)
 class Cell:
     """A library recurrent cell run over the sequence (``nnx.RNN`` of ``nnx.LSTMCell`` /
@@ -95,9 +126,11 @@ class Block:
     args: tuple[str, ...]
     body: str
     params: tuple[Param, ...] = ()
-    children: tuple[Dense | Norm | Cell | Block | Stack, ...] = field(default=())
+    children: tuple[Dense | Norm | Cell | Conv | GroupNorm | Block | Stack, ...] = field(default=())
     returns: str = "jax.Array"
     name: str = ""  # its attribute under its parent
+    init_args: tuple[str, ...] = ()  # int arguments its constructor takes besides the config (widths)
+    bind: tuple[str, ...] = ()  # the values its parent passes them (config expressions)
 
     @property
     def fn(self) -> str:
@@ -186,7 +219,8 @@ class Emitter:
     def expand(self, block: Block, line: str) -> str:
         """``line`` with its ``$param`` and ``@child(...)`` written out (inner calls first)."""
         line = re.sub(r"\$(\w+)", lambda m: self.param(m.group(1)), line)
-        while (m := re.search(r"@(\w+)\(", line)) is not None:
+        # innermost (last) call first, so a call's arguments are code when it is written
+        while (m := next(reversed(list(re.finditer(r"@(\w+)\(", line))), None)) is not None:
             args, end = _split_call(line, m.end() - 1)
             call = self.call(block, block.child(m.group(1)), self.expand(block, args))
             whole = re.fullmatch(r"\s*(\w+(, \w+)* = |return )", line[: m.start()]) and not line[end:].strip()
@@ -219,6 +253,8 @@ class Emitter:
                     return f"self.{name}({args})"
                 return _vmapped(f"self.{name}", child.rank) + f"({args})"
             return _norm_helper_call(child, args, self.param)
+        if isinstance(child, (Conv, GroupNorm)):
+            return self._vision_call(child, args)
         if self.style == "jax":
             config = ", config" if _needs_config(child) else ""
             return f'{child.fn}({self.param(name)}, {args}{config})'
@@ -317,16 +353,20 @@ class Emitter:
                 out.append((c.name, Param(c.name, (c.dim,), "ones", "", (None,))))
                 if c.kind == "layer":
                     out.append((c.name + "_bias", Param(c.name + "_bias", (c.dim,), "zeros", "", (None,))))
+            elif isinstance(c, (Conv, GroupNorm)) and not self.library:
+                out += [(p.name, p) for p in _vision_params(c)]
             else:
                 out.append((c.name, c))
         return out
 
     def _reads_config(self, block: Block) -> bool:
         """Whether a module's ``__call__`` reads its config (hand-written norms read the epsilon)."""
-        return "config." in block.body or (not self.library and any(isinstance(c, Norm) for c in block.children))
+        return "config." in block.body or (
+            not self.library and any(isinstance(c, (Norm, GroupNorm)) for c in block.children)
+        )
 
     def _random(self, item) -> bool:
-        return not (isinstance(item, Param) and item.init != "normal") and not isinstance(item, Norm)
+        return not (isinstance(item, Param) and item.init != "normal") and not isinstance(item, (Norm, GroupNorm))
 
     def _signature(self, block: Block) -> str:
         return ", ".join(f"{a}: jax.Array" for a in block.args)
@@ -343,18 +383,18 @@ class Emitter:
             if isinstance(item, Param):
                 value = self.init_value(item, key_of.get(name, ""))
             elif isinstance(item, Stack):
-                init = f"lambda k: init_{item.block.fn}(k, config)"
+                init = f"lambda k: init_{item.block.fn}(k, config{_bound(item.block)})"
                 keys = f"jax.random.split({key_of[name]}, {item.count})"
                 value = (
                     f"jax.vmap({init})({keys})"
                     if item.scan
-                    else f"[init_{item.block.fn}(k, config) for k in {keys}]"
+                    else f"[init_{item.block.fn}(k, config{_bound(item.block)}) for k in {keys}]"
                 )
             else:
-                value = f"init_{item.fn}({key_of[name]}, config)"
+                value = f"init_{item.fn}({key_of[name]}, config{_bound(item)})"
             entries.append(f'    "{name}": {value},')
         init = [
-            f"def init_{block.fn}(key: jax.Array, config: {self.config_name}) -> dict:",
+            f"def init_{block.fn}(key: jax.Array, config: {self.config_name}{_init_params(block)}) -> dict:",
             f'    """Parameters of {_first_words(block.doc)}."""',
             *("    " + line for line in lines),
             "    return {",
@@ -375,10 +415,12 @@ class Emitter:
         lines = []
         if self._reads_config(block):
             lines.append("self.config = config")
-        if any(isinstance(i, (Param, Dense, Norm, Cell)) for _, i in parts):
+        if any(isinstance(i, (Param, Dense, Norm, Cell, Conv, GroupNorm)) for _, i in parts):
             lines.append("dtype = jnp.dtype(config.dtype)")
         for name, item in parts:
-            if isinstance(item, Param):
+            if isinstance(item, (Conv, GroupNorm)):
+                lines.append(f"self.{name} = {self._vision_layer(item, 'rngs=rngs')}")
+            elif isinstance(item, Param):
                 value = self.init_value(item, "rngs.params()")
                 sharding = f", out_sharding={self.spec(item.axes)}" if self.idioms.sharded else ""
                 lines.append(f"self.{name} = nnx.Param({value}{sharding})")
@@ -411,22 +453,22 @@ class Emitter:
                         "@nnx.vmap(in_axes=(0,), out_axes=0"
                         + (", transform_metadata={nnx.PARTITION_NAME: None})" if self.idioms.sharded else ")"),
                         f"def create_layer(rngs: nnx.Rngs) -> {item.block.cls}:",
-                        f"    return {item.block.cls}(config, rngs=rngs)",
+                        f"    return {item.block.cls}(config{_bound(item.block)}, rngs=rngs)",
                         "",
                         f"self.{name} = create_layer(rngs)",
                     ]
                 else:
                     lines.append(
-                        f"self.{name} = nnx.List([{item.block.cls}(config, rngs=rngs) for _ in range({item.count})])"
+                        f"self.{name} = nnx.List([{item.block.cls}(config{_bound(item.block)}, rngs=rngs) for _ in range({item.count})])"
                     )
             else:
-                lines.append(f"self.{name} = {item.cls}(config, rngs=rngs)")
+                lines.append(f"self.{name} = {item.cls}(config{_bound(item)}, rngs=rngs)")
         call_config = ["        config = self.config"] if self._reads_config(block) else []
         out = [
             f"class {block.cls}(nnx.Module):",
             f'    """{block.doc}"""',
             "",
-            f"    def __init__(self, config: {self.config_name}, *, rngs: nnx.Rngs):",
+            f"    def __init__(self, config: {self.config_name}{_init_params(block)}, *, rngs: nnx.Rngs):",
             *_indented(lines, 8),
             "",
             f"    def __call__(self, {self._signature(block)}) -> {block.returns}:",
@@ -440,10 +482,13 @@ class Emitter:
         keyed = [n for n, item in parts if self._random(item)]
         fields, lines = [], []
         key_of = _keys(keyed, "key", lines)
-        if any(isinstance(i, (Param, Dense, Norm, Cell)) for _, i in parts):
+        if any(isinstance(i, (Param, Dense, Norm, Cell, Conv, GroupNorm)) for _, i in parts):
             lines.append("dtype = jnp.dtype(config.dtype)")
         for name, item in parts:
-            if isinstance(item, Param):
+            if isinstance(item, (Conv, GroupNorm)):
+                fields.append(f"{name}: eqx.nn.{'Conv2d' if isinstance(item, Conv) else 'GroupNorm'}")
+                lines.append(f"self.{name} = {self._vision_layer(item, f'key={key_of.get(name)}')}")
+            elif isinstance(item, Param):
                 fields.append(f"{name}: jax.Array")
                 lines.append(f"self.{name} = {self.init_value(item, key_of.get(name, ''))}")
             elif isinstance(item, Dense):
@@ -464,13 +509,13 @@ class Emitter:
                 fields.append(f"{name}: {item.block.cls}" if item.scan else f"{name}: tuple[{item.block.cls}, ...]")
                 keys = f"jax.random.split({key_of[name]}, {item.count})"
                 lines.append(
-                    f"self.{name} = eqx.filter_vmap(lambda k: {item.block.cls}(config, k))({keys})"
+                    f"self.{name} = eqx.filter_vmap(lambda k: {item.block.cls}(config{_bound(item.block)}, k))({keys})"
                     if item.scan
-                    else f"self.{name} = tuple({item.block.cls}(config, k) for k in {keys})"
+                    else f"self.{name} = tuple({item.block.cls}(config{_bound(item.block)}, k) for k in {keys})"
                 )
             else:
                 fields.append(f"{name}: {item.cls}")
-                lines.append(f"self.{name} = {item.cls}(config, {key_of[name]})")
+                lines.append(f"self.{name} = {item.cls}(config{_bound(item)}, {key_of[name]})")
         if self._reads_config(block):
             fields.append(f"config: {self.config_name} = eqx.field(static=True)")
             lines.append("self.config = config")
@@ -481,7 +526,7 @@ class Emitter:
             "",
             *("    " + f for f in fields),
             "",
-            f"    def __init__(self, config: {self.config_name}, key: jax.Array):",
+            f"    def __init__(self, config: {self.config_name}{_init_params(block)}, key: jax.Array):",
             *_indented(lines, 8),
             "",
             f"    def __call__(self, {self._signature(block)}) -> {block.returns}:",
@@ -490,10 +535,68 @@ class Emitter:
         ]
         return "\n".join(out) + "\n"
 
+    # --- vision leaves ------------------------------------------------------------------------
+
+    def _vision_call(self, child: Conv | GroupNorm, args: str) -> str:
+        if self.library:
+            return f"self.{child.name}({args})"
+        if isinstance(child, GroupNorm):
+            w, b = self.param(child.name), self.param(child.name + "_bias")
+            return f"group_norm({args}, {w}, {b}, config.num_groups, config.norm_eps)"
+        stride = f", stride={child.stride}" if child.stride != "1" else ""
+        out = f"conv2d({args}, {self.param(child.name)}{stride})"
+        if not child.bias:
+            return out
+        bias = self.param(child.name + "_bias")
+        return f"{out} + {bias}" + ("[:, None, None]" if self.style == "equinox" else "")
+
+    def _vision_layer(self, item: Conv | GroupNorm, rng: str) -> str:
+        """The library layer's constructor (``rng``: ``rngs=rngs`` or ``key=...``)."""
+        nnx = self.style == "flax_nnx"
+        if isinstance(item, GroupNorm):
+            if nnx:
+                return (
+                    f"nnx.GroupNorm({item.dim}, num_groups=config.num_groups, epsilon=config.norm_eps, "
+                    f"dtype=dtype, param_dtype=dtype, {rng})"
+                )
+            return f"eqx.nn.GroupNorm(config.num_groups, {item.dim}, eps=config.norm_eps, dtype=dtype)"
+        if nnx:
+            groups = f", feature_group_count={item.c_in}" if item.depthwise else ""
+            return (
+                f"nnx.Conv({item.c_in}, {item.c_out}, kernel_size=({item.kernel}, {item.kernel}), "
+                f"strides=({item.stride}, {item.stride}){groups}, use_bias={item.bias}, param_dtype=dtype, {rng})"
+            )
+        groups = f", groups={item.c_in}" if item.depthwise else ""
+        return (
+            f'eqx.nn.Conv2d({item.c_in}, {item.c_out}, {item.kernel}, stride={item.stride}, padding="SAME"'
+            f"{groups}, use_bias={item.bias}, dtype=dtype, {rng})"
+        )
+
+
+def _vision_params(c: Conv | GroupNorm) -> list[Param]:
+    """A hand-written vision leaf's parameters: an HWIO kernel and bias, or a scale and bias."""
+    if isinstance(c, GroupNorm):
+        return [Param(c.name, (c.dim,), "ones"), Param(c.name + "_bias", (c.dim,), "zeros")]
+    c_in = "1" if c.depthwise else c.c_in
+    fan_in = f"{c.kernel} * {c.kernel}" + ("" if c.depthwise else f" * {_atom(c.c_in)}")
+    out = [Param(c.name, (c.kernel, c.kernel, c_in, c.c_out), "normal", fan_in)]
+    return out + ([Param(c.name + "_bias", (c.c_out,), "zeros")] if c.bias else [])
+
+
+def _bound(block: Block) -> str:
+    """The constructor arguments a parent passes ``block`` besides the config."""
+    return "".join(f", {v}" for v in block.bind)
+
+
+def _init_params(block: Block) -> str:
+    return "".join(f", {a}: int" for a in block.init_args)
+
 
 def _needs_config(block: Block) -> bool:
     return "config." in block.body or any(
-        (isinstance(c, Block) and _needs_config(c)) or (isinstance(c, Stack) and _needs_config(c.block)) or isinstance(c, Norm)
+        (isinstance(c, Block) and _needs_config(c))
+        or (isinstance(c, Stack) and _needs_config(c.block))
+        or isinstance(c, (Norm, GroupNorm))
         for c in block.children
     )
 
