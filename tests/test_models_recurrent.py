@@ -40,11 +40,13 @@ def test_draws_cover_mixers_hybrids_and_heads():
     assert any(s.arch.hybrid and "local" in s.arch.pattern for s in specs), "Griffin-style hybrids"
     assert any(s.arch.layer.recurrent.bidirectional for s in specs)
     assert any(s.arch.layer.recurrent.low_rank_dt for s in specs)
+    assert {s.style for s in specs if s.arch.layer.recurrent.library} == {"flax_nnx", "equinox"}
     assert any(s.arch.sharding != "none" for s in specs)
     for s in specs:
         r = s.arch.layer.recurrent
         assert (r.kind in ("rglru", "mamba", "s4d")) == bool(r.scan) == (s.sizes.hidden_size > 0)
         assert not r.bidirectional or s.arch.task == "classifier", "a causal model reads forwards only"
+        assert not r.library or (s.library_layers and s.style != "jax" and r.kind in ("lstm", "gru"))
         if not s.arch.attends:  # no attention: its neutral spec, so one program has one spec
             assert s.arch.layer.attention == grammar.NO_ATTENTION and s.sizes.num_heads == 0
 
@@ -73,7 +75,9 @@ def test_associative_and_sequential_scans_agree(kind):
 @pytest.mark.parametrize("kind", ["lstm", "gru", "mamba", "rglru"])
 def test_the_three_styles_of_a_spec_compute_the_same_function(kind):
     spec = _spec(f"styles:{kind}", kind=(lambda s: s.arch.layer.recurrent.kind, kind), task=(lambda s: s.arch.task != "block", True))
-    spec = dataclasses.replace(spec, dtype="float32", library_layers=False)
+    hand_written = dataclasses.replace(spec.arch.layer.recurrent, library=False)
+    arch = dataclasses.replace(spec.arch, layer=dataclasses.replace(spec.arch.layer, recurrent=hand_written))
+    spec = dataclasses.replace(spec, arch=arch, dtype="float32", library_layers=False)
     outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
     np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)

@@ -125,7 +125,7 @@ def helpers(spec: ModelSpec, hand_written_norms: bool) -> list[str]:
         out.append(CONSTRAIN)
     if arch.task == "moe_layer":
         return out
-    if hand_written_norms or attention.qk_norm:
+    if hand_written_norms:
         norms = {arch.layer.norm} | ({"rms"} if attention.qk_norm else set())
         out += [RMS_NORM] * ("rms" in norms) + [LAYER_NORM] * ("layer" in norms)
     if arch.layer.recurrent is not None:
@@ -351,7 +351,9 @@ def model_block(arch: Architecture, cls: str) -> Block:
     """A whole model: token embedding, the stacked layers, a final norm and a head."""
     stack = stacked_layers(arch)
     params = [Param("embed", ("config.vocab_size", "config.d_model"), "normal", "", ("vocab", "embed"))]
-    lines = ["seq_len = tokens.shape[-1]", "h = jnp.take($embed, tokens, axis=0)"]
+    lines = ["h = jnp.take($embed, tokens, axis=0)"]
+    if _rope_args(arch) or mask_lines(arch) or arch.learned_positions:
+        lines.insert(0, "seq_len = tokens.shape[-1]")
     if arch.scale_embeddings:
         lines.append("h = h * jnp.asarray(config.d_model**0.5, h.dtype)")
     if arch.learned_positions:

@@ -134,7 +134,9 @@ class Block:
 
     @property
     def fn(self) -> str:
-        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.cls).lower()
+        """The class name in snake case (acronyms kept whole: ``MoE`` -> ``moe``, ``MLP`` -> ``mlp``)."""
+        words = re.sub(r"MoE|NeXt|[A-Z0-9]+(?![a-z])", lambda m: m.group(0).capitalize(), self.cls)
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", words).lower()
 
     def child(self, name: str) -> Dense | Norm | Block | Stack:
         for c in self.children:
@@ -224,7 +226,8 @@ class Emitter:
             args, end = _split_call(line, m.end() - 1)
             call = self.call(block, block.child(m.group(1)), self.expand(block, args))
             whole = re.fullmatch(r"\s*(\w+(, \w+)* = |return )", line[: m.start()]) and not line[end:].strip()
-            if not whole:  # a product or a biased projection inside a larger expression
+            argument = line[: m.start()].rstrip()[-1:] in ("(", ",", "[") and line[end:].lstrip()[:1] in (")", ",", "]")
+            if not (whole or argument):  # a product or a biased projection inside a larger expression
                 call = _atom(call)
             line = line[: m.start()] + call + line[end:]
         return line
