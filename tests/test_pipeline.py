@@ -4,7 +4,7 @@ from collections import Counter
 
 import pytest
 
-from generator.core.categories import CATEGORIES
+from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
 from generator.core.irtext import normalize_ir
 from generator.core.lowering import lower_source
 from generator.core.plan import ShardTask, plan_shards
@@ -63,7 +63,7 @@ def test_rows_have_every_documented_column(rows):
         if row["category"] == "multi_device":
             assert row["lowering"] == "jit:host_devices=8" and row["mesh"] == "data=4,model=2"
         elif row["mesh"] is not None:  # a sharded model program: its own mesh of 8 devices
-            assert row["category"] in ("transformer", "moe") and row["lowering"] == "jit:host_devices=8"
+            assert row["category"] in MODEL_CATEGORIES and row["lowering"] == "jit:host_devices=8"
             sizes = [int(axis.split("=")[1]) for axis in row["mesh"].split(",")]
             assert sizes[0] * (sizes[1] if len(sizes) > 1 else 1) == 8
         else:
