@@ -192,7 +192,7 @@ class Emitter:
     def spec(self, axes: tuple[str | None, ...]) -> str:
         rules = self.idioms.sharded or {}
         mesh_axes = [rules.get(a) if a else None for a in axes]
-        return "P(" + ", ".join(repr(a) if a else "None" for a in mesh_axes) + ")"
+        return "P(" + ", ".join(f'"{a}"' if a else "None" for a in mesh_axes) + ")"
 
     # --- the body -----------------------------------------------------------------------------
 
@@ -337,7 +337,8 @@ class Emitter:
             return f"jnp.ones({shape}, {dtype})"
         if p.init == "zeros":
             return f"jnp.zeros({shape}, {dtype})"
-        scale = f" * {_atom(p.fan_in)} ** -0.5" if p.fan_in else ""
+        atom = _atom(p.fan_in)
+        scale = (f" * {atom}**-0.5" if atom == p.fan_in else f" * {atom} ** -0.5") if p.fan_in else ""
         return f"jax.random.normal({key}, {shape}, {dtype}){scale}"
 
     def emit(self, block: Block) -> str:

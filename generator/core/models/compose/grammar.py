@@ -222,8 +222,8 @@ def sample_sizes(rng: random.Random, arch: Architecture) -> Sizes:
         cap = min(cap, SCORES_CAP // (num_heads * seq))
     batch_axis = mesh[0] if mesh else 1
     batches = [b for b in (1, 2, 4, 8, 16, 32, 64) if b * seq <= cap and b % batch_axis == 0 and (not mesh or b >= 8)]
-    if not batches:
-        seq = min(seq, cap // 8)
+    if not batches:  # a sharded batch of 8 needs a shorter sequence: the longest that fits
+        seq = max([s for s in SEQ_LENS if 8 * s <= cap] or [SEQ_LENS[0]])
         batches = [8]
     if arch.hybrid:
         layers = len(arch.pattern) * (rng.randint(1, 2) if arch.layout == "unrolled" else rng.randint(2, 8))

@@ -31,6 +31,10 @@ LAYOUT_NAMES = {
 }
 
 
+def _tuple(names: tuple[str, ...]) -> str:
+    return "(" + ", ".join(f'"{n}"' for n in names) + ("," if len(names) == 1 else "") + ")"
+
+
 def _all_blocks(block: Block) -> list[Block]:
     """``block`` and the blocks under it, children first, each class once."""
     out: list[Block] = []
@@ -157,12 +161,12 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     shape, dtype = _data_shape(spec)
     whole_model = arch.task in ("lm", "classifier")
     data = "tokens" if whole_model else "x"
-    batch = repr(rules.get("batch"))
+    batch = f'"{rules["batch"]}"' if rules else "None"
     data_sharding = (
         f", sharding=NamedSharding(MESH, P({batch}, None{', None' * (not whole_model)}))" if sharded else ""
     )
     out_spec = {
-        "lm": f"P({batch}, None, {rules.get('vocab')!r})",
+        "lm": f"P({batch}, None, {chr(34) + rules['vocab'] + chr(34) if rules.get('vocab') else 'None'})",
         "classifier": f"P({batch}, None, None)" if arch.pooling == "none" else f"P({batch}, None)",
         "block": f"P({batch}, None, None)",
         "moe_layer": f"P({batch}, None, None)",
@@ -359,7 +363,7 @@ def render(spec: ModelSpec) -> ModelProgram:
         shape = ", ".join(str(n) for n in spec.sizes.mesh_shape)
         types = ", ".join(["AxisType.Auto"] * len(axes))
         parts.append(
-            f"MESH = jax.make_mesh(({shape}{',' if len(axes) == 1 else ''}), {axes!r}, axis_types=({types}{',' if len(axes) == 1 else ''}))\n"
+            f"MESH = jax.make_mesh(({shape}{',' if len(axes) == 1 else ''}), {_tuple(axes)}, axis_types=({types}{',' if len(axes) == 1 else ''}))\n"
         )
         if spec.style != "flax_nnx":
             parts.append(_param_specs(emitter, blocks))
