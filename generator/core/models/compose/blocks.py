@@ -232,12 +232,13 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
         mixer = recurrent_block(layer.recurrent)
         if layer.placement == "plain":  # a classic RNN stack: one cell after another
             return dataclasses.replace(mixer, cls=cls, doc=mixer.doc.replace("over the sequence", "layer over the sequence"))
-        children: list = [_named(mixer, "attn")]
+        children: list = [_named(mixer, "mixer")]
     else:
         children = [_named(attention_block(layer.attention, takes_mask, kind == "local"), "attn")]
+    mixer_name = children[0].name
     if not layer.mlp.activation and layer.moe is None:  # a token mixer alone (Mamba's layer)
         norms = [Norm("norm", norm, "config.d_model")]
-        lines = [f"x = x + @attn(@norm(x){attn_args})", "% x: batch, None, None", "return x"]
+        lines = [f"x = x + @{mixer_name}(@norm(x){attn_args})", "% x: batch, None, None", "return x"]
         doc = f"Pre-norm residual layer: {children[0].doc[0].lower()}{children[0].doc[1:].rstrip('.')}."
         return Block(cls, doc, args, "\n".join(lines), (), (*norms, *children))
     if layer.moe is None:
@@ -247,23 +248,24 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
         shared = mlp_block(layer.mlp) if layer.moe.shared_expert else None
         children.append(_named(moe_block(layer.moe, shared), "moe"))
         mix, mixer = ["moe_out, aux = @moe({})"], "moe_out"
+    an = "mixer" if kind == "recurrent" else "attn"  # the token mixer's norms are named for it
     placement = layer.placement
     if placement == "parallel":
         norms = [Norm("norm", norm, "config.d_model")]
-        lines = ["h = @norm(x)", *(m.format("h") for m in mix), f"x = x + @attn(h{attn_args}) + {mixer.format('h')}"]
+        lines = ["h = @norm(x)", *(m.format("h") for m in mix), f"x = x + @{mixer_name}(h{attn_args}) + {mixer.format('h')}"]
     elif placement == "pre":
-        norms = [Norm("attn_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
-        lines = [f"x = x + @attn(@attn_norm(x){attn_args})"]
+        norms = [Norm(f"{an}_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
+        lines = [f"x = x + @{mixer_name}(@{an}_norm(x){attn_args})"]
         lines += [m.format("@mlp_norm(x)") for m in mix] + [f"x = x + {mixer.format('@mlp_norm(x)')}"]
     elif placement == "post":
-        norms = [Norm("attn_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
-        lines = [f"x = x + @attn_norm(@attn(x{attn_args}))"]
+        norms = [Norm(f"{an}_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
+        lines = [f"x = x + @{an}_norm(@{mixer_name}(x{attn_args}))"]
         lines += [m.format("x") for m in mix] + [f"x = x + @mlp_norm({mixer.format('x')})"]
     else:
         norms = [
-            Norm(n, norm, "config.d_model") for n in ("pre_attn_norm", "post_attn_norm", "pre_mlp_norm", "post_mlp_norm")
+            Norm(n, norm, "config.d_model") for n in (f"pre_{an}_norm", f"post_{an}_norm", "pre_mlp_norm", "post_mlp_norm")
         ]
-        lines = [f"x = x + @post_attn_norm(@attn(@pre_attn_norm(x){attn_args}))"]
+        lines = [f"x = x + @post_{an}_norm(@{mixer_name}(@pre_{an}_norm(x){attn_args}))"]
         lines += [m.format("@pre_mlp_norm(x)") for m in mix]
         lines += [f"x = x + @post_mlp_norm({mixer.format('@pre_mlp_norm(x)')})"]
     lines += ["% x: batch, None, None", "return x" if layer.moe is None else "return x, aux"]
@@ -275,9 +277,10 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
     }[placement]
     window = ", sliding-window attention" if kind == "local" else ""
     channel = "the MLP" if layer.moe is None else "the mixture of experts"
-    doc = f"{what} residual layer{window}: attention, then {channel}."
+    token = "the recurrent block" if kind == "recurrent" else "attention"
+    doc = f"{what} residual layer{window}: {token}, then {channel}."
     if placement == "parallel":
-        doc = f"{what} residual layer{window}: attention and {channel} read the same normed input."
+        doc = f"{what} residual layer{window}: {token} and {channel} read the same normed input."
     returns = "jax.Array" if layer.moe is None else f"tuple[jax.Array, {children[1].returns.split(', ', 1)[1]}"
     return Block(cls, doc, args, "\n".join(lines), (), (*norms, *children), returns)
 

@@ -34,6 +34,33 @@ MODEL_CLASSES = {"lm": ("Transformer", "DecoderLM", "LanguageModel"), "classifie
 NO_ATTENTION = Attention(impl="", rope="none", qk_norm=False, softcap=False, qkv_bias=False, causal=False)
 NO_MLP = Mlp(activation="", bias=False)
 
+RECURRENT_CONFIG_NAMES = {
+    "lstm": ("LSTMConfig", "RNNConfig"),
+    "gru": ("GRUConfig", "RNNConfig"),
+    "rglru": ("GriffinConfig", "RecurrentConfig"),
+    "mamba": ("MambaConfig", "SSMConfig"),
+    "s4d": ("S4Config", "SSMConfig"),
+}
+
+
+def _config_names(category: str, arch: Architecture) -> tuple[str, ...]:
+    if category == "recurrent":
+        return RECURRENT_CONFIG_NAMES[arch.layer.recurrent.kind]
+    if category == "moe" and arch.task != "moe_layer":
+        return ("MoEConfig", "MoETransformerConfig", "SparseModelConfig")
+    return CONFIG_NAMES[arch.task]
+
+
+def _model_names(category: str, arch: Architecture) -> tuple[str, ...]:
+    if category == "recurrent":
+        return {"lm": ("RecurrentLM", "LanguageModel"), "classifier": ("SequenceClassifier", "RNNClassifier")}.get(
+            arch.task, ("RecurrentLayer",)
+        )
+    if category == "moe":
+        return ("MoETransformer", "SparseLM") if arch.task == "lm" else ("MoELayer",)
+    return MODEL_CLASSES.get(arch.task, ("DecoderLayer",))
+
+
 # Shape budgets: nothing is allocated at lowering, but programs stay the sizes models run at.
 TOKENS_CAP = {"lm": 1 << 16, "classifier": 1 << 16, "block": 1 << 17, "moe_layer": 1 << 16}
 LOGITS_CAP = 1 << 31
@@ -310,9 +337,9 @@ def sample(rng: random.Random, category: str = "transformer") -> ModelSpec:
         dtype=_dtype(rng, arch),
         library_layers=library,
         einsum=einsum,
-        function_name=pick(rng, FUNCTION_NAMES[arch.task]),
-        config_name=pick(rng, CONFIG_NAMES[arch.task]),
-        model_name=pick(rng, MODEL_CLASSES.get(arch.task, ("DecoderLayer",))),
+        function_name=pick(rng, [n for n in FUNCTION_NAMES[arch.task] if category == "transformer" or "transformer" not in n]),
+        config_name=pick(rng, _config_names(category, arch)),
+        model_name=pick(rng, _model_names(category, arch)),
     )
 
 
