@@ -80,6 +80,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         infer=scalar_of_first,
         bind=bind_same_type,
+        min_rank=1,
         hint="loss",
         upcast=True,
     ),
@@ -108,7 +109,7 @@ OPS: tuple[Op, ...] = (
     # spectral idioms
     Op(
         "fft",
-        "jnp.fft.fft({0}.astype(jnp.complex64))",
+        "jnp.fft.fft({0})",  # a float32 signal is made complex by fft itself
         (CATEGORY,),
         FLOAT32 + COMPLEX64,
         infer=lambda ts, p: ts[0].with_dtype("complex64"),

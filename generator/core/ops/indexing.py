@@ -209,6 +209,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         ("float32", "int32"),
         bind=_bind_mask_fill,
+        min_rank=1,
         hint="masked",
     ),
     Op(
@@ -217,6 +218,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         ("float32",),
         infer=lambda ts, p: ts[0].with_shape(()),
+        min_rank=1,
         hint="total",
     ),
     Op(

@@ -286,12 +286,20 @@ OPS: tuple[Op, ...] = (
         hint="loss",
         weight=1.5,
     ),
-    _nn("mse_loss", "jnp.mean(jnp.square({0} - {1}))", infer=scalar_of_first, bind=bind_same_type, hint="loss"),
+    _nn(
+        "mse_loss",
+        "jnp.mean(jnp.square({0} - {1}))",
+        infer=scalar_of_first,
+        bind=bind_same_type,
+        min_rank=1,
+        hint="loss",
+    ),
     _nn(
         "huber_loss",
         "d_{r} = jnp.abs({0} - {1})\njnp.mean(jnp.where(d_{r} < 1.0, 0.5 * d_{r} ** 2, d_{r} - 0.5))",
         infer=scalar_of_first,
         bind=bind_same_type,
+        min_rank=1,
         hint="loss",
     ),
     _nn(
@@ -299,6 +307,7 @@ OPS: tuple[Op, ...] = (
         "jnp.mean(jnp.maximum({0}, 0) - {0} * jax.nn.sigmoid({1}) + jnp.log1p(jnp.exp(-jnp.abs({0}))))",
         infer=scalar_of_first,
         bind=bind_same_type,
+        min_rank=1,
         hint="loss",
     ),
     _nn(

@@ -20,8 +20,8 @@ OPS: tuple[Op, ...] = (
     reduction("std", "jnp.std", (CATEGORY,), NUMERIC, out="float", hint="sd", upcast=True),
     reduction("any", "jnp.any", (CATEGORY, "conditional"), BOOL, out="bool", hint="flag", weight=0.5),
     reduction("all", "jnp.all", (CATEGORY, "conditional"), BOOL, out="bool", hint="flag", weight=0.5),
-    reduction("argmax", "jnp.argmax", (CATEGORY,), NUMERIC, out="int32", hint="idx", min_rank=1),
-    reduction("argmin", "jnp.argmin", (CATEGORY,), NUMERIC, out="int32", hint="idx", min_rank=1),
+    reduction("argmax", "jnp.argmax", (CATEGORY,), NUMERIC, out="int32", hint="idx"),
+    reduction("argmin", "jnp.argmin", (CATEGORY,), NUMERIC, out="int32", hint="idx"),
     reduction("logsumexp", "jax.nn.logsumexp", (CATEGORY, "composite"), FLOATS, hint="lse", upcast=True),
     along_axis("cumsum", "jnp.cumsum({0}, axis={axis})", (CATEGORY,), hint="run"),
     along_axis(
