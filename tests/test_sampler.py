@@ -319,3 +319,15 @@ def test_no_program_reduces_a_scalar_or_casts_to_its_own_dtype(category):
             continue
         programs += 1
         assert degenerate_steps(program) == [], render_source(program)
+
+
+def test_an_axis_to_reduce_or_sort_along_is_longer_than_one():
+    from generator.core.ops.base import random_axis
+    from generator.core.types import TensorType
+
+    rng = random.Random(0)
+    t = TensorType((1, 5, 1, 3), "float32")
+    assert {random_axis(rng, t) % t.rank for _ in range(200)} == {1, 3}
+    for shape in ((), (1,), (1, 1)):
+        with pytest.raises(Reject, match="longer than one"):
+            random_axis(rng, TensorType(shape, "float32"))

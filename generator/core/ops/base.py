@@ -150,6 +150,12 @@ def random_axis(rng: random.Random, t: TensorType) -> int:
     return rng.choice(axes)
 
 
+def longer_last_axis(t: TensorType) -> bool:
+    """An array whose last axis, which the op normalizes, sorts or reduces along, has more
+    than one element."""
+    return t.rank >= 1 and t.shape[-1] > 1
+
+
 def normalize_axis(axis: int, rank: int) -> int:
     return axis % rank
 

@@ -6,7 +6,7 @@ import random
 
 from ...errors import Reject
 from ..types import FLOAT32, TensorType
-from .base import Binding, Op, bind_same_type, same_as_second, scalar_of_first
+from .base import Binding, Op, bind_same_type, longer_last_axis, same_as_second, scalar_of_first
 
 CATEGORY = "nn"
 
@@ -149,6 +149,7 @@ OPS: tuple[Op, ...] = (
         FLOAT32_BF16,
         bind=_bind_scale_bias,
         min_rank=1,
+        requires=longer_last_axis,
         new_input=_features,
         hint="normed",
         weight=2.0,
@@ -160,6 +161,7 @@ OPS: tuple[Op, ...] = (
         FLOAT32_BF16,
         bind=_bind_scale,
         min_rank=1,
+        requires=longer_last_axis,
         new_input=_features,
         hint="normed",
         weight=1.5,
@@ -282,6 +284,7 @@ OPS: tuple[Op, ...] = (
         infer=scalar_of_first,
         bind=_bind_xent,
         min_rank=2,
+        requires=longer_last_axis,
         max_rank=2,
         hint="loss",
         weight=1.5,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..types import BOOL, FLOATS, NUMERIC
-from .base import Binding, Op, along_axis, infer_last_axis_reduced, reduction
+from .base import Binding, Op, along_axis, infer_last_axis_reduced, longer_last_axis, reduction
 
 CATEGORY = "reduction"
 
@@ -37,6 +37,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         infer=infer_last_axis_reduced,
         min_rank=1,
+        requires=longer_last_axis,
         hint="nrm",
     ),
     Op(
@@ -47,6 +48,7 @@ OPS: tuple[Op, ...] = (
         infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (p["k"],)),
         bind=lambda r, a: Binding(params={"k": r.randint(1, a.shape[-1])}),
         min_rank=1,
+        requires=longer_last_axis,
         hint="best",
     ),
 )
