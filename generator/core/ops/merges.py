@@ -5,8 +5,9 @@ computes, so the sampler folds left-over results into others (``ProgramBuilder.c
 Each ``Merge`` is one way code combines two of its values: a residual add, a gate, a masked
 mean, a weighted sum of loss terms, a gradient step, noise from a left-over key. A category
 folds with the merges its own code writes (``CATEGORY_MERGES``) and, when none fits, with the
-generic ones (``GENERIC_MERGES``: add, mask, or, and ``FOLD``, which first averages the
-folded value over the leading axes the kept one lacks).
+generic ones (``GENERIC_MERGES``: add, mask, or, and ``FOLD``, which first reduces the
+folded value over the leading axes the kept one lacks: a mean, a sum of integers, an ``any``
+of a mask).
 
 A merge writes a cast only to another dtype and a reduction only over axes that exist: it
 never reduces a scalar nor casts a value to its own dtype.
@@ -270,7 +271,7 @@ NOISE = Merge(
 )
 
 
-# --- the fallback: average away the axes the kept value lacks, then combine ------------------
+# --- the fallback: reduce away the axes the kept value lacks, then combine -------------------
 
 
 def extra_axes(kept: TensorType, folded: TensorType) -> tuple[int, ...]:
