@@ -47,6 +47,11 @@ class TensorType:
     def is_complex(self) -> bool:
         return self.dtype in COMPLEX64
 
+    @property
+    def is_key(self) -> bool:
+        """A PRNG key as the ``random`` ops pass it (a raw threefry key, ``uint32[2]``)."""
+        return self.dtype == "uint32" and self.shape == (2,)
+
     def with_shape(self, shape: tuple[int, ...]) -> TensorType:
         return TensorType(tuple(shape), self.dtype)
 
