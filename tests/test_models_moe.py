@@ -64,7 +64,9 @@ def test_the_four_dispatches_compute_the_same_layer_when_nothing_is_dropped():
         combine = "segment_sum" if dispatch in ("sorted", "ragged") else ""
         layer = dataclasses.replace(spec.arch.layer, moe=dataclasses.replace(moe, dispatch=dispatch, combine=combine))
         # capacity for every assignment of every token: nothing is dropped
-        sizes = dataclasses.replace(spec.sizes, capacity_factor=float(spec.sizes.num_experts) if combine or dispatch == "capacity" else 0.0)
+        sizes = dataclasses.replace(
+            spec.sizes, capacity_factor=float(spec.sizes.num_experts) if combine or dispatch == "capacity" else 0.0
+        )
         variant = dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer), sizes=sizes)
         outputs[dispatch] = _outputs(variant)
     assert np.abs(outputs["dense"]).max() > 0
@@ -81,9 +83,13 @@ def test_the_three_styles_of_a_spec_compute_the_same_function(seed):
         spec = grammar.sample(rng, CATEGORY)
         if spec.arch.sharding == "none" and spec.arch.task != "moe_layer":
             break
-    layer = dataclasses.replace(spec.arch.layer, moe=dataclasses.replace(spec.arch.layer.moe, dispatch="dense", combine=""))
+    layer = dataclasses.replace(
+        spec.arch.layer, moe=dataclasses.replace(spec.arch.layer.moe, dispatch="dense", combine="")
+    )
     sizes = dataclasses.replace(spec.sizes, capacity_factor=0.0)
-    spec = dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer), sizes=sizes, library_layers=False)
+    spec = dataclasses.replace(
+        spec, arch=dataclasses.replace(spec.arch, layer=layer), sizes=sizes, library_layers=False
+    )
     outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
     np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)

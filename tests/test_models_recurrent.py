@@ -62,11 +62,15 @@ def _spec(seed: str, **want) -> ModelSpec:
 
 @pytest.mark.parametrize("kind", ["rglru", "mamba", "s4d"])
 def test_associative_and_sequential_scans_agree(kind):
-    spec = _spec(f"scan:{kind}", kind=(lambda s: s.arch.layer.recurrent.kind, kind), task=(lambda s: s.arch.task, "block"))
+    spec = _spec(
+        f"scan:{kind}", kind=(lambda s: s.arch.layer.recurrent.kind, kind), task=(lambda s: s.arch.task, "block")
+    )
     spec = dataclasses.replace(spec, dtype="float32", style="jax")
     outputs = {}
     for scan in ("associative", "sequential"):
-        layer = dataclasses.replace(spec.arch.layer, recurrent=dataclasses.replace(spec.arch.layer.recurrent, scan=scan))
+        layer = dataclasses.replace(
+            spec.arch.layer, recurrent=dataclasses.replace(spec.arch.layer.recurrent, scan=scan)
+        )
         outputs[scan] = _outputs(dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer)))
     assert np.abs(outputs["sequential"]).max() > 0
     np.testing.assert_allclose(outputs["associative"], outputs["sequential"], rtol=1e-4, atol=1e-4)
@@ -74,7 +78,11 @@ def test_associative_and_sequential_scans_agree(kind):
 
 @pytest.mark.parametrize("kind", ["lstm", "gru", "mamba", "rglru"])
 def test_the_three_styles_of_a_spec_compute_the_same_function(kind):
-    spec = _spec(f"styles:{kind}", kind=(lambda s: s.arch.layer.recurrent.kind, kind), task=(lambda s: s.arch.task != "block", True))
+    spec = _spec(
+        f"styles:{kind}",
+        kind=(lambda s: s.arch.layer.recurrent.kind, kind),
+        task=(lambda s: s.arch.task != "block", True),
+    )
     hand_written = dataclasses.replace(spec.arch.layer.recurrent, library=False)
     arch = dataclasses.replace(spec.arch, layer=dataclasses.replace(spec.arch.layer, recurrent=hand_written))
     spec = dataclasses.replace(spec, arch=arch, dtype="float32", library_layers=False)

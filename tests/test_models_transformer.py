@@ -156,13 +156,19 @@ def _case(seed: str, **want) -> ModelSpec:
 
 CASES = {
     "jax-lm-scan": dict(
-        style=(lambda s: s.style, "jax"), layout=(lambda s: s.arch.layout, "scan"), none=(lambda s: s.arch.sharding, "none")
+        style=(lambda s: s.style, "jax"),
+        layout=(lambda s: s.arch.layout, "scan"),
+        none=(lambda s: s.arch.sharding, "none"),
     ),
     "nnx-hybrid": dict(
-        style=(lambda s: s.style, "flax_nnx"), hybrid=(lambda s: s.arch.hybrid, True), none=(lambda s: s.arch.sharding, "none")
+        style=(lambda s: s.style, "flax_nnx"),
+        hybrid=(lambda s: s.arch.hybrid, True),
+        none=(lambda s: s.arch.sharding, "none"),
     ),
     "eqx-classifier": dict(
-        style=(lambda s: s.style, "equinox"), task=(lambda s: s.arch.task, "classifier"), none=(lambda s: s.arch.sharding, "none")
+        style=(lambda s: s.style, "equinox"),
+        task=(lambda s: s.arch.task, "classifier"),
+        none=(lambda s: s.arch.sharding, "none"),
     ),
 }
 
@@ -200,7 +206,9 @@ def test_sharded_programs_carry_their_layout_and_validate_on_8_devices(style):
     pair = lower_on_host_devices(program.source, program.function_name)
     ir = pair.stablehlo_ir
     assert "sdy.mesh" in ir and "sdy.sharding_constraint" in ir
-    assert re.search(r'sdy.sharding = #sdy.sharding<@mesh, \[\{[^]]*\}, \{"model"\}\]>', ir), "a weight split over model"
+    assert re.search(r'sdy.sharding = #sdy.sharding<@mesh, \[\{[^]]*\}, \{"model"\}\]>', ir), (
+        "a weight split over model"
+    )
     row = {
         "category": CATEGORY,
         "python_source": program.source,

@@ -40,7 +40,13 @@ def test_draws_cover_the_grammar():
     convs = [s for s in specs if s.arch.stages]
     assert seen(lambda s: [s.style]) == {"jax", "flax_nnx", "equinox"}
     assert seen(lambda s: [s.arch.net]) == {"convnet", "vit", "hybrid", "unet"}
-    assert seen(lambda s: [b.kind for b in s.arch.stages]) == {"basic", "bottleneck", "convnext", "mbconv", "fused_mbconv"}
+    assert seen(lambda s: [b.kind for b in s.arch.stages]) == {
+        "basic",
+        "bottleneck",
+        "convnext",
+        "mbconv",
+        "fused_mbconv",
+    }
     assert seen(lambda s: [s.arch.stem] if s.arch.stages else []) == {"conv", "conv_pool", "deep", "patchify"}
     assert seen(lambda s: [s.arch.downsample] if s.arch.stages else []) == {"block", "conv", "norm_conv", "pool_conv"}
     assert seen(lambda s: [s.arch.head] if s.arch.net == "convnet" else []) == {"pool", "norm_pool", "pool_norm"}
@@ -49,7 +55,12 @@ def test_draws_cover_the_grammar():
     assert any(b.preact for s in convs for b in s.arch.stages) and any(b.se for s in convs for b in s.arch.stages)
     assert seen(lambda s: [s.arch.patch] if s.arch.net == "vit" else []) == {"conv", "linear"}
     assert seen(lambda s: [s.arch.pool] if s.arch.encoder else []) == {"cls", "mean"}
-    assert seen(lambda s: [s.arch.encoder.placement] if s.arch.encoder else []) == {"pre", "post", "sandwich", "parallel"}
+    assert seen(lambda s: [s.arch.encoder.placement] if s.arch.encoder else []) == {
+        "pre",
+        "post",
+        "sandwich",
+        "parallel",
+    }
     assert seen(lambda s: [s.arch.layout]) == {"unrolled", "scan"}
     unets = [s.arch.unet for s in specs if s.arch.unet]
     assert {u.attention for u in unets} == {"none", "einsum", "dpa"} and {u.up for u in unets} == {"repeat", "resize"}
@@ -161,7 +172,9 @@ CASES = {
         kind=(lambda s: s.arch.stages[:1] and s.arch.stages[0].kind, "convnext"),
     ),
     "nnx-hybrid-scan": dict(
-        style=(lambda s: s.style, "flax_nnx"), net=(lambda s: s.arch.net, "hybrid"), layout=(lambda s: s.arch.layout, "scan")
+        style=(lambda s: s.style, "flax_nnx"),
+        net=(lambda s: s.arch.net, "hybrid"),
+        layout=(lambda s: s.arch.layout, "scan"),
     ),
     "jax-efficientnet-bf16": dict(
         style=(lambda s: s.style, "jax"),
@@ -182,8 +195,14 @@ def test_real_size_lowering_and_validator(name):
     s = spec.sizes
     image = (s.image_size, s.image_size)
     want = (
-        (s.batch_size, s.in_channels, *image) if spec.style == "equinox" else (s.batch_size, *image, s.in_channels)
-    ) if spec.arch.net == "unet" else (s.batch_size, s.num_classes)
+        ((s.batch_size, s.in_channels, *image) if spec.style == "equinox" else (s.batch_size, *image, s.in_channels))
+        if spec.arch.net == "unet"
+        else (s.batch_size, s.num_classes)
+    )
     assert pair.output_signature[0][0] == want
     results = validator_checks(program, ir)
-    assert {k: v.status.value for k, v in results.items()} == {"reproduce": "pass", "execute": "pass", "iree": "pass"}, results
+    assert {k: v.status.value for k, v in results.items()} == {
+        "reproduce": "pass",
+        "execute": "pass",
+        "iree": "pass",
+    }, results

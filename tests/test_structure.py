@@ -86,8 +86,14 @@ def test_model_structure_ignores_sizes_names_and_style(category):
     if family.composed:  # sizes, style, dtype, idioms and names are not structure; the architecture is
         other_sizes = next(s.sizes for s in specs if s.sizes != spec.sizes)
         written = dataclasses.replace(
-            spec, sizes=other_sizes, style=next(s.style for s in specs if s.style != spec.style), dtype="float32",
-            library_layers=not spec.library_layers, einsum=not spec.einsum, function_name="f", config_name="C",
+            spec,
+            sizes=other_sizes,
+            style=next(s.style for s in specs if s.style != spec.style),
+            dtype="float32",
+            library_layers=not spec.library_layers,
+            einsum=not spec.einsum,
+            function_name="f",
+            config_name="C",
         )
         assert family.structure_of(written) == family.structure_of(spec)
         other = next(s for s in specs if s.arch != spec.arch)

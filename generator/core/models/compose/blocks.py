@@ -231,7 +231,9 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
     if kind == "recurrent":
         mixer = recurrent_block(layer.recurrent)
         if layer.placement == "plain":  # a classic RNN stack: one cell after another
-            return dataclasses.replace(mixer, cls=cls, doc=mixer.doc.replace("over the sequence", "layer over the sequence"))
+            return dataclasses.replace(
+                mixer, cls=cls, doc=mixer.doc.replace("over the sequence", "layer over the sequence")
+            )
         children: list = [_named(mixer, "mixer")]
     else:
         children = [_named(attention_block(layer.attention, takes_mask, kind == "local"), "attn")]
@@ -252,7 +254,11 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
     placement = layer.placement
     if placement == "parallel":
         norms = [Norm("norm", norm, "config.d_model")]
-        lines = ["h = @norm(x)", *(m.format("h") for m in mix), f"x = x + @{mixer_name}(h{attn_args}) + {mixer.format('h')}"]
+        lines = [
+            "h = @norm(x)",
+            *(m.format("h") for m in mix),
+            f"x = x + @{mixer_name}(h{attn_args}) + {mixer.format('h')}",
+        ]
     elif placement == "pre":
         norms = [Norm(f"{an}_norm", norm, "config.d_model"), Norm("mlp_norm", norm, "config.d_model")]
         lines = [f"x = x + @{mixer_name}(@{an}_norm(x){attn_args})"]
@@ -263,7 +269,8 @@ def layer_block(arch: Architecture, kind: str = "global", cls: str = "DecoderLay
         lines += [m.format("x") for m in mix] + [f"x = x + @mlp_norm({mixer.format('x')})"]
     else:
         norms = [
-            Norm(n, norm, "config.d_model") for n in (f"pre_{an}_norm", f"post_{an}_norm", "pre_mlp_norm", "post_mlp_norm")
+            Norm(n, norm, "config.d_model")
+            for n in (f"pre_{an}_norm", f"post_{an}_norm", "pre_mlp_norm", "post_mlp_norm")
         ]
         lines = [f"x = x + @post_{an}_norm(@{mixer_name}(@pre_{an}_norm(x){attn_args}))"]
         lines += [m.format("@pre_mlp_norm(x)") for m in mix]
@@ -360,7 +367,9 @@ def model_block(arch: Architecture, cls: str) -> Block:
     if arch.scale_embeddings:
         lines.append("h = h * jnp.asarray(config.d_model**0.5, h.dtype)")
     if arch.learned_positions:
-        params.append(Param("pos_embed", ("config.max_seq_len", "config.d_model"), "normal", "config.d_model", (None, "embed")))
+        params.append(
+            Param("pos_embed", ("config.max_seq_len", "config.d_model"), "normal", "config.d_model", (None, "embed"))
+        )
         lines.append("h = h + $pos_embed[:seq_len]")
     lines.append("% h: batch, None, None")
     if _rope_args(arch):
@@ -372,7 +381,9 @@ def model_block(arch: Architecture, cls: str) -> Block:
     children: list = [stack, Norm("final_norm", arch.layer.norm, "config.d_model")]
     if arch.task == "classifier":
         per_token = arch.pooling == "none"
-        children.append(Dense("classifier", "config.d_model", "config.num_classes", ("embed", None), rank=2 if per_token else 1))
+        children.append(
+            Dense("classifier", "config.d_model", "config.num_classes", ("embed", None), rank=2 if per_token else 1)
+        )
         pool = {
             "mean": "pooled = jnp.mean(h, axis=-2)",
             "max": "pooled = jnp.max(h, axis=-2)",
@@ -384,7 +395,11 @@ def model_block(arch: Architecture, cls: str) -> Block:
         else:
             lines += [pool[arch.pooling], f"return @classifier(pooled){aux}"]
         body = "a recurrent stack" if arch.layer.recurrent is not None and not arch.attends else "bidirectional layers"
-        head = "a classifier on every token" if per_token else f"{arch.pooling} pooling over the sequence, a classifier head"
+        head = (
+            "a classifier on every token"
+            if per_token
+            else f"{arch.pooling} pooling over the sequence, a classifier head"
+        )
         doc = f"Sequence classifier: embeddings, {body}, {head}."
         return Block(cls, doc, ("tokens",), "\n".join(lines), tuple(params), tuple(children))
     if arch.tied:

@@ -283,8 +283,19 @@ def se_block(L: Layout) -> Block:
             f"return x * {L.bcast('s')}",
         ]
     )
-    children = (Dense("reduce", "dim", "hidden", (None, None), True, 1), Dense("expand", "hidden", "dim", (None, None), True, 1))
-    return Block("SqueezeExcite", "Squeeze-and-excitation: channel weights from the pooled map.", ("x",), body, (), children, init_args=("dim", "hidden"))
+    children = (
+        Dense("reduce", "dim", "hidden", (None, None), True, 1),
+        Dense("expand", "hidden", "dim", (None, None), True, 1),
+    )
+    return Block(
+        "SqueezeExcite",
+        "Squeeze-and-excitation: channel weights from the pooled map.",
+        ("x",),
+        body,
+        (),
+        children,
+        init_args=("dim", "hidden"),
+    )
 
 
 def conv_block(block: ConvBlock, L: Layout, down: bool = False) -> Block:
@@ -408,7 +419,10 @@ def _block_doc(block: ConvBlock, down: bool) -> str:
     if block.scale:
         extras.append({"layer_scale": "a learned residual scale", "grn": "global response normalization"}[block.scale])
     if down:
-        extras.append("halving the resolution" + (", a projected shortcut" if block.kind not in ("mbconv", "fused_mbconv") else ""))
+        extras.append(
+            "halving the resolution"
+            + (", a projected shortcut" if block.kind not in ("mbconv", "fused_mbconv") else "")
+        )
     return what + (" (" + ", ".join(extras) + ")" if extras else "") + "."
 
 
@@ -492,7 +506,10 @@ def encoder_children(arch: VisionArch) -> list:
     tarch = arch.transformer
     layer = layer_block(tarch, "global", "EncoderBlock")
     layer = dataclasses.replace(layer, doc=layer.doc.replace("residual layer", "encoder block"))
-    return [Stack("layers", layer, "config.num_layers", arch.layout == "scan", arch.remat), Norm("final_norm", arch.encoder.norm, "config.d_model")]
+    return [
+        Stack("layers", layer, "config.num_layers", arch.layout == "scan", arch.remat),
+        Norm("final_norm", arch.encoder.norm, "config.d_model"),
+    ]
 
 
 def classifier_block(arch: VisionArch, L: Layout, cls: str) -> Block:
@@ -547,7 +564,10 @@ def classifier_block(arch: VisionArch, L: Layout, cls: str) -> Block:
         tokens = "(config.image_size // config.patch_size) ** 2"
     if arch.pool == "cls":
         params.append(Param("cls_token", ("1", d), "normal", d))
-        lines += ["cls = jnp.broadcast_to($cls_token, (*h.shape[:-2], 1, h.shape[-1]))", "h = jnp.concatenate([cls, h], axis=-2)"]
+        lines += [
+            "cls = jnp.broadcast_to($cls_token, (*h.shape[:-2], 1, h.shape[-1]))",
+            "h = jnp.concatenate([cls, h], axis=-2)",
+        ]
         tokens += " + 1"
     params.append(Param("pos_embed", (tokens, d), "normal", d))
     lines += ["h = h + $pos_embed", "h = @layers*(h)", "h = @final_norm(h)"]
@@ -570,7 +590,9 @@ def _net_doc(arch: VisionArch) -> str:
         return f"Vision Transformer: patches by {patches}, learned positions, an encoder, {pool}, a classifier head."
     kinds = " then ".join(dict.fromkeys(BLOCK_NAMES[b.kind] for b in arch.stages))
     if arch.net == "hybrid":
-        return f"Hybrid ViT: a convolutional stem and {kinds} stages, then a transformer encoder over the map's positions."
+        return (
+            f"Hybrid ViT: a convolutional stem and {kinds} stages, then a transformer encoder over the map's positions."
+        )
     return f"Convolutional classifier: a stem, {len(arch.stages)} stages of {kinds} blocks, global pooling, a classifier head."
 
 
@@ -610,7 +632,9 @@ def unet_res_block(unet: UNet, L: Layout, project: bool) -> Block:
 
 
 def unet_attention(unet: UNet, L: Layout) -> Block:
-    children = (GroupNorm("norm", "dim"),) + tuple(Dense(p, "dim", "dim", (None, None), True) for p in ("q_proj", "k_proj", "v_proj", "o_proj"))
+    children = (GroupNorm("norm", "dim"),) + tuple(
+        Dense(p, "dim", "dim", (None, None), True) for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+    )
     lines = ["h = @norm(x)", f"h = {L.tokens('h')}"]
     lines += [f"{p} = @{p}_proj(h).reshape(*h.shape[:-1], config.num_heads, -1)" for p in "qkv"]
     if unet.attention == "dpa":

@@ -260,10 +260,12 @@ class Emitter:
             return self._vision_call(child, args)
         if self.style == "jax":
             config = ", config" if _needs_config(child) else ""
-            return f'{child.fn}({self.param(name)}, {args}{config})'
+            return f"{child.fn}({self.param(name)}, {args}{config})"
         return f"self.{name}({args})"
 
-    def stack_call(self, block: Block, stack: Stack, pad: str, carry: str, args: str, aux: str | None = None) -> list[str]:
+    def stack_call(
+        self, block: Block, stack: Stack, pad: str, carry: str, args: str, aux: str | None = None
+    ) -> list[str]:
         """The loop over a stack's layers; with ``aux``, each layer returns ``(carry, aux)`` and
         the layers' aux values are averaged."""
         first, _, rest = args.partition(",")
@@ -431,7 +433,9 @@ class Emitter:
             elif isinstance(item, Dense):
                 init = ""
                 if self.idioms.sharded:
-                    init = f", kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), {self.spec(item.axes)})"
+                    init = (
+                        f", kernel_init=nnx.with_partitioning(nnx.initializers.lecun_normal(), {self.spec(item.axes)})"
+                    )
                 lines.append(
                     f"self.{name} = nnx.Linear({item.d_in}, {item.d_out}, use_bias={item.bias}, "
                     f"param_dtype=dtype{init}, rngs=rngs)"
@@ -508,7 +512,9 @@ class Emitter:
             elif isinstance(item, Cell):
                 cls = "LSTMCell" if item.kind == "lstm" else "GRUCell"
                 fields.append(f"{name}: eqx.nn.{cls}")
-                lines.append(f"self.{name} = eqx.nn.{cls}(config.d_model, config.d_model, dtype=dtype, key={key_of[name]})")
+                lines.append(
+                    f"self.{name} = eqx.nn.{cls}(config.d_model, config.d_model, dtype=dtype, key={key_of[name]})"
+                )
             elif isinstance(item, Stack):
                 fields.append(f"{name}: {item.block.cls}" if item.scan else f"{name}: tuple[{item.block.cls}, ...]")
                 keys = f"jax.random.split({key_of[name]}, {item.count})"

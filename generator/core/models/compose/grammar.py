@@ -194,7 +194,9 @@ def sample_architecture(rng: random.Random, category: str = "transformer", style
         moe = sample_moe(rng, style, task, sharding != "none")
         layer = dataclasses.replace(layer, moe=moe, mlp=layer.mlp if moe.shared_expert else NO_MLP)
         if task == "moe_layer":  # no attention, norms or residual: only the experts
-            return Architecture(task, dataclasses.replace(layer, attention=NO_ATTENTION, norm="", placement=""), sharding=sharding)
+            return Architecture(
+                task, dataclasses.replace(layer, attention=NO_ATTENTION, norm="", placement=""), sharding=sharding
+            )
     if task == "block":
         return Architecture(task, layer, pattern, sharding=sharding)
     layout = "scan" if rng.random() < 0.5 else "unrolled"
@@ -304,7 +306,9 @@ def _moe_sizes(rng: random.Random, arch: Architecture, d_model: int) -> dict:
     num_experts = pick(rng, (4, 8, 8, 16) if moe.dispatch == "dense" else (8, 16, 32, 64, 128))
     if num_experts >= 32:  # DeepSeekMoE / OLMoE / Qwen-MoE: many narrow experts, more per token
         top_k = pick(rng, (2, 4, 6, 8))
-        expert_d_ff = pick(rng, (round_up(d_model // 2, 128), round_up(d_model // 4, 128), round_up(11 * d_model // 16, 128)))
+        expert_d_ff = pick(
+            rng, (round_up(d_model // 2, 128), round_up(d_model // 4, 128), round_up(11 * d_model // 16, 128))
+        )
     else:  # Switch / GShard / Mixtral: a few full-width experts, top-1 or top-2
         top_k = pick(rng, (1, 2, 2))
         expert_d_ff = round_up(7 * d_model // 2, 256) if moe.gated else 4 * d_model
@@ -337,11 +341,12 @@ def sample(rng: random.Random, category: str = "transformer") -> ModelSpec:
         dtype=_dtype(rng, arch),
         library_layers=library,
         einsum=einsum,
-        function_name=pick(rng, [n for n in FUNCTION_NAMES[arch.task] if category == "transformer" or "transformer" not in n]),
+        function_name=pick(
+            rng, [n for n in FUNCTION_NAMES[arch.task] if category == "transformer" or "transformer" not in n]
+        ),
         config_name=pick(rng, _config_names(category, arch)),
         model_name=pick(rng, _model_names(category, arch)),
     )
-
 
 
 def _dtype(rng: random.Random, arch: Architecture) -> str:

@@ -208,7 +208,11 @@ def moe_block(moe: Moe, shared: Block | None) -> Block:
         "w_down": ("config.num_experts", "config.expert_d_ff", "config.d_model"),
         "w_out": ("config.num_experts", "config.expert_d_ff", "config.d_model"),
     }
-    params = [Param("router", ("config.d_model", "config.num_experts"), "normal", "config.d_model", ("embed", None), "float32")]
+    params = [
+        Param(
+            "router", ("config.d_model", "config.num_experts"), "normal", "config.d_model", ("embed", None), "float32"
+        )
+    ]
     for n in w:
         fan = "config.expert_d_ff" if n in ("w_down", "w_out") else "config.d_model"
         axes = (None, "mlp", "embed") if n in ("w_down", "w_out") else (None, "embed", "mlp")
@@ -247,8 +251,12 @@ def moe_block(moe: Moe, shared: Block | None) -> Block:
             entries.append('"dropped_fraction": dropped_fraction')
         lines.append("aux = {" + ", ".join(entries) + "}")
     else:
-        total = "config.aux_loss_coef * load_balancing" + (" + config.router_z_loss_coef * z_loss" if moe.z_loss else "")
-        lines.append(f'aux = {{"aux_loss": {total}, "dropped_fraction": dropped_fraction}}' if drops else f"aux = {total}")
+        total = "config.aux_loss_coef * load_balancing" + (
+            " + config.router_z_loss_coef * z_loss" if moe.z_loss else ""
+        )
+        lines.append(
+            f'aux = {{"aux_loss": {total}, "dropped_fraction": dropped_fraction}}' if drops else f"aux = {total}"
+        )
     lines.append("return expert_output.reshape(x.shape), aux")
     what = {
         "dense": "dense (Mixtral-style)",

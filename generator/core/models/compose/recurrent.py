@@ -169,7 +169,9 @@ def _cell(recurrent: Recurrent) -> Block:
     for d in directions:
         suffix = f"_{d}" if d else ""
         reverse = ", reverse=True" if d == "backward" else ""
-        lines.append(f"_, hs{suffix} = lax.scan(step{suffix}, {init}, jnp.moveaxis(gate_inputs{suffix}, -2, 0){reverse})")
+        lines.append(
+            f"_, hs{suffix} = lax.scan(step{suffix}, {init}, jnp.moveaxis(gate_inputs{suffix}, -2, 0){reverse})"
+        )
     if recurrent.bidirectional:
         children.append(Dense("merge_proj", "2 * config.d_model", "config.d_model", ("mlp", "embed")))
         lines += [
@@ -234,7 +236,10 @@ def _mamba(recurrent: Recurrent) -> Block:
     children = (
         Dense("in_proj", "config.d_model", "2 * config.hidden_size", ("embed", "mlp")),
         *(
-            (Dense("dt_down", "config.hidden_size", "config.dt_rank", ("mlp", None)), Dense("dt_up", "config.dt_rank", "config.hidden_size", (None, "mlp")))
+            (
+                Dense("dt_down", "config.hidden_size", "config.dt_rank", ("mlp", None)),
+                Dense("dt_up", "config.dt_rank", "config.hidden_size", (None, "mlp")),
+            )
             if recurrent.low_rank_dt
             else (Dense("dt_proj", "config.hidden_size", "config.hidden_size", (None, "mlp")),)
         ),

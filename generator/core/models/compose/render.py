@@ -6,9 +6,9 @@ from __future__ import annotations
 import re
 
 from ..base import ModelProgram, config_class
-from .blocks import helpers, layer_args, layer_block, mask_lines, model_block, moe_helpers, mlp_block
+from .blocks import helpers, layer_args, layer_block, mask_lines, mlp_block, model_block, moe_helpers
+from .emit import Block, Emitter, Idioms, Norm, Param, Stack
 from .moe import moe_block
-from .emit import Block, Dense, Emitter, Idioms, Norm, Param, Stack
 from .spec import ModelSpec
 
 HOST_DEVICES = 8
@@ -162,9 +162,7 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     whole_model = arch.task in ("lm", "classifier")
     data = "tokens" if whole_model else "x"
     batch = f'"{rules["batch"]}"' if rules else "None"
-    data_sharding = (
-        f", sharding=NamedSharding(MESH, P({batch}, None{', None' * (not whole_model)}))" if sharded else ""
-    )
+    data_sharding = f", sharding=NamedSharding(MESH, P({batch}, None{', None' * (not whole_model)}))" if sharded else ""
     out_spec = {
         "lm": f"P({batch}, None, {chr(34) + rules['vocab'] + chr(34) if rules.get('vocab') else 'None'})",
         "classifier": f"P({batch}, None, None)" if arch.pooling == "none" else f"P({batch}, None)",
@@ -175,7 +173,9 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     returns = top.returns
     doc = {
         "lm": "Next-token logits (batch, seq, vocab)" + (" and the final hidden states" if arch.return_hidden else ""),
-        "classifier": "Class logits per token (batch, seq, num_classes)" if arch.pooling == "none" else "Class logits (batch, num_classes)",
+        "classifier": "Class logits per token (batch, seq, num_classes)"
+        if arch.pooling == "none"
+        else "Class logits (batch, num_classes)",
         "block": "The layer applied to hidden states (batch, seq, d_model)",
         "moe_layer": "The mixture-of-experts layer applied to hidden states (batch, seq, d_model)",
     }[arch.task]
@@ -268,8 +268,16 @@ def _imports(body: str, spec: ModelSpec) -> str:
 
 def _moe_doc(spec: ModelSpec) -> str:
     moe = spec.arch.layer.moe
-    what = {"dense": "dense", "capacity": "capacity-based", "sorted": "sort-and-scatter", "ragged": "dropless ragged-dot"}
-    parts = [f"{what[moe.dispatch]} dispatch", "softmax then top-k" if moe.router == "softmax_topk" else "top-k then softmax"]
+    what = {
+        "dense": "dense",
+        "capacity": "capacity-based",
+        "sorted": "sort-and-scatter",
+        "ragged": "dropless ragged-dot",
+    }
+    parts = [
+        f"{what[moe.dispatch]} dispatch",
+        "softmax then top-k" if moe.router == "softmax_topk" else "top-k then softmax",
+    ]
     parts.append(("SwiGLU" if moe.gated else "GELU") + " experts")
     if moe.shared_expert:
         parts.append("a gated shared expert" if moe.shared_gate else "a shared expert")
@@ -316,14 +324,19 @@ def _module_doc(spec: ModelSpec) -> str:
         placed = "parallel attention and MLP" if layer.placement == "parallel" else f"{layer.placement}-norm"
         parts.append({"rms": "RMSNorm", "layer": "LayerNorm"}[layer.norm] + f" ({placed})")
     parts.append(
-        {"grouped": "grouped-query attention", "repeat": "attention over repeated KV heads", "dpa": "jax.nn.dot_product_attention"}[
-            attention.impl
-        ]
+        {
+            "grouped": "grouped-query attention",
+            "repeat": "attention over repeated KV heads",
+            "dpa": "jax.nn.dot_product_attention",
+        }[attention.impl]
     )
     if layer.moe is not None:
         parts.append(f"mixture-of-experts MLPs ({_moe_doc(spec)})")
     elif layer.mlp.activation:
-        parts.append({"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "squared-ReLU"}[layer.mlp.activation] + " MLP")
+        parts.append(
+            {"swiglu": "SwiGLU", "geglu": "GeGLU", "gelu": "GELU", "relu2": "squared-ReLU"}[layer.mlp.activation]
+            + " MLP"
+        )
     if attention.rope != "none":
         parts.append("RoPE")
     if arch.learned_positions:
@@ -336,11 +349,17 @@ def _module_doc(spec: ModelSpec) -> str:
         parts.append("QK-norm")
     if attention.softcap or arch.final_softcap:
         parts.append("logit soft-capping")
-    what = {"lm": "A decoder-only language model", "classifier": "A transformer encoder classifier", "block": "One transformer layer"}[
-        arch.task
-    ]
+    what = {
+        "lm": "A decoder-only language model",
+        "classifier": "A transformer encoder classifier",
+        "block": "One transformer layer",
+    }[arch.task]
     if layer.recurrent is not None:
-        what = {"lm": "A hybrid recurrent language model", "classifier": "A hybrid recurrent classifier", "block": "One layer"}[arch.task]
+        what = {
+            "lm": "A hybrid recurrent language model",
+            "classifier": "A hybrid recurrent classifier",
+            "block": "One layer",
+        }[arch.task]
     return f'"""{what} in {STYLE_NAMES[spec.style]}{layout}: {", ".join(parts)}."""\n'
 
 
@@ -348,7 +367,9 @@ def render(spec: ModelSpec) -> ModelProgram:
     arch = spec.arch
     sharded = arch.sharding != "none"
     axes, rules = LAYOUTS[arch.sharding] if sharded else ((), {})
-    emitter = Emitter(spec.style, Idioms(spec.library_layers, spec.einsum, rules if sharded else None), spec.config_name)
+    emitter = Emitter(
+        spec.style, Idioms(spec.library_layers, spec.einsum, rules if sharded else None), spec.config_name
+    )
     if arch.task == "block":
         top = layer_block(arch, arch.pattern[0])
     elif arch.task == "moe_layer":
@@ -381,8 +402,12 @@ def render(spec: ModelSpec) -> ModelProgram:
     parts.append(example)
     body = "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec), *parts])
     body = body.replace("\n\n\n\n", "\n\n\n")
-    source = _module_doc(spec) + "\n" + _imports(body, spec) + "\n\n" + "\n\n".join(
-        p.rstrip("\n") + "\n" for p in [_config(spec), *parts]
+    source = (
+        _module_doc(spec)
+        + "\n"
+        + _imports(body, spec)
+        + "\n\n"
+        + "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec), *parts])
     )
     transforms = []
     if "lax.scan" in source:

@@ -29,7 +29,10 @@ from .spec import Attention, Layer, Mlp
 UNET_MULTS = ((1, 2), (1, 2, 2), (1, 2, 4), (1, 1, 2), (1, 2, 3), (1, 2, 2, 2), (1, 2, 3, 4), (1, 1, 2, 2))
 NAMES = {
     "convnet": (("classify", "forward", "predict", "image_logits"), ("ModelConfig", "ConvNetConfig")),
-    "vit": (("classify", "forward", "vit_forward", "image_logits"), ("ViTConfig", "VisionTransformerConfig", "ModelConfig")),
+    "vit": (
+        ("classify", "forward", "vit_forward", "image_logits"),
+        ("ViTConfig", "VisionTransformerConfig", "ModelConfig"),
+    ),
     "hybrid": (("classify", "forward", "hybrid_forward"), ("HybridConfig", "ModelConfig")),
     "unet": (("denoise", "predict_noise", "unet_forward"), ("UNetConfig", "DiffusionConfig")),
 }
@@ -111,7 +114,9 @@ def sample_encoder(rng: random.Random) -> Layer:
 
 
 def sample_architecture(rng: random.Random) -> VisionArch:
-    net = pick(rng, ("convnet", "convnet", "convnet", "convnet", "vit", "vit", "vit", "hybrid", "hybrid", "unet", "unet"))
+    net = pick(
+        rng, ("convnet", "convnet", "convnet", "convnet", "vit", "vit", "vit", "hybrid", "hybrid", "unet", "unet")
+    )
     if net == "unet":
         unet = UNet(
             mults=pick(rng, UNET_MULTS),
@@ -139,7 +144,15 @@ def sample_architecture(rng: random.Random) -> VisionArch:
         )
     arch = sample_convnet(rng, net)
     if net == "hybrid":
-        arch = VisionArch(**{**arch.__dict__, "pool": pick(rng, ("cls", "mean")), "encoder": encoder, "layout": layout, "remat": remat})
+        arch = VisionArch(
+            **{
+                **arch.__dict__,
+                "pool": pick(rng, ("cls", "mean")),
+                "encoder": encoder,
+                "layout": layout,
+                "remat": remat,
+            }
+        )
     return arch
 
 
@@ -266,7 +279,12 @@ def _config(spec: VisionSpec, grouped: bool) -> str:
             ("d_ff", "int", s.d_ff),
         ]
     fields += [("norm_eps", "float", s.norm_eps), ("dtype", "str", spec.dtype)]
-    what = {"convnet": "a convolutional image classifier", "vit": "a Vision Transformer", "hybrid": "a hybrid convolution-transformer classifier", "unet": "a diffusion U-Net"}[arch.net]
+    what = {
+        "convnet": "a convolutional image classifier",
+        "vit": "a Vision Transformer",
+        "hybrid": "a hybrid convolution-transformer classifier",
+        "unet": "a diffusion U-Net",
+    }[arch.net]
     return config_class(spec.config_name, fields, f"Sizes and constants of {what}.")
 
 
@@ -362,11 +380,22 @@ def _module_doc(spec: VisionSpec) -> str:
             parts.append("squeeze-and-excitation")
         if block.scale:
             parts.append(block.scale.replace("_", " "))
-        parts.append({"block": "strided blocks", "conv": "strided convolutions", "norm_conv": "norm + 2x2 convolutions", "pool_conv": "pooling + 1x1 convolutions"}[arch.downsample] + " between stages")
+        parts.append(
+            {
+                "block": "strided blocks",
+                "conv": "strided convolutions",
+                "norm_conv": "norm + 2x2 convolutions",
+                "pool_conv": "pooling + 1x1 convolutions",
+            }[arch.downsample]
+            + " between stages"
+        )
     if arch.encoder is not None:
         layer = arch.encoder
         if arch.net == "vit":
-            parts.append("patch embedding by " + ("a strided convolution" if arch.patch == "conv" else "reshape and a linear layer"))
+            parts.append(
+                "patch embedding by "
+                + ("a strided convolution" if arch.patch == "conv" else "reshape and a linear layer")
+            )
         parts += [
             f"{layer.placement}-norm {layer.norm.replace('layer', 'LayerNorm').replace('rms', 'RMSNorm')} encoder",
             {"grouped": "einsum attention", "dpa": "jax.nn.dot_product_attention"}[layer.attention.impl],
@@ -389,14 +418,23 @@ def _module_doc(spec: VisionSpec) -> str:
         ]
         if u.attention != "none":
             parts.append("mid-block self-attention")
-    what = {"convnet": "A convolutional image classifier", "vit": "A Vision Transformer", "hybrid": "A hybrid convolution-transformer classifier", "unet": "A diffusion U-Net denoiser"}[arch.net]
+    what = {
+        "convnet": "A convolutional image classifier",
+        "vit": "A Vision Transformer",
+        "hybrid": "A hybrid convolution-transformer classifier",
+        "unet": "A diffusion U-Net denoiser",
+    }[arch.net]
     return f'"""{what} in {STYLE_NAMES[spec.style]}: {", ".join(parts)}."""\n'
 
 
 def render(spec: VisionSpec) -> ModelProgram:
     emitter = Emitter(spec.style, Idioms(spec.library_layers, spec.einsum), spec.config_name)
     L = Layout(spec.style != "equinox")
-    top = unet_block(spec.arch, L, spec.model_name) if spec.arch.net == "unet" else classifier_block(spec.arch, L, spec.model_name)
+    top = (
+        unet_block(spec.arch, L, spec.model_name)
+        if spec.arch.net == "unet"
+        else classifier_block(spec.arch, L, spec.model_name)
+    )
     blocks = _all_blocks(top)
     grouped = any(isinstance(c, GroupNorm) for c in _leaves(blocks))
     parts = _helpers(spec, blocks, emitter.library)
@@ -416,4 +454,10 @@ def render(spec: VisionSpec) -> ModelProgram:
     transforms = [t for t, mark in (("scan", "lax.scan"), ("checkpoint", "jax.checkpoint")) if mark in source]
     if "jax.vmap" in source or "eqx.filter_vmap" in source or "nnx.vmap" in source:
         transforms.append("vmap")
-    return ModelProgram(category=spec.category, style=spec.style, function_name=spec.function_name, source=source, transforms=tuple(transforms))
+    return ModelProgram(
+        category=spec.category,
+        style=spec.style,
+        function_name=spec.function_name,
+        source=source,
+        transforms=tuple(transforms),
+    )
