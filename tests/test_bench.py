@@ -413,3 +413,15 @@ def test_the_builder_is_compared_with_two_floors_for_information():
     summary = bench.summarize(inproc, builders, BALANCED)
     assert abs(summary["ratios"]["builder_np2_over_two_floors"] - 0.75) < 1e-9  # 6 / (2 * 4)
     assert "pipeline_cost_over_floor_lowering_only" not in summary["ratios"]  # no example_args time
+
+
+def test_degenerate_steps_counts_rows_with_a_reduction_over_no_dimensions(tmp_path, capsys):
+    import degenerate_steps
+
+    out = tmp_path / "table.json"
+    degenerate_steps.main(["--rows", "3", "--categories", "reduction,nn", "--output", str(out)])
+    table = json.loads(out.read_text())["table"]
+    assert table == {"reduction": {"rows": 3, "degenerate": 0}, "nn": {"rows": 3, "degenerate": 0}}
+    assert "0 / 6 (0.0%)" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        degenerate_steps.main(["--categories", "vision"])  # a model category: not op-table

@@ -15,9 +15,9 @@ def test_counts_grow_with_draws_and_are_reproducible():
         assert list(r["call_sequences"]) == [1000, 1200]
         assert r["call_sequences"][1000] <= r["call_sequences"][1200] <= 1200
         assert 0.0 <= r["new_in_last"] <= 1.0
-    # vision repeats a few architectures; train steps are nearly all distinct
-    assert report["vision"]["call_sequences"][1200] < 200 < report["train_step"]["call_sequences"][1200]
-    assert report["vision"]["new_in_last"] < report["train_step"]["new_in_last"]
+    # vision is composed from blocks and train steps vary their loss, optimizer and loop: most draws are new
+    for r in report.values():
+        assert r["call_sequences"][1200] > 800 and r["new_in_last"] > 0.5
     assert "vision" in format_diversity(report) and "at 1,200" in format_diversity(report)
 
 

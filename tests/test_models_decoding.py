@@ -75,7 +75,7 @@ def test_sources_parse_reduce_and_are_named_for_what_they_do(programs):
         assert "import numpy" not in p.source
         # keys are raw uint32[2] arguments; no Rngs live in a module's state
         if "key" in p.source.split(f"def {p.function_name}(", 1)[1].split(")", 1)[0]:
-            assert "key = jax.ShapeDtypeStruct((2,), jnp.uint32)" in p.source
+            assert "key = jax.eval_shape(jax.random.key, 0)" in p.source
         assert "nnx.Dropout" not in p.source and "self.rngs" not in p.source
         # at most 4 layers unrolled in Python; more run under lax.scan
         if config_defaults(p.source).get("num_layers", 0) > 4:

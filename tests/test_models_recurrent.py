@@ -1,245 +1,110 @@
-"""The recurrent family: LSTM/GRU networks (hand-written cells over parameter dicts, Equinox
-cells, Flax NNX cells through ``nnx.RNN``) and linear recurrences / state-space models
-(Griffin's RG-LRU, S4D, S5, Mamba's selective scan) in plain JAX, Flax NNX and Equinox. Drawn
-programs cover every style and variant, follow the source conventions, lower at real size
-with the ops their recurrence implies, and pass the validator's own checks at reduced size."""
+"""The recurrent family, composed from blocks: draws cover the mixers, hybrids and heads; the
+linear-recurrence scans agree (associative and sequential); the three styles of one spec
+compute the same function; the validator's checks pass at real and reduced size."""
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import random
-import re
 
 import numpy as np
 import pytest
 
-from generator.core.lowering import load_source, static_argnums, traced_leaves
-from generator.core.models import STYLES, recurrent, reduce_source
-from generator.core.models.reduce import REDUCTIONS, config_defaults
-from generator.core.naming import name_ops
+from generator.core.models import FAMILIES
+from generator.core.models.compose import grammar, render
+from generator.core.models.compose.spec import ModelSpec
 from tests.modelkit import draw, lower_real, validator_checks
+from tests.test_models_transformer import _outputs
 
-CLASSES = {
-    "lstm": ("lstm_step", "eqx.nn.LSTMCell", "nnx.LSTMCell", "nnx.OptimizedLSTMCell"),
-    "gru": ("gru_step", "eqx.nn.GRUCell", "nnx.GRUCell"),
-    "rglru": ("rg_lru",),
-    "s4d": ("class S4DBlock", "def s4d("),
-    "s5": ("class S5Block", "def s5("),
-    "mamba": ("class MambaBlock", "def mamba_block("),
-}
+CATEGORY = "recurrent"
+N_DRAWS = 300
 
 
-def variant_of(source: str) -> str:
-    return next(v for v, markers in CLASSES.items() if any(m in source for m in markers))
+def _specs(n: int, seed: int = 0) -> list[ModelSpec]:
+    return [FAMILIES[CATEGORY].sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
 
 
-@pytest.fixture(scope="module")
-def drawn():
-    return draw("recurrent", 40)
+def test_draws_cover_mixers_hybrids_and_heads():
+    specs = _specs(N_DRAWS)
+    assert [render.render(s) for s in specs[:10]] == draw(CATEGORY, 10)
+
+    def seen(get) -> set:
+        return {get(s) for s in specs}
+
+    assert seen(lambda s: s.style) == {"jax", "flax_nnx", "equinox"}
+    assert seen(lambda s: s.arch.layer.recurrent.kind) == {"lstm", "gru", "rglru", "mamba", "s4d"}
+    assert seen(lambda s: s.arch.layer.recurrent.scan) == {"", "associative", "sequential"}
+    assert seen(lambda s: s.arch.task) == {"lm", "classifier", "block"}
+    assert seen(lambda s: s.arch.pooling) == {"", "last", "mean", "max", "none"}
+    assert seen(lambda s: s.arch.layer.placement) >= {"plain", "pre"}
+    assert any(s.arch.hybrid and "local" in s.arch.pattern for s in specs), "Griffin-style hybrids"
+    assert any(s.arch.layer.recurrent.bidirectional for s in specs)
+    assert any(s.arch.layer.recurrent.low_rank_dt for s in specs)
+    assert {s.style for s in specs if s.arch.layer.recurrent.library} == {"flax_nnx", "equinox"}
+    assert any(s.arch.sharding != "none" for s in specs)
+    for s in specs:
+        r = s.arch.layer.recurrent
+        assert (r.kind in ("rglru", "mamba", "s4d")) == bool(r.scan) == (s.sizes.hidden_size > 0)
+        assert not r.bidirectional or s.arch.task == "classifier", "a causal model reads forwards only"
+        assert not r.library or (s.library_layers and s.style != "jax" and r.kind in ("lstm", "gru"))
+        if not s.arch.attends:  # no attention: its neutral spec, so one program has one spec
+            assert s.arch.layer.attention == grammar.NO_ATTENTION and s.sizes.num_heads == 0
 
 
-def test_forty_draws_cover_every_style_variant_and_idiom(drawn):
-    assert {p.style for p in drawn} == set(STYLES)
-    assert {variant_of(p.source) for p in drawn} == set(recurrent.VARIANTS)
-    # each style writes both kinds: gated RNN cells and linear recurrences
-    for style in STYLES:
-        kinds = {variant_of(p.source) in recurrent.RNN_VARIANTS for p in drawn if p.style == style}
-        assert kinds == {True, False}, style
-    sources = [p.source for p in drawn]
-    for idiom in (
-        "lax.associative_scan(combine",  # parallel linear recurrence
-        "def step(h, inputs):",  # sequential linear recurrence
-        "nnx.RNN(",
-        "eqx.nn.LSTMCell(",
-        "eqx.nn.GRUCell(",
-        "jnp.concatenate([forward_states, backward_states]",  # bidirectional
-        "jnp.exp(dt",  # Mamba's input-dependent discretization
-        "causal_conv1d(",  # plain-JAX short conv
-        "jax.checkpoint(",  # remat of the scanned layer
-        "optax.softmax_cross_entropy_with_integer_labels",
-    ):
-        assert any(idiom in s for s in sources), idiom
-    assert any("reverse=True" in s for s in sources) and any("jnp.flip(" in s for s in sources)
-    assert any("bfloat16" in s for s in sources) and any(re.search(r"dtype: str = .float32.", s) for s in sources)
+def _spec(seed: str, **want) -> ModelSpec:
+    rng = random.Random(seed)
+    for _ in range(20_000):
+        spec = grammar.sample(rng, CATEGORY)
+        if spec.arch.sharding == "none" and all(get(spec) == v for get, v in want.values()):
+            return spec
+    raise AssertionError(f"no {CATEGORY} spec with {list(want)}")
 
 
-def test_sources_parse_reduce_and_are_named_for_their_purpose(drawn):
-    assert len({p.source for p in drawn}) == len(drawn)
-    for p in drawn:
-        tree = ast.parse(p.source)
-        functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        assert {p.function_name, "example_args"} <= functions
-        assert len(name_ops(p.function_name) or ()) <= 1, p.function_name
-        assert p.category == "recurrent"
-        # no library beyond the ones the style writes with
-        if p.style == "jax":
-            assert "flax" not in p.libraries and "equinox" not in p.libraries
-        else:
-            assert {"flax_nnx": "flax", "equinox": "equinox"}[p.style] in p.libraries
-        reduced = reduce_source(p.source)
-        ast.parse(reduced)
-        assert "scan" in p.transforms or "associative_scan" in p.transforms
+@pytest.mark.parametrize("kind", ["rglru", "mamba", "s4d"])
+def test_associative_and_sequential_scans_agree(kind):
+    spec = _spec(
+        f"scan:{kind}", kind=(lambda s: s.arch.layer.recurrent.kind, kind), task=(lambda s: s.arch.task, "block")
+    )
+    spec = dataclasses.replace(spec, dtype="float32", style="jax")
+    outputs = {}
+    for scan in ("associative", "sequential"):
+        layer = dataclasses.replace(
+            spec.arch.layer, recurrent=dataclasses.replace(spec.arch.layer.recurrent, scan=scan)
+        )
+        outputs[scan] = _outputs(dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer)))
+    assert np.abs(outputs["sequential"]).max() > 0
+    np.testing.assert_allclose(outputs["associative"], outputs["sequential"], rtol=1e-4, atol=1e-4)
 
 
-def test_sample_draws_no_numbers_in_render_and_keeps_real_sizes():
-    for i in range(200):
-        spec = recurrent.sample(random.Random(i))
-        assert recurrent.render(spec) == recurrent.render(spec)
-        defaults = config_defaults(recurrent.render(spec).source)
-        assert all(k in REDUCTIONS for k, v in defaults.items() if type(v) is int)
-        width = defaults.get("d_model", defaults.get("hidden_size"))
-        assert 128 <= width <= 4096 and width % 128 == 0
-        assert 128 <= defaults["seq_len"] <= 8192 and 1 <= defaults["batch_size"] <= 64
-        assert defaults["batch_size"] * defaults["seq_len"] <= 1 << 18
-        if "state_size" in defaults:
-            assert 16 <= defaults["state_size"] <= 256
-        unrolled = re.search(r"lax\.scan\((jax\.checkpoint\()?body", recurrent.render(spec).source) is None
-        assert defaults["num_layers"] <= 4 or not unrolled
+@pytest.mark.parametrize("kind", ["lstm", "gru", "mamba", "rglru"])
+def test_the_three_styles_of_a_spec_compute_the_same_function(kind):
+    spec = _spec(
+        f"styles:{kind}",
+        kind=(lambda s: s.arch.layer.recurrent.kind, kind),
+        task=(lambda s: s.arch.task != "block", True),
+    )
+    hand_written = dataclasses.replace(spec.arch.layer.recurrent, library=False)
+    arch = dataclasses.replace(spec.arch, layer=dataclasses.replace(spec.arch.layer, recurrent=hand_written))
+    spec = dataclasses.replace(spec, arch=arch, dtype="float32", library_layers=False)
+    outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
+    np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)
 
 
-def test_reduced_source_differs_only_in_config_defaults_and_runs_small(drawn):
-    for p in drawn[:12]:
-        reduced = reduce_source(p.source)
-        real_lines, small_lines = p.source.splitlines(), reduced.splitlines()
-        assert len(real_lines) == len(small_lines)
-        fields = config_defaults(p.source)
-        for a, b in zip(real_lines, small_lines):
-            if a != b:
-                name = a.strip().split(":", 1)[0]
-                assert name in fields and type(fields[name]) is int, a
-                assert a.split("=", 1)[0] == b.split("=", 1)[0]
-        _, args = load_source(reduced, p.function_name)
-        leaves = traced_leaves(args, static_argnums(args))
-        sizes = [int(np.prod(leaf.shape)) for leaf in leaves]
-        assert max(sizes) <= 512 * 64 and sum(sizes) < 1_000_000, (p.function_name, max(sizes), sum(sizes))
-
-
-BASE = recurrent.Spec(
-    style="jax",
-    variant="lstm",
-    cell="",
-    inputs="tokens",
-    head="tagger",
-    objective="loss",
-    pool="",
-    function_name="eval_step",
-    num_layers=1,
-    d_model=512,
-    hidden_size=512,
-    input_size=256,
-    state_size=0,
-    d_ff=0,
-    vocab_size=32_000,
-    num_classes=20,
-    seq_len=1024,
-    batch_size=8,
-    dtype="float32",
-    bidirectional=True,
-    reverse_idiom="flip",
-    precompute_inputs=True,
-    scan_impl="",
-    layer_loop="unrolled",
-    remat=False,
-    norm="rms",
-    conv_impl="",
-    tie_embeddings=False,
-)
-
-# (spec, ops its IR must hold): every style, RNN cells and both ways of running a linear recurrence
-# (the scratch sweep over drawn programs covers the other variants; these keep the file short)
 CASES = {
-    "jax-bilstm-flip": (BASE, {"stablehlo.while": 2, "stablehlo.reverse": 2, "stablehlo.tanh": 1}),
-    "equinox-bigru-reverse": (
-        dataclasses.replace(
-            BASE,
-            style="equinox",
-            variant="gru",
-            cell="GRUCell",
-            inputs="features",
-            head="classifier",
-            objective="logits",
-            pool="mean",
-            function_name="forward",
-            input_size=80,
-            reverse_idiom="reverse",
-            precompute_inputs=False,
-            dtype="bfloat16",
-        ),
-        {"stablehlo.while": 2, "stablehlo.tanh": 1},
+    "nnx-griffin-lm": dict(style=(lambda s: s.style, "flax_nnx"), hybrid=(lambda s: "local" in s.arch.pattern, True)),
+    "jax-bidirectional-lstm": dict(
+        style=(lambda s: s.style, "jax"), bi=(lambda s: s.arch.layer.recurrent.bidirectional, True)
     ),
-    "nnx-optimized-lstm-lm": (
-        dataclasses.replace(
-            BASE,
-            style="flax_nnx",
-            cell="OptimizedLSTMCell",
-            head="lm",
-            bidirectional=False,
-            function_name="forward",
-            objective="logits",
-            precompute_inputs=False,
-            dtype="bfloat16",
-        ),
-        {"stablehlo.while": 1},
-    ),
-    "jax-mamba-associative-scanned-layers": (
-        dataclasses.replace(
-            BASE,
-            variant="mamba",
-            head="lm",
-            bidirectional=False,
-            num_layers=24,
-            d_model=768,
-            hidden_size=0,
-            input_size=0,
-            state_size=16,
-            d_ff=1536,
-            seq_len=2048,
-            batch_size=2,
-            dtype="bfloat16",
-            scan_impl="associative",
-            layer_loop="scan",
-            remat=True,
-            conv_impl="lax",
-            tie_embeddings=True,
-            precompute_inputs=False,
-        ),
-        {"stablehlo.while": 1, "stablehlo.convolution": 1, "stablehlo.exponential": 1, "stablehlo.pad": 1},
-    ),
-    "equinox-s5-scanned-layers": (
-        dataclasses.replace(
-            BASE,
-            style="equinox",
-            variant="s5",
-            inputs="features",
-            head="classifier",
-            pool="mean",
-            function_name="compute_loss",
-            bidirectional=False,
-            num_layers=6,
-            d_model=256,
-            hidden_size=0,
-            input_size=64,
-            state_size=64,
-            scan_impl="associative",
-            layer_loop="scan",
-            precompute_inputs=False,
-        ),
-        {"stablehlo.while": 1, "stablehlo.exponential": 1},
-    ),
+    "eqx-mamba": dict(style=(lambda s: s.style, "equinox"), kind=(lambda s: s.arch.layer.recurrent.kind, "mamba")),
 }
 
 
-@pytest.mark.parametrize("case", list(CASES))
-def test_lowers_at_real_size_and_passes_the_validator(case):
-    spec, want_ops = CASES[case]
-    program = recurrent.render(spec)
-    pair = lower_real(program)
-    ops = pair.stablehlo_ops
-    for op, count in want_ops.items():
-        assert ops[op] >= count, (op, ops[op])
-    assert 50 <= len(pair.stablehlo_ir.splitlines()) <= 5000
-    results = validator_checks(program, pair.stablehlo_ir)
-    assert results["reproduce"].status.value == "pass", results["reproduce"]
-    assert results["execute"].status.value == "pass", results["execute"]
-    assert results["iree"].status.value == "pass", results["iree"]
+@pytest.mark.parametrize("name", list(CASES))
+def test_real_size_lowering_and_validator(name):
+    spec = _spec(name, **CASES[name])
+    program = render.render(spec)
+    ir = lower_real(program).stablehlo_ir
+    assert "stablehlo.while" in ir or "stablehlo.reduce_window" in ir or spec.arch.layer.recurrent.scan == "associative"
+    results = validator_checks(program, ir)
+    assert {k: v.status.value for k, v in results.items()} == {"reproduce": "pass", "execute": "pass", "iree": "pass"}

@@ -1,6 +1,6 @@
-"""The transformer model family: draws cover its styles and variants, sources follow the model
-source conventions, real-size programs lower to the ops their variant implies, and the
-validator's own checks (reproduce; reduced-size execute with XLA; IREE) pass on them."""
+"""The transformer family, composed from blocks: draws cover the grammar, every draw names its
+own shard, the three styles of one spec compute the same function, sharded programs carry
+their layouts into the IR, and the validator's checks pass at real and reduced size."""
 
 from __future__ import annotations
 
@@ -8,63 +8,73 @@ import ast
 import dataclasses
 import random
 import re
+import zlib
 
+import numpy as np
 import pytest
 
 from generator.core import lowering
-from generator.core.models import reduce_source, transformer
-from generator.core.models.reduce import REDUCTIONS, config_defaults
-from generator.core.models.transformer import Spec
+from generator.core.models import FAMILIES, reduce_source, sample_model
+from generator.core.models.compose import grammar, render
+from generator.core.models.compose.spec import ModelSpec
+from generator.core.models.reduce import config_defaults
+from generator.core.structure import split_of
 from tests.modelkit import draw, lower_real, validator_checks
 
 CATEGORY = "transformer"
-N_DRAWS = 40
+N_DRAWS = 200
 
 
-def _specs(n: int, seed: int = 0) -> list[Spec]:
+def _specs(n: int, seed: int = 0) -> list[ModelSpec]:
     """The specs behind ``draw(CATEGORY, n, seed)`` (the same seeds)."""
-    return [transformer.sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
+    return [FAMILIES[CATEGORY].sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
 
 
-def test_draws_cover_styles_and_variants():
-    programs = draw(CATEGORY, N_DRAWS)
+def test_draws_cover_the_grammar():
     specs = _specs(N_DRAWS)
-    assert [transformer.render(s) for s in specs] == programs
+    assert [render.render(s) for s in specs[:20]] == draw(CATEGORY, 20)
 
-    def seen(attr: str) -> set:
-        return {getattr(s, attr) for s in specs}
+    def seen(get) -> set:
+        return {get(s) for s in specs}
 
-    assert seen("style") == {"jax", "flax_nnx", "equinox"}
-    assert {p.style for p in programs} == {"jax", "flax_nnx", "equinox"}
-    assert seen("variant") == {"lm", "block"}
-    assert seen("layout") == {"unrolled", "scan"}
-    assert seen("remat") == {"none", "checkpoint", "policy"}
-    assert seen("attention") == {"mha", "grouped", "repeat", "dpa"}
-    assert seen("norm") == {"rms", "layer"}
-    assert seen("mlp") == {"swiglu", "geglu", "gelu"}
-    assert seen("rope") == {"half", "interleaved"}
-    assert seen("dtype") == {"bfloat16", "float32"}
-    lm = [s for s in specs if s.variant == "lm"]
-    assert {s.tied for s in lm} == {True, False}
-    assert any(s.return_hidden for s in lm)
-    assert any(s.num_kv_heads == 1 for s in specs), "multi-query attention"
-    assert any(1 < s.num_kv_heads < s.num_heads for s in specs), "grouped-query attention"
-    assert any(s.num_kv_heads == s.num_heads for s in specs), "multi-head attention"
-    assert any(s.window_size for s in specs) and any(not s.window_size for s in specs)
-    assert any(s.attn_softcap for s in specs) and any(s.final_softcap for s in specs)
-    assert any(s.layout == "scan" and s.num_layers >= 6 for s in specs)
-    assert all(1 <= s.num_layers <= 4 for s in specs if s.layout == "unrolled")
-    assert len({p.source for p in programs}) == N_DRAWS
+    assert seen(lambda s: s.style) == {"jax", "flax_nnx", "equinox"}
+    assert seen(lambda s: s.arch.task) == {"lm", "classifier", "block"}
+    assert seen(lambda s: s.arch.layout) == {"unrolled", "scan"}
+    assert seen(lambda s: s.arch.sharding) == {"none", "data", "fsdp", "tensor", "fsdp_tensor"}
+    assert seen(lambda s: s.arch.layer.placement) == {"pre", "post", "sandwich", "parallel"}
+    assert seen(lambda s: s.arch.layer.attention.impl) == {"grouped", "repeat", "dpa"}
+    assert seen(lambda s: s.arch.layer.attention.rope) == {"half", "interleaved", "none"}
+    assert seen(lambda s: s.arch.layer.mlp.activation) == {"swiglu", "geglu", "gelu", "relu2"}
+    assert seen(lambda s: s.arch.layer.norm) == {"rms", "layer"}
+    assert seen(lambda s: s.library_layers) == {True, False}
+    assert any(s.arch.hybrid for s in specs) and any(s.arch.pattern == ("local",) for s in specs)
+    assert any(s.arch.remat for s in specs)
+    # the idiom is the writer's: plain JAX has no library layers
+    assert not any(s.library_layers for s in specs if s.style == "jax")
+    # unused sizes keep their neutral values, so equal programs have equal specs
+    for s in specs:
+        assert (s.sizes.window_size > 0) == s.arch.local
+        assert (s.sizes.vocab_size > 0) == (s.arch.task != "block")
+        assert (s.sizes.attn_softcap > 0) == s.arch.layer.attention.softcap
+        assert bool(s.sizes.mesh_shape) == (s.arch.sharding != "none")
+    sharded = sum(s.arch.sharding != "none" for s in specs) / len(specs)
+    assert 0.45 <= sharded <= 0.75, sharded  # so at least 10% of a models build is sharded
 
 
-def test_sources_follow_the_conventions():
-    op_words = {"einsum", "softmax", "dot", "matmul", "tanh", "gelu", "silu", "add", "mul", "rsqrt"}
-    for spec, program in zip(_specs(N_DRAWS), draw(CATEGORY, N_DRAWS)):
+def test_a_spec_names_its_shard_without_rendering(monkeypatch):
+    family = FAMILIES[CATEGORY]
+    rendered = []
+    counting = dataclasses.replace(family, render=lambda spec: rendered.append(spec) or family.render(spec))
+    monkeypatch.setitem(FAMILIES, CATEGORY, counting)
+    program = sample_model(random.Random(3), CATEGORY, split="train", bucket=5, num_buckets=16)
+    assert len(rendered) == 1, "only the program kept is rendered"
+    assert split_of(program.structure) == "train"
+    assert int.from_bytes(rendered[0].digest()[:8], "big") % 16 == 5
+
+
+def test_sources_read_their_sizes_from_the_config():
+    for spec, program in zip(_specs(60), draw(CATEGORY, 60)):
         tree = ast.parse(program.source)
-        assert not set(program.function_name.split("_")) & op_words, program.function_name
-        defaults = config_defaults(program.source)
-        assert all(k in REDUCTIONS for k, v in defaults.items() if type(v) is int)
-        reduce_source(program.source)
         imported = {
             alias.asname or alias.name
             for node in tree.body
@@ -73,151 +83,151 @@ def test_sources_follow_the_conventions():
         }
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
         assert imported - {"jax.numpy"} <= used | {"jax"}, f"unused imports in {program.function_name}"
-        assert "numpy as np" not in program.source
-        # the sizes come from the config: no model size appears as a literal in the code
         code = program.source.split("class " + spec.config_name, 1)[1].split("\n\n\n", 1)[1]
+        code = "\n".join(line for line in code.splitlines() if not line.startswith("MESH = "))
         literals = {int(t) for t in re.findall(r"(?<![\w.])\d+(?![\w.])", code)}
-        assert literals <= {0, 1, 2, 3, 4, 6, 7}, literals
-        assert program.libraries == {"jax": (), "flax_nnx": ("flax",), "equinox": ("equinox",)}[spec.style]
-        assert ("scan" in program.transforms) == (spec.layout == "scan")
+        assert max(literals) <= 8, (literals, program.function_name)  # key counts, layer indices: no sizes
+        assert "PRNGKey" not in program.source, "typed keys: jax.random.key"
+        reduce_source(program.source)
 
 
-# Specs chosen to cover the styles and variants at real (moderate) size.
-_BASE = Spec(
-    style="jax",
-    variant="lm",
-    layout="scan",
-    remat="policy",
-    checkpoint_policy="dots_with_no_batch_dims_saveable",
-    attention="grouped",
-    norm="rms",
-    mlp="swiglu",
-    rope="half",
-    dtype="bfloat16",
-    tied=True,
-    scale_embeddings=True,
-    return_hidden=False,
-    d_model=1024,
-    num_layers=16,
-    num_heads=8,
-    num_kv_heads=2,
-    head_dim=128,
-    d_ff=2816,
-    vocab_size=32_000,
-    seq_len=1024,
-    batch_size=4,
-    window_size=0,
-    attn_softcap=50.0,
-    final_softcap=30.0,
-    rope_theta=10_000.0,
-    norm_eps=1e-6,
-    function_name="forward",
-    config_name="TransformerConfig",
-)
+def _canonical(path) -> str:
+    names = []
+    for key in path:
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                names.append(str(getattr(key, attr)))
+                break
+    return "/".join(n for n in names if n not in ("value", "raw_value"))
+
+
+def _filled(tree, dtype):
+    """Every array leaf of ``tree`` replaced by values that depend only on its name and shape."""
+    import jax
+
+    def fill(path, leaf):
+        if not isinstance(leaf, jax.ShapeDtypeStruct):
+            return leaf
+        seed = zlib.crc32(f"{_canonical(path)}:{leaf.shape}".encode())
+        values = np.random.default_rng(seed).normal(0.0, 0.2, leaf.shape)
+        return jax.numpy.asarray(values, dtype)
+
+    return jax.tree_util.tree_map_with_path(fill, tree)
+
+
+def _outputs(spec: ModelSpec):
+    import jax
+
+    program = render.render(spec)
+    fn, args = lowering.load_source(reduce_source(program.source), program.function_name)
+    concrete = []
+    for arg in args:
+        if isinstance(arg, jax.ShapeDtypeStruct) and arg.dtype == np.int32:
+            concrete.append(jax.numpy.asarray(np.arange(np.prod(arg.shape)).reshape(arg.shape) % 97, np.int32))
+        else:
+            concrete.append(_filled(arg, np.float32))
+    out = jax.jit(fn, static_argnums=lowering.static_argnums(args))(*concrete)
+    return np.asarray(out[0] if isinstance(out, tuple) else out)  # the model's output, not its losses
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_three_styles_of_a_spec_compute_the_same_function(seed):
+    """Same parameters (by name), same inputs, same outputs, at reduced size, in every style."""
+    rng = random.Random(f"styles:{seed}")
+    while True:
+        spec = grammar.sample(rng, CATEGORY)
+        if spec.arch.sharding == "none" and spec.arch.task != "block":
+            break
+    spec = dataclasses.replace(spec, dtype="float32", library_layers=False)
+    outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
+    assert np.isfinite(outputs["jax"]).all()
+    np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
+    np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)
+
+
+def _case(seed: str, **want) -> ModelSpec:
+    rng = random.Random(seed)
+    for _ in range(10_000):
+        spec = grammar.sample(rng, CATEGORY)
+        if all(get(spec) == value for get, value in want.values()):
+            return spec
+    raise AssertionError(f"no spec with {want}")
+
+
 CASES = {
-    "jax-scan-policy-gqa-softcap-tied": (_BASE, ("stablehlo.while", "stablehlo.tanh", "stablehlo.dot_general")),
-    "nnx-scan-checkpoint-repeat-window-layernorm": (
-        dataclasses.replace(
-            _BASE,
-            style="flax_nnx",
-            remat="checkpoint",
-            checkpoint_policy="",
-            attention="repeat",
-            norm="layer",
-            mlp="geglu",
-            tied=False,
-            scale_embeddings=False,
-            window_size=256,
-            attn_softcap=0.0,
-            final_softcap=0.0,
-            function_name="apply_model",
-        ),
-        ("stablehlo.while", "stablehlo.and", "stablehlo.broadcast_in_dim"),
+    "jax-lm-scan": dict(
+        style=(lambda s: s.style, "jax"),
+        layout=(lambda s: s.arch.layout, "scan"),
+        none=(lambda s: s.arch.sharding, "none"),
     ),
-    "equinox-unrolled-dpa-mqa-gelu-f32": (
-        dataclasses.replace(
-            _BASE,
-            style="equinox",
-            layout="unrolled",
-            remat="none",
-            checkpoint_policy="",
-            attention="dpa",
-            mlp="gelu",
-            rope="interleaved",
-            dtype="float32",
-            tied=False,
-            num_layers=2,
-            num_kv_heads=1,
-            d_ff=4096,
-            attn_softcap=0.0,
-            return_hidden=True,
-        ),
-        ("stablehlo.gather", "stablehlo.tanh", "stablehlo.exponential"),
+    "nnx-hybrid": dict(
+        style=(lambda s: s.style, "flax_nnx"),
+        hybrid=(lambda s: s.arch.hybrid, True),
+        none=(lambda s: s.arch.sharding, "none"),
     ),
-    "nnx-block-mha-window": (
-        dataclasses.replace(
-            _BASE,
-            style="flax_nnx",
-            variant="block",
-            layout="unrolled",
-            remat="none",
-            checkpoint_policy="",
-            attention="mha",
-            num_heads=8,
-            num_kv_heads=8,
-            num_layers=1,
-            vocab_size=0,
-            tied=False,
-            scale_embeddings=False,
-            final_softcap=0.0,
-            window_size=512,
-            function_name="apply_block",
-            config_name="BlockConfig",
-        ),
-        ("stablehlo.and", "stablehlo.tanh", "stablehlo.rsqrt"),
+    "eqx-classifier": dict(
+        style=(lambda s: s.style, "equinox"),
+        task=(lambda s: s.arch.task, "classifier"),
+        none=(lambda s: s.arch.sharding, "none"),
     ),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_real_size_lowering_and_validator(name):
-    spec, ops = CASES[name]
-    program = transformer.render(spec)
+    spec = _case(name, **CASES[name])
+    program = render.render(spec)
     pair = lower_real(program)
     ir = pair.stablehlo_ir
-    for op in ops:
-        assert op in ir, f"{name}: no {op}"
-    assert ("stablehlo.while" in ir) == (spec.layout == "scan")
-    assert 100 <= len(ir.splitlines()) <= 5000
-    out_dtype = "float32" if spec.variant == "lm" else spec.dtype
-    if spec.variant == "lm":
-        want = ((spec.batch_size, spec.seq_len, spec.vocab_size), out_dtype)
-    else:
-        want = ((spec.batch_size, spec.seq_len, spec.d_model), out_dtype)
-    assert pair.output_signature[0] == want
-    if spec.return_hidden:
-        assert pair.output_signature[1] == ((spec.batch_size, spec.seq_len, spec.d_model), spec.dtype)
+    assert ("stablehlo.while" in ir) == (spec.arch.layout == "scan")
+    out = pair.output_signature[0][0]
+    s = spec.sizes
+    assert out == {"lm": (s.batch_size, s.seq_len, s.vocab_size), "classifier": (s.batch_size, s.num_classes)}.get(
+        spec.arch.task, (s.batch_size, s.seq_len, s.d_model)
+    )
     results = validator_checks(program, ir)
-    assert results["reproduce"].status.value == "pass", results["reproduce"]
-    assert results["execute"].status.value == "pass", results["execute"]
-    assert results["iree"].status.value == "pass", results["iree"]
+    assert {k: v.status.value for k, v in results.items()} == {"reproduce": "pass", "execute": "pass", "iree": "pass"}
 
 
-def test_reduced_source_changes_only_config_defaults():
-    for spec, program in list(zip(_specs(N_DRAWS), draw(CATEGORY, N_DRAWS)))[:12]:
-        reduced = reduce_source(program.source)
-        changed = [(a, b) for a, b in zip(program.source.splitlines(), reduced.splitlines(), strict=True) if a != b]
-        assert changed, "the real program is bigger than the reduced one"
-        fields = set(config_defaults(program.source))
-        for before, after in changed:
-            name = before.strip().split(":", 1)[0]
-            assert name in fields and after.strip().split(":", 1)[0] == name, (before, after)
-        small = config_defaults(reduced)
-        assert small["d_model"] <= 64 and small["seq_len"] <= 16 and small["batch_size"] <= 2
-        assert small["num_heads"] % small["num_kv_heads"] == 0
-        if spec.variant == "lm":
-            assert small["vocab_size"] <= 512 and small["num_layers"] <= 2
-        _, args = lowering.load_source(reduced, program.function_name)
-        leaves = lowering.traced_leaves(args, lowering.static_argnums(args))
-        assert max(int(x.size) for x in leaves) <= 512 * 64
-        assert sum(int(x.size) for x in leaves) <= 200_000
+@pytest.mark.parametrize("style", ["jax", "flax_nnx", "equinox"])
+def test_sharded_programs_carry_their_layout_and_validate_on_8_devices(style):
+    from generator.runtime.device_server import lower_on_host_devices
+    from generator.tools.validate.runner import RowRunner
+
+    spec = _case(
+        f"sharded:{style}",
+        style=(lambda s: s.style, style),
+        sharding=(lambda s: s.arch.sharding in ("tensor", "fsdp_tensor"), True),
+        task=(lambda s: s.arch.task, "lm"),
+    )
+    program = render.render(spec)
+    assert program.host_devices == 8 and program.mesh.endswith(f"model={spec.sizes.mesh_shape[1]}")
+    assert "NamedSharding" in program.source and "constrain(" in program.source
+    pair = lower_on_host_devices(program.source, program.function_name)
+    ir = pair.stablehlo_ir
+    assert "sdy.mesh" in ir and "sdy.sharding_constraint" in ir
+    assert re.search(r'sdy.sharding = #sdy.sharding<@mesh, \[\{[^]]*\}, \{"model"\}\]>', ir), (
+        "a weight split over model"
+    )
+    row = {
+        "category": CATEGORY,
+        "python_source": program.source,
+        "function_name": program.function_name,
+        "stablehlo_ir": ir,
+        "jax_version": lowering.JAX_VERSION,
+        "lowering": "jit:host_devices=8",
+    }
+    with RowRunner(host_devices=8, time_limit=240) as runner:
+        results = runner.run(row, ["reproduce", "execute"])
+    assert {k: v.status.value for k, v in results.items()} == {"reproduce": "pass", "execute": "pass"}, results
+
+
+def test_reduced_sizes_fit_every_mesh():
+    for spec in _specs(N_DRAWS):
+        if spec.arch.sharding == "none":
+            continue
+        small = config_defaults(reduce_source(render.render(spec).source))
+        axes = spec.sizes.mesh_shape
+        assert small["global_batch_size"] % axes[0] == 0
+        if len(axes) == 2:
+            assert small["num_heads"] % axes[1] == 0 and small["d_ff"] % axes[1] == 0

@@ -5,10 +5,9 @@ from collections import Counter
 
 import pytest
 
-from generator.core.categories import CATEGORIES
+from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
 from generator.core.irtext import normalize_ir
 from generator.core.lowering import lower_source
-from generator.core.models import MODEL_CATEGORIES
 from generator.core.plan import ShardTask, plan_shards
 from generator.core.rows import ShardStats
 from generator.core.schema import COLUMNS
@@ -58,16 +57,24 @@ def test_task_survives_json(plan):
     assert ShardTask.from_json(task.to_json()) == task
 
 
+STATIC = r"static_argnums=(\d|\(\d(,\d)+\))"  # the lowering column's static arguments
+
+
 def test_rows_have_every_documented_column(rows):
     for row in rows["train"]:
         assert set(row) == set(COLUMNS)
         assert row["jax_transforms"][0] == "jit"
         if row["category"] == "multi_device":
             assert row["lowering"] == "jit:host_devices=8" and row["mesh"] == "data=4,model=2"
+        elif row["mesh"] is not None:  # a sharded model program: its own mesh of 8 devices
+            assert row["category"] in MODEL_CATEGORIES
+            assert re.fullmatch(rf"jit:({STATIC},)?host_devices=8", row["lowering"])
+            sizes = [int(axis.split("=")[1]) for axis in row["mesh"].split(",")]
+            assert sizes[0] * (sizes[1] if len(sizes) > 1 else 1) == 8
         elif row["category"] in MODEL_CATEGORIES:  # a GraphDef, an Equinox static part or a config may be static
-            assert re.fullmatch(r"jit(:static_argnums=(\d|\(\d(,\d)+\)))?", row["lowering"]) and row["mesh"] is None
+            assert re.fullmatch(rf"jit(:{STATIC})?", row["lowering"])
         else:  # op-table programs take arrays only
-            assert row["lowering"] == "jit" and row["mesh"] is None
+            assert row["lowering"] == "jit"
         if row["category"] != "dynamic_shapes":  # XLA's cost analysis needs static shapes
             assert row["flops"] is not None and row["bytes_accessed"] > 0
 

@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from generator.core.ops import CATEGORIES
+from generator.core.ops import CATEGORIES, Op
 from generator.core.policy import Policy
 from generator.core.render import render_source
 from generator.core.sampler import sample_program
@@ -217,3 +217,117 @@ def test_argument_names_follow_their_roles():
                     assert v.name.rstrip("0123456789") in (KEY_NAMES if v.type.rank == 0 else KEY_ARRAY_NAMES)
             assert len({v.name for v in p.inputs}) == len(p.inputs)
     assert not seen & {"x", "y", "z", "w"}
+
+
+# --- no degenerate steps ------------------------------------------------------------------------
+
+# Calls that reduce their first argument, and ones that sort, accumulate or normalize along an
+# axis of it: of a scalar, each computes nothing (a reduce over no dimensions, a one-element sort).
+REDUCING = {"jnp.sum", "jnp.mean", "jnp.max", "jnp.min", "jnp.prod", "jnp.var", "jnp.std", "jnp.median"}
+REDUCING |= {"jnp.any", "jnp.all", "jnp.argmax", "jnp.argmin", "jax.nn.logsumexp"}
+ALONG_AXIS = {"jnp.sort", "jnp.argsort", "jnp.cumsum", "jnp.cumprod", "lax.cummax", "lax.top_k", "jnp.linalg.norm"}
+ALONG_AXIS |= {"jax.nn.softmax", "jax.nn.log_softmax", "jax.nn.standardize"}
+ELEMENTWISE = {"jnp.square", "jnp.abs", "jnp.tanh", "jnp.exp", "jnp.sin", "jnp.cos", "jnp.sqrt", "jax.nn.sigmoid"}
+DTYPES = {"bool_": "bool"}
+
+
+def degenerate_steps(program) -> list[str]:
+    """The calls of ``program``'s rendered source that reduce, sort, accumulate or normalize a
+    scalar, or cast a value to its own dtype, as far as the program's types tell.
+
+    A program value's type is known by its name (inputs, results, and the float32 copies the
+    renderer makes of low-precision operands); so is the rank of a full reduction (0) and of
+    elementwise arithmetic on known ranks.
+    """
+    import ast
+
+    types = {v.name: v.type for v in program.inputs} | {s.result.name: s.result.type for s in program.statements}
+    types |= {f"{name}_f32": t.with_dtype("float32") for name, t in list(types.items())}
+
+    def rank(node) -> int | None:
+        if isinstance(node, ast.Name):
+            return types[node.id].rank if node.id in types else None
+        if isinstance(node, ast.Constant):
+            return 0
+        if isinstance(node, ast.UnaryOp):
+            return rank(node.operand)
+        if isinstance(node, ast.BinOp):
+            sides = (rank(node.left), rank(node.right))
+            return None if None in sides else max(sides)
+        if isinstance(node, ast.Call) and node.args:
+            name = ast.unparse(node.func)
+            if name in REDUCING and not any(k.arg == "axis" for k in node.keywords):
+                return 0
+            if name in ELEMENTWISE or (isinstance(node.func, ast.Attribute) and node.func.attr == "astype"):
+                return rank(node.args[0] if name in ELEMENTWISE else node.func.value)
+        return None
+
+    def dtype(node) -> str | None:
+        if isinstance(node, ast.Name):
+            return types[node.id].dtype if node.id in types else None
+        if isinstance(node, ast.Attribute) and node.attr == "dtype":
+            return dtype(node.value)
+        if isinstance(node, ast.Attribute) and ast.unparse(node.value) == "jnp":
+            return DTYPES.get(node.attr, node.attr)
+        return None
+
+    found = []
+    for node in ast.walk(ast.parse(render_source(program))):
+        if not isinstance(node, ast.Call):
+            continue
+        name = ast.unparse(node.func)
+        if name in REDUCING | ALONG_AXIS and node.args and rank(node.args[0]) == 0:
+            found.append(f"{ast.unparse(node)}: of a scalar")
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "astype" and node.args:
+            src, dst = dtype(node.func.value), dtype(node.args[0])
+            if src is not None and src == dst:
+                found.append(f"{ast.unparse(node)}: a cast to its own dtype")
+    return found
+
+
+def test_the_degenerate_step_check_finds_them():
+    """The check below reads what it should: a sum of a sum, a softmax of a scalar, a self-cast."""
+    from generator.core.program import Program, Statement, Value
+    from generator.core.types import TensorType
+
+    def program(*exprs: str):
+        ops = [Op(f"op{i}", e, (), ("float32",)) for i, e in enumerate(exprs)]
+        x = Value("x", TensorType((3, 4), "float32"))
+        s = Value("s", TensorType((), "float32"))
+        statements = tuple(Statement(op, (x, s), (), Value(f"r{i}", x.type)) for i, op in enumerate(ops))
+        return Program("test", "f", (x, s), statements, (statements[-1].result,))
+
+    assert degenerate_steps(program("jnp.sum({0}, axis=0) + jnp.max({1})")) == ["jnp.max(s): of a scalar"]
+    assert degenerate_steps(program("jnp.mean(jnp.sum({0}))")) == ["jnp.mean(jnp.sum(x)): of a scalar"]
+    assert degenerate_steps(program("jax.nn.softmax({1} * 2.0, axis=-1)")) == [
+        "jax.nn.softmax(s * 2.0, axis=-1): of a scalar"
+    ]
+    assert degenerate_steps(program("{0} + {1}.astype({0}.dtype)")) == ["s.astype(x.dtype): a cast to its own dtype"]
+    assert degenerate_steps(program("jnp.sum({0}) + {1} * jnp.max({0}, axis=-1)")) == []
+
+
+@pytest.mark.parametrize("category", CATEGORIES)
+def test_no_program_reduces_a_scalar_or_casts_to_its_own_dtype(category):
+    """No reduction, sort, cumulative op, softmax or norm of a scalar, no cast of a value to its
+    own dtype: not in the op table's statements, not in the glue, not in the closing merges."""
+    rng = random.Random(f"degenerate:{category}")
+    programs = 0
+    while programs < 60:
+        try:
+            program = sample_program(rng, category)
+        except Reject:
+            continue
+        programs += 1
+        assert degenerate_steps(program) == [], render_source(program)
+
+
+def test_an_axis_to_reduce_or_sort_along_is_longer_than_one():
+    from generator.core.ops.base import random_axis
+    from generator.core.types import TensorType
+
+    rng = random.Random(0)
+    t = TensorType((1, 5, 1, 3), "float32")
+    assert {random_axis(rng, t) % t.rank for _ in range(200)} == {1, 3}
+    for shape in ((), (1,), (1, 1)):
+        with pytest.raises(Reject, match="longer than one"):
+            random_axis(rng, TensorType(shape, "float32"))

@@ -83,6 +83,22 @@ def test_model_structure_ignores_sizes_names_and_style(category):
     keys = {family.structure_of(s) for s in specs}  # every context the family draws is declared
     assert len(keys) >= 2
     spec = specs[0]
+    if family.composed:  # sizes, style, dtype, idioms and names are not structure; the architecture is
+        other_sizes = next(s.sizes for s in specs if s.sizes != spec.sizes)
+        written = dataclasses.replace(
+            spec,
+            sizes=other_sizes,
+            style=next(s.style for s in specs if s.style != spec.style),
+            dtype="float32",
+            library_layers=not spec.library_layers,
+            einsum=not spec.einsum,
+            function_name="f",
+            config_name="C",
+        )
+        assert family.structure_of(written) == family.structure_of(spec)
+        other = next(s for s in specs if s.arch != spec.arch)
+        assert family.structure_of(dataclasses.replace(spec, arch=other.arch)) != family.structure_of(spec)
+        return
     changed = {}
     for f in dataclasses.fields(spec):
         v = getattr(spec, f.name)

@@ -50,3 +50,12 @@ def largest_constant(ir: str) -> int:
     """Characters of the longest ``dense<...>`` literal in ``ir`` (a 2,048x64 float32 table
     closed over as a NumPy array is a 1 MB literal; a splat ``dense<0.0>`` is a few)."""
     return max((len(m) for m in _DENSE_RE.findall(ir)), default=0)
+
+
+_EMPTY_REDUCE_RE = re.compile(r"\bacross dimensions = \[\]")
+
+
+def reductions_over_no_dimensions(ir: str) -> int:
+    """How many ``stablehlo.reduce`` ops in ``ir`` reduce over no dimension at all: the
+    reduction of a scalar (``jnp.sum`` of a loss), which computes nothing."""
+    return len(_EMPTY_REDUCE_RE.findall(ir))

@@ -160,6 +160,7 @@ class Drawn:
     style: str = "jax"
     libraries: tuple[str, ...] = ()
     structure: str = ""
+    mesh: str | None = None
 
     @classmethod
     def of_program(cls, program: Program, structure: str) -> Drawn:
@@ -170,6 +171,7 @@ class Drawn:
             source=render_source(program),
             key=function.split("\n", 1)[1],
             host_devices=program.host_devices,
+            mesh=MESH_TEXT if program.host_devices > 1 else None,
             transforms=tuple(dict.fromkeys(t for s in program.statements for t in s.op.transforms)),
             python_lines=function.count("\n"),
             structure=structure,
@@ -187,6 +189,8 @@ class Drawn:
             style=program.style,
             libraries=program.libraries,
             structure=program.structure,
+            host_devices=program.host_devices,
+            mesh=program.mesh,
         )
 
 
@@ -242,7 +246,7 @@ def build_row(drawn: Drawn, pair, platform: str = "cpu") -> dict[str, Any]:
         "optimized_hlo_tokens": None if pair.optimized_hlo is None else count_tokens(pair.optimized_hlo),
         "jax_transforms": ["jit", *drawn.transforms],
         "lowering": lowering_method(drawn.host_devices, platform, pair.static_argnums),
-        "mesh": MESH_TEXT if drawn.host_devices > 1 else None,
+        "mesh": drawn.mesh,
         "optimized_hlo": pair.optimized_hlo,
         "compiled_flops": (pair.compiled_cost_analysis or {}).get("flops"),
         "compiled_bytes_accessed": (pair.compiled_cost_analysis or {}).get("bytes accessed"),

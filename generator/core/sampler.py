@@ -8,6 +8,7 @@ its seed, category and policy.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import keyword
 import math
 import random
@@ -15,8 +16,7 @@ from collections.abc import Callable, Sequence
 
 from ..errors import OtherShard, Reject
 from .naming import RESERVED, argument_name, function_name
-from .ops import CATEGORIES, SYMBOLIC_DIMS, LiteralNeed, Op, ops_for
-from .ops.random import key_merge
+from .ops import CATEGORIES, CATEGORY_MERGES, GENERIC_MERGES, SYMBOLIC_DIMS, LiteralNeed, Merge, Op, ops_for
 from .policy import DEFAULT_POLICY, Policy
 from .program import Literal, Operand, Program, Statement, Value
 from .types import FLOATS, TensorType
@@ -31,35 +31,9 @@ GLUE_OPS: tuple[Op, ...] = tuple(dict.fromkeys(ops_for("arithmetic") + ops_for("
 
 
 # How a program ends: every value it computed flows into what it returns. Left-over results
-# are folded into others (``ProgramBuilder.consume``) with these merges, which keep the first
-# operand's type: the same type adds (``|`` for masks); another type is summarized to a
-# scalar of the first's dtype first (its maximum; its sum for integers, its ``any`` for masks). Real functions return one to three values.
-_KIND_ORDER = {"complex": 3, "float": 2, "int": 1, "bool": 0, "key": -1}
-
-
-def _kind(t: TensorType) -> str:
-    if t.is_key:
-        return "key"
-    return "complex" if t.is_complex else "float" if t.is_float else "int" if t.is_int else "bool"
-
-
-def _merge_template(into: TensorType, other: TensorType) -> str:
-    if other.is_key:  # a PRNG key nothing used: noise drawn from it (or Reject)
-        return key_merge(into)
-    if into == other:
-        return "{0} | {1}" if into.dtype == "bool" else "{0} + {1}"
-    kind, other_kind = _kind(into), _kind(other)
-    if kind == "bool":
-        return "{0} | jnp.any({1})"
-    if kind == "int":  # other is int or bool: an exact count or sum, wrapped like the row's ints
-        return "{0} + jnp.sum({1}).astype({0}.dtype)"
-    # a maximum, not a mean: exact in every compiler (a mean of a large array is a sum whose
-    # rounding depends on the order XLA or IREE adds in)
-    summary = "jnp.max(jnp.abs({1}))" if other_kind == "complex" else "jnp.max({1})"
-    return "{0} + " + summary + ".astype({0}.dtype)"
-
-
-MERGE_NAME, MERGE_HINT = "merge", "combined"  # the closing merges' op name (not an op-table entry) and result name
+# are folded into others (``ProgramBuilder.consume``) the way the category's own code combines
+# values (``ops.merges``: a residual add, a masked mean, a weighted sum...). Real functions
+# return one to three values.
 OUTPUT_COUNT_WEIGHTS = ((1, 0.55), (2, 0.3), (3, 0.15))
 UNUSED_RESULT_WEIGHT = 40.0
 # Shares of functions written with a docstring and with type hints (real library code: about
@@ -234,37 +208,52 @@ class ProgramBuilder:
         """Results no statement reads yet, oldest first."""
         return [s.result for s in self.statements if not self.uses.get(s.result.name)]
 
-    def merge(self, a: Value, b: Value) -> Statement:
-        """A statement folding ``b`` into ``a`` (or ``a`` into ``b``: the richer dtype keeps its type)."""
-        into, other = (a, b) if _KIND_ORDER[_kind(a.type)] >= _KIND_ORDER[_kind(b.type)] else (b, a)
-        op = Op(
-            name=MERGE_NAME,
-            template=_merge_template(into.type, other.type),
-            categories=(),
-            dtypes=(into.type.dtype,),
-            hint=MERGE_HINT,
-        )
-        for v in (into, other):
+    def merge(self, kept: Value, folded: Value, merge: Merge) -> Statement:
+        """A statement folding ``folded`` into ``kept`` with ``merge``."""
+        op = merge.op(kept.type, folded.type)
+        params = merge.params(self.rng)
+        for v in (kept, folded):
             self.uses[v.name] = self.uses.get(v.name, 0) + 1
-        result = Value(self.result_name(op.hint), into.type)
-        stmt = Statement(op, (into, other), (), result)
+        result = Value(self.result_name(op.hint), op.infer((kept.type, folded.type), params))
+        stmt = Statement(op, (kept, folded), tuple(sorted(params.items())), result)
         self.statements.append(stmt)
         self.values.append(result)
         return stmt
 
-    def consume(self) -> tuple[Value, ...]:
+    def closing_merge(self, sinks: list[Value], merges: tuple[Merge, ...]) -> tuple[Value, Value, Merge] | None:
+        """The first pair of ``sinks`` (oldest first) that one of ``merges`` folds (either value
+        kept), with a merge drawn among those that fit it; ``None`` if none fits any pair."""
+        for i, j in itertools.combinations(range(len(sinks)), 2):
+            options = [
+                (kept, folded, m)
+                for kept, folded in ((sinks[i], sinks[j]), (sinks[j], sinks[i]))
+                for m in merges
+                if m.fits(kept.type, folded.type) and m.infer((kept.type, folded.type), {}).size <= self.max_elements
+            ]
+            if options:
+                return _weighted(self.rng, options, [m.weight for _, _, m in options])
+        return None
+
+    def consume(self, category: str) -> tuple[Value, ...]:
         """The outputs: one to ``max_outputs`` values, every other result folded into them.
 
-        The number of outputs is drawn as real functions return (mostly one); the oldest
-        left-over results are merged into the next ones until that many remain, so no
-        statement computes a value the function drops.
+        The number of outputs is drawn as real functions return (mostly one); left-over results
+        are merged, as ``category``'s code would combine them (generic merges when none of its
+        own fits), until that many remain, so no statement computes a value the function
+        drops. A value nothing folds (a PRNG key outside ``random``) is returned, as real code
+        returns its new key.
         """
         counts = [(n, w) for n, w in OUTPUT_COUNT_WEIGHTS if n <= self.policy.max_outputs]
         wanted = _weighted(self.rng, [n for n, _ in counts], [w for _, w in counts])
         sinks = self.sinks()
         while len(sinks) > wanted:
-            self.merge(sinks[0], sinks[1])
+            found = self.closing_merge(sinks, CATEGORY_MERGES[category]) or self.closing_merge(sinks, GENERIC_MERGES)
+            if found is None:
+                break
+            self.merge(*found)
             sinks = self.sinks()
+        if len(sinks) > self.policy.max_outputs:
+            raise Reject(f"{len(sinks)} results that no merge folds")
         return tuple(sinks)
 
 
@@ -377,7 +366,7 @@ def sample_program(
             b.undo(mark)
         else:
             raise OtherShard("program prefix belongs to another shard")
-    outputs = b.consume()
+    outputs = b.consume(category)
     # named for the last value the category's own ops compute (not glue, not the closing merges)
     own_results = [st for st in b.statements if category in st.op.categories]
     last_hint = own_results[-1].op.hint if own_results else None

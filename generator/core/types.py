@@ -58,6 +58,7 @@ class TensorType:
 
     @property
     def is_key(self) -> bool:
+        """A typed PRNG key or key array (``jax.random.key``: ``key<fry>``...), as ``random`` passes them."""
         return is_key_dtype(self.dtype)
 
     def with_shape(self, shape: tuple[int, ...]) -> TensorType:

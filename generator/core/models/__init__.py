@@ -34,7 +34,10 @@ def bucket_of(program: ModelProgram, num_buckets: int) -> int:
     Not of its spec: a few specs differ only in fields their variant does not write (a sampler
     step's unused model sizes), and two such specs are one program, which must have one owner.
     """
-    digest = hashlib.sha256(program.source.encode()).digest()
+    return _bucket(hashlib.sha256(program.source.encode()).digest(), num_buckets)
+
+
+def _bucket(digest: bytes, num_buckets: int) -> int:
     return int.from_bytes(digest[:8], "big") % num_buckets
 
 
@@ -53,6 +56,10 @@ def sample_model(
         structure = structure_key(family.structure_of(spec))
         if split is not None and split_of(structure) != split:
             continue  # another split's: redrawn before it is rendered
+        if family.composed:  # a composed spec holds nothing unused: it names its program
+            if _bucket(spec.digest(), num_buckets) == bucket:
+                return dataclasses.replace(family.render(spec), structure=structure)
+            continue
         program = family.render(spec)
         if bucket_of(program, num_buckets) == bucket:
             return dataclasses.replace(program, structure=structure)

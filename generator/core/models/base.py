@@ -18,8 +18,9 @@ Conventions every model source follows (``tests/test_models.py`` checks them all
   ``eqx.filter_eval_shape`` then ``eqx.partition``; data as ``jax.ShapeDtypeStruct``.
   Arguments are passed the way real code passes them: pytrees of arrays are traced, hashable
   non-array values (a Flax ``GraphDef``, an Equinox static partition, the config) are static.
-- Random keys are raw ``uint32[2]`` arrays (``jax.random.PRNGKey`` layout), so the validator
-  can make concrete inputs for them; no Flax ``Rngs`` live in the module state.
+- Random keys: the composed families (``compose``) use typed keys (``jax.random.key``,
+  ``nnx.Rngs``); the template families still pass raw ``uint32[2]`` keys. The validator makes
+  concrete inputs for both; no Flax ``Rngs`` live in the module state.
 - Every value the function computes is used.
 """
 
@@ -28,7 +29,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ...errors import GeneratorBug
@@ -57,6 +58,8 @@ class ModelProgram:
       transforms: JAX transforms the function applies inside ``jit``, in order of first use
         (``"value_and_grad"``, ``"scan"``, ``"checkpoint"``, ``"vmap"``...).
       structure: the ``structure`` key of its spec (``core.structure``); set by ``sample_model``.
+      host_devices: the devices its mesh spans (1: not sharded); ``mesh``: that mesh's axes,
+        ``"data=2,model=4"``.
     """
 
     category: str
@@ -65,6 +68,8 @@ class ModelProgram:
     source: str
     transforms: tuple[str, ...] = ()
     structure: str = ""
+    host_devices: int = 1
+    mesh: str | None = None
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
@@ -105,11 +110,14 @@ class Family:
     category: str
     sample: Callable[[random.Random], Any]
     render: Callable[[Any], ModelProgram]
-    context: tuple[str, ...]
-    structure: Mapping[tuple[str, ...], tuple[str, ...]]
+    context: tuple[str, ...] = ()
+    structure: Mapping[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
+    composed: bool = False  # specs are ``compose.ModelSpec``: they say their own structure and owner
 
     def structure_of(self, spec: Any) -> str:
         """The spec's structure, as text (``core.structure.structure_key`` hashes it)."""
+        if self.composed:
+            return spec.structure()
         context = tuple(getattr(spec, name) for name in self.context)
         if context not in self.structure:
             raise GeneratorBug(f"{self.category}: no structure declared for {dict(zip(self.context, context))}")

@@ -1355,19 +1355,19 @@ def _example_args(spec: Spec, args: list[tuple[str, str | None]]) -> list[str]:
     }
     names = [a for a, _ in args]
     if spec.style == "jax" and "params" in names:
-        lines.append("    params = jax.eval_shape(functools.partial(init_params, config), jax.random.PRNGKey(0))")
+        lines.append("    params = jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))")
     if spec.style == "flax_nnx":
         lines.append(
             f"    graphdef, state = nnx.split(nnx.eval_shape(lambda: {spec.model_name}(config, rngs=nnx.Rngs(0))))"
         )
     if spec.style == "equinox":
-        lines.append(f"    model = eqx.filter_eval_shape({spec.model_name}, config, jax.random.PRNGKey(0))")
+        lines.append(f"    model = eqx.filter_eval_shape({spec.model_name}, config, jax.random.key(0))")
         lines.append("    params, static = eqx.partition(model, eqx.is_array)")
     for name in names:
         if name == "cache":
             lines.append("    cache = jax.eval_shape(functools.partial(init_cache, config))")
         elif name == "key":
-            lines.append("    key = jax.ShapeDtypeStruct((2,), jnp.uint32)")
+            lines.append("    key = jax.eval_shape(jax.random.key, 0)")
         elif name == "logits":
             dtype = "jnp.float32" if spec.logits_dtype == "float32" else "jnp.bfloat16"
             lines.append(f"    logits = jax.ShapeDtypeStruct({shapes[name]}, {dtype})")

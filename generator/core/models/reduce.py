@@ -33,6 +33,7 @@ def _kv_heads(value: int, config: Mapping[str, object]) -> int:
 REDUCTIONS: dict[str, Reduction] = {
     # data
     "batch_size": _fixed(2),
+    "global_batch_size": _fixed(8),  # sharded programs: every mesh's batch axis (2, 4 or 8) divides it
     "seq_len": _fixed(16),
     "max_seq_len": _fixed(32),
     "prompt_len": _fixed(8),
@@ -46,6 +47,7 @@ REDUCTIONS: dict[str, Reduction] = {
     "head_dim": _fixed(16),
     "d_ff": _fixed(128),
     "num_layers": _fixed(2),
+    "num_layer_groups": _fixed(1),
     "window_size": _fixed(8),
     "top_k": _fixed(8),
     # mixture of experts
@@ -59,12 +61,17 @@ REDUCTIONS: dict[str, Reduction] = {
     "channels": _fixed(16),
     "num_groups": _fixed(4),
     "num_blocks": _fixed(2),
+    "depth_1": _fixed(2),  # blocks per stage (a stage whose first block downsamples keeps one more)
+    "depth_2": _fixed(2),
+    "depth_3": _fixed(2),
+    "depth_4": _fixed(2),
     "time_embed_dim": _fixed(32),
     # recurrent and state-space
     "input_size": _fixed(16),
     "hidden_size": _fixed(32),
     "state_size": _fixed(8),
     "conv_width": _fixed(4),
+    "dt_rank": _fixed(4),
 }
 
 

@@ -802,12 +802,12 @@ def _jax_step(spec: Spec) -> list[str]:
     if spec.config_arg:
         ex.append(f"    config = {spec.config_name}()")
         ex.append("    optimizer = make_optimizer(config)")
-    ex.append("    params = jax.eval_shape(functools.partial(init_params, config), jax.random.PRNGKey(0))")
+    ex.append("    params = jax.eval_shape(functools.partial(init_params, config), jax.random.key(0))")
     ex.append("    opt_state = jax.eval_shape(optimizer.init, params)")
     ex += _example_batch(spec)
     args = ["params", "opt_state", "batch"]
     if takes_key:
-        args.append("jax.ShapeDtypeStruct((2,), jnp.uint32)")
+        args.append("jax.eval_shape(jax.random.key, 0)")
     if takes_step:
         args.append("jax.ShapeDtypeStruct((), jnp.int32)")
     if spec.config_arg:
@@ -1147,7 +1147,7 @@ def _nnx_step(spec: Spec) -> list[str]:
     ex += _example_batch(spec)
     args = ["graphdef", "state", "batch"]
     if spec.dropout:
-        args.append("jax.ShapeDtypeStruct((2,), jnp.uint32)")
+        args.append("jax.eval_shape(jax.random.key, 0)")
     ex.append(f"    return ({', '.join(args)})")
     return ["\n".join(lines) + "\n", "\n".join(ex) + "\n"]
 
@@ -1452,14 +1452,14 @@ def _eqx_step(spec: Spec) -> list[str]:
     if spec.config_arg:
         ex.append(f"    config = {spec.config_name}()")
         ex.append("    optimizer = make_optimizer(config)")
-    ex.append(f"    model = eqx.filter_eval_shape({model_cls}, config, jax.random.PRNGKey(0))")
+    ex.append(f"    model = eqx.filter_eval_shape({model_cls}, config, jax.random.key(0))")
     ex.append("    # Abstract leaves are ShapeDtypeStructs, which eqx.is_array does not match.")
     ex.append("    params, static = eqx.partition(model, lambda x: isinstance(x, jax.ShapeDtypeStruct))")
     ex.append("    opt_state = jax.eval_shape(optimizer.init, params)")
     ex += _example_batch(spec)
     args = ["params", "static", "opt_state", "batch"]
     if takes_key:
-        args.append("jax.ShapeDtypeStruct((2,), jnp.uint32)")
+        args.append("jax.eval_shape(jax.random.key, 0)")
     if takes_step:
         args.append("jax.ShapeDtypeStruct((), jnp.int32)")
     if spec.config_arg:

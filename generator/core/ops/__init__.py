@@ -30,6 +30,7 @@ from . import (
 )
 from .base import GUARDS, Binding, LiteralNeed, Need, Op
 from .dynamic_shapes import SYMBOL, SYMBOLIC_SIZE
+from .merges import CATEGORY_MERGES, GENERIC_MERGES, MERGES, Merge
 
 # The order categories are listed in (a balanced build's round-robin order).
 CATEGORIES: tuple[str, ...] = (
@@ -85,6 +86,12 @@ if stray := {c for op in OPS for c in op.categories} - set(CATEGORIES):
     raise RuntimeError(f"ops name categories that CATEGORIES lacks: {sorted(stray)}")
 if misplaced := [op.name for table in TABLES for op in table.OPS if op.categories[0] != table.CATEGORY]:
     raise RuntimeError(f"ops whose first category is not their module's: {misplaced}")
+if sorted(CATEGORY_MERGES) != sorted(CATEGORIES):
+    raise RuntimeError("every category needs its closing merges in merges.CATEGORY_MERGES")
+if len({m.name for m in MERGES}) != len(MERGES) or {m.name for m in MERGES} & set(OPS_BY_NAME):
+    raise RuntimeError("merge names must be unique and no op's")
+if clashes := {m.hint for m in MERGES} & set(OPS_BY_NAME):
+    raise RuntimeError(f"merge results would be named like ops: {sorted(clashes)}")
 
 
 def ops_for(category: str) -> tuple[Op, ...]:
@@ -94,12 +101,16 @@ def ops_for(category: str) -> tuple[Op, ...]:
 
 __all__ = [
     "CATEGORIES",
+    "CATEGORY_MERGES",
+    "GENERIC_MERGES",
     "GUARDS",
+    "MERGES",
     "OPS",
     "OPS_BY_NAME",
     "SYMBOLIC_DIMS",
     "Binding",
     "LiteralNeed",
+    "Merge",
     "Need",
     "Op",
     "ops_for",

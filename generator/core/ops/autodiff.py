@@ -9,7 +9,7 @@ from .base import Binding, Op, bind_same_type, same_as_second, scalar_of_first
 
 CATEGORY = "autodiff"
 
-# Scalar-valued objectives of an array ``a``.
+# Scalar-valued objectives of an array ``a``...
 _OBJECTIVES = (
     "jnp.sum(jnp.tanh(a) ** 2)",
     "jnp.sum(jnp.sin(a) * a)",
@@ -18,14 +18,22 @@ _OBJECTIVES = (
     "jnp.sum(jnp.log1p(a * a))",
     "jax.nn.logsumexp(a)",
 )
-# Array-valued maps of an array ``a`` (same shape).
-_MAPS = (
+# ...and of a scalar ``a``, which is its own objective: there is nothing to sum.
+_SCALAR_OBJECTIVES = (
+    "jnp.tanh(a) ** 2",
+    "jnp.sin(a) * a",
+    "jnp.exp(-a * a)",
+    "jax.nn.softplus(a)",
+    "jnp.log1p(a * a)",
+)
+# Array-valued maps of ``a`` (same shape): elementwise ones (for scalars too), then ones that
+# read the whole array.
+_ELEMENTWISE_MAPS = (
     "jnp.sin(a) * a",
     "jnp.tanh(a) * 2.0",
-    "a * jnp.sum(a)",
     "jnp.exp(-a) + a ** 2",
-    "jax.nn.softmax(a, axis=None)",
-)  # axis=None: also for scalars
+)
+_MAPS = (*_ELEMENTWISE_MAPS, "a * jnp.sum(a)", "jax.nn.softmax(a, axis=None)")
 
 
 def _vector(rng: random.Random) -> TensorType:
@@ -33,11 +41,11 @@ def _vector(rng: random.Random) -> TensorType:
 
 
 def _bind_objective(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(params={"f": rng.choice(_OBJECTIVES)})
+    return Binding(params={"f": rng.choice(_OBJECTIVES if a.rank else _SCALAR_OBJECTIVES)})
 
 
 def _bind_map(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(params={"f": rng.choice(_MAPS)})
+    return Binding(params={"f": rng.choice(_MAPS if a.rank else _ELEMENTWISE_MAPS)})
 
 
 def _infer_jacobian(types, params):
@@ -135,6 +143,7 @@ OPS: tuple[Op, ...] = (
         "jax.grad(lambda a: jnp.sum(jax.checkpoint(lambda b: jnp.sin(jnp.sin(b)) * b)(a)))({0})",
         (CATEGORY,),
         FLOAT32,
+        min_rank=1,  # its objective reduces the array
         hint="g",
         transforms=("grad", "checkpoint"),
     ),
@@ -147,6 +156,7 @@ OPS: tuple[Op, ...] = (
         "jax.grad(lambda a: jnp.sum(clipped_{r}(a) * a))({0})",
         (CATEGORY,),
         FLOAT32,
+        min_rank=1,  # its objective reduces the array
         hint="g",
         transforms=("custom_vjp", "grad"),
         weight=1.5,
@@ -159,6 +169,7 @@ OPS: tuple[Op, ...] = (
         "jax.grad(lambda a: jnp.sum(softplus_{r}(a)))({0})",
         (CATEGORY,),
         FLOAT32,
+        min_rank=1,  # its objective reduces the array
         hint="g",
         transforms=("custom_jvp", "grad"),
         weight=1.5,
@@ -181,6 +192,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         FLOAT32,
         bind=bind_same_type,
+        min_rank=1,  # its objective reduces the array
         hint="g",
         transforms=("grad",),
     ),

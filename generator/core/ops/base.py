@@ -137,9 +137,23 @@ class Op:
 
 
 def random_axis(rng: random.Random, t: TensorType) -> int:
-    if t.rank == 0:
-        raise Reject("axis of a scalar")
-    return rng.randrange(t.rank) if rng.random() < 0.6 else -1
+    """An axis longer than one (the last, written ``-1``, 40% of the time when it is).
+
+    Summing, sorting or normalizing over an axis of one element (or a scalar's no axis at
+    all) computes nothing, and no one writes it: such operands are rejected.
+    """
+    axes = [i for i, d in enumerate(t.shape) if d > 1]
+    if not axes:
+        raise Reject(f"no axis of {t.spec()} is longer than one")
+    if t.shape[-1] > 1 and rng.random() >= 0.6:
+        return -1
+    return rng.choice(axes)
+
+
+def longer_last_axis(t: TensorType) -> bool:
+    """An array whose last axis, which the op normalizes, sorts or reduces along, has more
+    than one element."""
+    return t.rank >= 1 and t.shape[-1] > 1
 
 
 def normalize_axis(axis: int, rank: int) -> int:
@@ -248,9 +262,10 @@ def binary(
 
 
 def bind_reduce(rng: random.Random, first: TensorType) -> Binding:
-    if first.rank == 0 or rng.random() < 0.3:
+    """All axes (30%) or one axis longer than one, sometimes keeping it."""
+    axis = random_axis(rng, first)  # rejects operands with nothing to reduce
+    if rng.random() < 0.3:
         return Binding(params={"axis": None, "keepdims": False, "kw": ""})
-    axis = random_axis(rng, first)
     keepdims = rng.random() < 0.25
     kw = f", axis={axis}" + (", keepdims=True" if keepdims else "")
     return Binding(params={"axis": axis, "keepdims": keepdims, "kw": kw})
@@ -275,11 +290,13 @@ def reduction(
     out: str = "same",
     hint: str = "r",
     weight: float = 1.0,
-    min_rank: int = 0,
     upcast: bool = False,
     guard: str | None = None,
 ) -> Op:
-    """``fn(x, axis=..., keepdims=...)``; ``out`` is "same", "float" (mean of ints) or a dtype."""
+    """``fn(x, axis=..., keepdims=...)``; ``out`` is "same", "float" (mean of ints) or a dtype.
+
+    The operand is an array (a reduction of a scalar lowers to a reduce over no dimensions).
+    """
 
     def infer(types, params):
         t = types[0]
@@ -300,7 +317,7 @@ def reduction(
         bind=bind_reduce,
         hint=hint,
         weight=weight,
-        min_rank=min_rank,
+        min_rank=1,
         upcast=upcast,
         guards=(guard,),
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from ..types import BITS, TensorType
-from .base import Binding, LiteralNeed, Op, broadcast_partner
+from .base import Binding, LiteralNeed, Op, broadcast_partner, longer_last_axis
 
 CATEGORY = "bitwise"
 
@@ -90,6 +90,6 @@ OPS: tuple[Op, ...] = (
         weight=1.5,
     ),
     _op("int_max", "jnp.maximum({0}, {1})", infer=_infer_broadcast, bind=_bind_partner, hint="hi"),
-    _op("int_sum", "jnp.sum({0}, axis=-1)", infer=_infer_int_sum, min_rank=1, hint="total"),
+    _op("int_sum", "jnp.sum({0}, axis=-1)", infer=_infer_int_sum, min_rank=1, requires=longer_last_axis, hint="total"),
     _op("select_bits", "jnp.where(({0} & 1) == 1, {0} >> 1, {0} << 1)", hint="sel"),
 )

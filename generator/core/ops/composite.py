@@ -5,7 +5,16 @@ from __future__ import annotations
 import random
 
 from ..types import COMPLEX64, FLOAT32, FLOATS, INTS, TensorType
-from .base import Binding, Op, along_axis, bind_same_type, infer_last_axis_reduced, scalar_of_first, unary
+from .base import (
+    Binding,
+    Op,
+    along_axis,
+    bind_same_type,
+    infer_last_axis_reduced,
+    longer_last_axis,
+    scalar_of_first,
+    unary,
+)
 
 CATEGORY = "composite"
 
@@ -35,6 +44,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         FLOATS,
         min_rank=1,
+        requires=longer_last_axis,
         hint="normed",
         weight=1.5,
         upcast=True,
@@ -45,6 +55,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         FLOATS,
         min_rank=1,
+        requires=longer_last_axis,
         hint="normed",
         upcast=True,
     ),
@@ -54,6 +65,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         FLOATS,
         min_rank=1,
+        requires=longer_last_axis,
         hint="unit",
         upcast=True,
     ),
@@ -80,6 +92,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         infer=scalar_of_first,
         bind=bind_same_type,
+        min_rank=1,
         hint="loss",
         upcast=True,
     ),
@@ -91,6 +104,7 @@ OPS: tuple[Op, ...] = (
         infer=infer_last_axis_reduced,
         bind=bind_same_type,
         min_rank=1,
+        requires=longer_last_axis,
         hint="sim",
         upcast=True,
     ),
@@ -104,11 +118,20 @@ OPS: tuple[Op, ...] = (
         max_rank=2,
         hint="onehot",
     ),
-    Op("standardize", "jax.nn.standardize({0}, axis=-1)", (CATEGORY,), FLOATS, min_rank=1, hint="z", upcast=True),
+    Op(
+        "standardize",
+        "jax.nn.standardize({0}, axis=-1)",
+        (CATEGORY,),
+        FLOATS,
+        min_rank=1,
+        requires=longer_last_axis,
+        hint="z",
+        upcast=True,
+    ),
     # spectral idioms
     Op(
         "fft",
-        "jnp.fft.fft({0}.astype(jnp.complex64))",
+        "jnp.fft.fft({0})",  # a float32 signal is made complex by fft itself
         (CATEGORY,),
         FLOAT32 + COMPLEX64,
         infer=lambda ts, p: ts[0].with_dtype("complex64"),

@@ -15,8 +15,9 @@ _FLOAT_STEPS = (
     "jnp.tanh(c) + 0.5 * c",
     "c - 0.1 * jnp.cos(c) * c",
     "jnp.where(c > 0, c * 0.5, c + 1.0)",
-    "lax.cond(jnp.sum(c) > 0, lambda v: v * 0.5, lambda v: v + 1.0, c)",
 )
+# A branch on the carry: on its sum when it is an array, on itself when it is a scalar.
+_FLOAT_COND_STEP = "lax.cond({pred} > 0, lambda v: v * 0.5, lambda v: v + 1.0, c)"
 _INT_STEPS = ("c + i", "c * 2 - i", "jnp.abs(c - i)", "jnp.where(c % 2 == 0, c // 2, 3 * c + 1)")
 _FLOAT_WHILE_STEPS = ("c * 0.9 + jnp.sin(c) / (k + 1)", "jnp.tanh(c) + 0.5 * c", "c - 0.1 * k * c")
 _INT_WHILE_STEPS = ("c + k", "c * 2 - k", "jnp.where(c % 2 == 0, c // 2, 3 * c + 1)")
@@ -27,7 +28,9 @@ _INT_BRANCHES = ("lambda v: v + 1", "lambda v: -v", "lambda v: v * 3", "jnp.abs"
 
 
 def _steps(t: TensorType) -> tuple[str, ...]:
-    return _FLOAT_STEPS if t.is_float else _INT_STEPS
+    if not t.is_float:
+        return _INT_STEPS
+    return (*_FLOAT_STEPS, _FLOAT_COND_STEP.format(pred="jnp.sum(c)" if t.rank else "c"))
 
 
 def _bind_loop(rng: random.Random, a: TensorType) -> Binding:
@@ -65,10 +68,10 @@ def _infer_scan_totals(types, params):
 
 
 def _bind_nested(rng: random.Random, a: TensorType) -> Binding:
-    return Binding(
-        params={"outer": rng.choice((2, 3)), "inner": rng.choice((2, 4)), "step": rng.choice(_FLOAT_STEPS[:4])}
-    )
+    return Binding(params={"outer": rng.choice((2, 3)), "inner": rng.choice((2, 4)), "step": rng.choice(_FLOAT_STEPS)})
 
+
+_BRANCH_DEFS = "def then_{r}(a, b):\n    return {t}\ndef else_{r}(a, b):\n    return {f}\n"
 
 OPS: tuple[Op, ...] = (
     Op(
@@ -97,18 +100,29 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         NUMERIC,
         bind=_bind_switch,
+        min_rank=1,  # the index is the position of the array's maximum
         hint="branch",
         weight=1.5,
     ),
     Op(
         "cond_defs",
-        "def then_{r}(a, b):\n    return {t}\ndef else_{r}(a, b):\n    return {f}\n"
-        "lax.cond(jnp.mean({0}) > jnp.mean({1}), then_{r}, else_{r}, {0}, {1})",
+        _BRANCH_DEFS + "lax.cond(jnp.mean({0}) > jnp.mean({1}), then_{r}, else_{r}, {0}, {1})",
         (CATEGORY,),
         NUMERIC,
         bind=_bind_cond_defs,
+        min_rank=1,
         hint="branch",
-        weight=1.5,
+        weight=1.2,
+    ),
+    Op(
+        "cond_defs_scalar",
+        _BRANCH_DEFS + "lax.cond({0} > {1}, then_{r}, else_{r}, {0}, {1})",
+        (CATEGORY,),
+        NUMERIC,
+        bind=_bind_cond_defs,
+        max_rank=0,
+        hint="branch",
+        weight=0.3,
     ),
     Op(
         "scan_pytree",
@@ -130,7 +144,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         infer=_infer_scan_totals,
         bind=_bind_scan_totals,
-        min_rank=1,
+        min_rank=2,  # each step's peak is over a row (of a vector, a step is a scalar)
         hint="avg",
     ),
     Op(

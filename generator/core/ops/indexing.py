@@ -6,7 +6,7 @@ import random
 
 from ...errors import Reject
 from ..types import NUMERIC, TensorType
-from .base import Binding, Op
+from .base import Binding, Op, longer_last_axis
 
 CATEGORY = "indexing"
 
@@ -201,6 +201,7 @@ OPS: tuple[Op, ...] = (
         ("float32", "int32"),
         bind=_bind_take_along,
         min_rank=1,
+        requires=longer_last_axis,
         hint="ordered",
     ),
     Op(
@@ -209,6 +210,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         ("float32", "int32"),
         bind=_bind_mask_fill,
+        min_rank=1,
         hint="masked",
     ),
     Op(
@@ -217,6 +219,7 @@ OPS: tuple[Op, ...] = (
         (CATEGORY,),
         ("float32",),
         infer=lambda ts, p: ts[0].with_shape(()),
+        min_rank=1,
         hint="total",
     ),
     Op(
@@ -226,6 +229,7 @@ OPS: tuple[Op, ...] = (
         ("float32", "int32"),
         infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (1,)),
         min_rank=1,
+        requires=longer_last_axis,
         hint="best",
     ),
 )

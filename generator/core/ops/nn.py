@@ -6,7 +6,7 @@ import random
 
 from ...errors import Reject
 from ..types import FLOAT32, TensorType
-from .base import Binding, Op, bind_same_type, same_as_second, scalar_of_first
+from .base import Binding, Op, bind_same_type, longer_last_axis, same_as_second, scalar_of_first
 
 CATEGORY = "nn"
 
@@ -149,6 +149,7 @@ OPS: tuple[Op, ...] = (
         FLOAT32_BF16,
         bind=_bind_scale_bias,
         min_rank=1,
+        requires=longer_last_axis,
         new_input=_features,
         hint="normed",
         weight=2.0,
@@ -160,6 +161,7 @@ OPS: tuple[Op, ...] = (
         FLOAT32_BF16,
         bind=_bind_scale,
         min_rank=1,
+        requires=longer_last_axis,
         new_input=_features,
         hint="normed",
         weight=1.5,
@@ -282,16 +284,25 @@ OPS: tuple[Op, ...] = (
         infer=scalar_of_first,
         bind=_bind_xent,
         min_rank=2,
+        requires=longer_last_axis,
         max_rank=2,
         hint="loss",
         weight=1.5,
     ),
-    _nn("mse_loss", "jnp.mean(jnp.square({0} - {1}))", infer=scalar_of_first, bind=bind_same_type, hint="loss"),
+    _nn(
+        "mse_loss",
+        "jnp.mean(jnp.square({0} - {1}))",
+        infer=scalar_of_first,
+        bind=bind_same_type,
+        min_rank=1,
+        hint="loss",
+    ),
     _nn(
         "huber_loss",
         "d_{r} = jnp.abs({0} - {1})\njnp.mean(jnp.where(d_{r} < 1.0, 0.5 * d_{r} ** 2, d_{r} - 0.5))",
         infer=scalar_of_first,
         bind=bind_same_type,
+        min_rank=1,
         hint="loss",
     ),
     _nn(
@@ -299,6 +310,7 @@ OPS: tuple[Op, ...] = (
         "jnp.mean(jnp.maximum({0}, 0) - {0} * jax.nn.sigmoid({1}) + jnp.log1p(jnp.exp(-jnp.abs({0}))))",
         infer=scalar_of_first,
         bind=bind_same_type,
+        min_rank=1,
         hint="loss",
     ),
     _nn(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 
-from ...errors import Reject
 from ..types import TensorType
 from .base import Binding, Op
 
@@ -266,11 +265,3 @@ OPS: tuple[Op, ...] = (
     _from_seed("key_rbg", 'jax.random.key({0}, dtype="rbg")', RBG_KEY, weight=0.4),
 )
 
-
-def key_merge(into: TensorType) -> str:
-    """How a program folds a key nothing used into a float value ``into``: noise drawn from it and
-    added (``x + jax.random.normal(key, x.shape, x.dtype)``), as noise injection does. Into
-    anything else (an integer, a mask, another key) a key does not fold: ``Reject``."""
-    if not (into.is_float or into.is_complex):
-        raise Reject(f"a left-over PRNG key does not fold into {into.spec()}")
-    return "{0} + jax.random.normal({1}, {0}.shape, {0}.dtype)"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..types import BOOL, FLOATS, NUMERIC
-from .base import Binding, Op, along_axis, infer_last_axis_reduced, reduction
+from .base import Binding, Op, along_axis, infer_last_axis_reduced, longer_last_axis, reduction
 
 CATEGORY = "reduction"
 
@@ -20,8 +20,8 @@ OPS: tuple[Op, ...] = (
     reduction("std", "jnp.std", (CATEGORY,), NUMERIC, out="float", hint="sd", upcast=True),
     reduction("any", "jnp.any", (CATEGORY, "conditional"), BOOL, out="bool", hint="flag", weight=0.5),
     reduction("all", "jnp.all", (CATEGORY, "conditional"), BOOL, out="bool", hint="flag", weight=0.5),
-    reduction("argmax", "jnp.argmax", (CATEGORY,), NUMERIC, out="int32", hint="idx", min_rank=1),
-    reduction("argmin", "jnp.argmin", (CATEGORY,), NUMERIC, out="int32", hint="idx", min_rank=1),
+    reduction("argmax", "jnp.argmax", (CATEGORY,), NUMERIC, out="int32", hint="idx"),
+    reduction("argmin", "jnp.argmin", (CATEGORY,), NUMERIC, out="int32", hint="idx"),
     reduction("logsumexp", "jax.nn.logsumexp", (CATEGORY, "composite"), FLOATS, hint="lse", upcast=True),
     along_axis("cumsum", "jnp.cumsum({0}, axis={axis})", (CATEGORY,), hint="run"),
     along_axis(
@@ -37,6 +37,7 @@ OPS: tuple[Op, ...] = (
         FLOATS,
         infer=infer_last_axis_reduced,
         min_rank=1,
+        requires=longer_last_axis,
         hint="nrm",
     ),
     Op(
@@ -47,6 +48,7 @@ OPS: tuple[Op, ...] = (
         infer=lambda ts, p: ts[0].with_shape(ts[0].shape[:-1] + (p["k"],)),
         bind=lambda r, a: Binding(params={"k": r.randint(1, a.shape[-1])}),
         min_rank=1,
+        requires=longer_last_axis,
         hint="best",
     ),
 )

@@ -177,8 +177,11 @@ def _check_iree_frontend(ir: str) -> CheckOutcome | None:
     """IREE's input pipeline takes a model row's real-sized IR (``None``), or why not."""
     import iree.compiler
 
-    from .iree import iree_compile, iree_compile_failure
+    from .iree import iree_compile, iree_compile_failure, iree_static_skip
 
+    skip = iree_static_skip(ir)  # a sharded model's Shardy IR, for one
+    if skip is not None:
+        return skip
     try:
         iree_compile(ir, "--compile-to=input")
     except iree.compiler.CompilerToolError as e:
