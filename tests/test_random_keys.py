@@ -60,9 +60,10 @@ def test_programs_pass_typed_keys_never_raw_ones():
     for p in programs:
         for s in p.statements:
             if any(getattr(o, "type", None) is not None and o.type.is_key for o in s.operands):
-                assert "random" in s.op.categories or s.op.name == "merge", s.op.name
-                if s.op.name == "merge":  # a left-over key becomes noise added to a float
+                assert "random" in s.op.categories or s.op.name == "merge_noise", s.op.name
+                if s.op.name == "merge_noise":  # a left-over key becomes noise added to a float
                     assert "jax.random.normal({1}, {0}.shape, {0}.dtype)" in s.op.template
+                    assert s.operands[1].type.rank == 0  # one key, never a key array
 
 
 def test_sources_build_typed_keys_and_name_them(rows):

@@ -264,4 +264,3 @@ OPS: tuple[Op, ...] = (
     _from_seed("key", "jax.random.key({0})", KEY, weight=0.7),
     _from_seed("key_rbg", 'jax.random.key({0}, dtype="rbg")', RBG_KEY, weight=0.4),
 )
-
