@@ -24,8 +24,14 @@ def test_a_platform_build_lowers_for_it(tpu_rows):
         for t in plan_shards(train_size=4, validation_size=0, seed=2, categories=CATEGORIES)["train"]
         for r in generate_shard(t)
     }
-    assert [r["lowering"] for r in tpu_rows] == [
-        "jit:platform=tpu,host_devices=8" if r["mesh"] else "jit:platform=tpu" for r in tpu_rows
+    for r in tpu_rows:  # the platform, the devices a mesh needs, and a model row's static arguments
+        how = parse_lowering(r["lowering"])
+        assert (how.platform, how.host_devices) == ("tpu", 8 if r["mesh"] else 1)
+        assert r["category"] == "moe" or how.static_argnums == ()
+    assert [r["lowering"] for r in tpu_rows if r["category"] != "moe"] == [
+        "jit:platform=tpu,host_devices=8" if r["mesh"] else "jit:platform=tpu"
+        for r in tpu_rows
+        if r["category"] != "moe"
     ]
     assert [r["category"] for r in tpu_rows if r["mesh"]][:1] == ["multi_device"]
     for r in tpu_rows:
