@@ -132,6 +132,60 @@ def test_iree_runs_key_arguments_results_and_key_arrays_as_their_data():
     assert check_iree(ir, XlaRun(fn=f, inputs=inputs, outputs=wrong)).status == "fail"
 
 
+MODEL_WITH_KEY = """import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+
+@dataclasses.dataclass(frozen=True)
+class DropoutConfig:
+    d_model: int = 256
+    rate: float = 0.1
+
+
+def dropout_layer(x, key, config: DropoutConfig):
+    keep = jax.random.bernoulli(key, 1.0 - config.rate, x.shape)
+    return jnp.where(keep, x / (1.0 - config.rate), 0.0) @ jnp.ones((config.d_model, 4), x.dtype)
+
+
+def example_args():
+    config = DropoutConfig()
+    return (
+        jax.ShapeDtypeStruct((8, config.d_model), jnp.float32),
+        jax.ShapeDtypeStruct((), jax.random.key_dtype("threefry2x32")),
+        config,
+    )
+"""
+
+
+def test_a_model_row_with_a_key_passes_iree_at_reduced_size():
+    """Model rows take typed keys too: IREE's frontend check of the real-sized IR and the
+    reduced-size run both see the IR without JAX's empty-mesh constraints."""
+    pytest.importorskip("iree.compiler")
+    from generator.core.lowering import JAX_VERSION, lower_source, lowering_method
+    from generator.tools.validate.runner import run_job
+
+    pair = lower_source(MODEL_WITH_KEY, "dropout_layer")
+    assert pair.static_argnums == (2,) and "sdy.mesh @empty_mesh" in pair.stablehlo_ir
+    job = {
+        "category": "train_step",
+        "python_source": MODEL_WITH_KEY,
+        "function_name": "dropout_layer",
+        "stablehlo_ir": pair.stablehlo_ir,
+        "jax_version": JAX_VERSION,
+        "input_signature": [{"shape": list(s), "dtype": d} for s, d in pair.input_signature],
+        "lowering": lowering_method(1, static_argnums=pair.static_argnums),
+        "checks": ["reproduce", "execute", "iree"],
+    }
+    out = run_job(job)
+    assert {c: (o.status.value, o.note) for c, o in out.items()} == {
+        "reproduce": ("pass", None),
+        "execute": ("pass", "reduced size"),
+        "iree": ("pass", "reduced size"),
+    }, out
+
+
 def test_only_empty_mesh_constraints_are_taken_out():
     mesh = (
         'module @jit_f {\n  sdy.mesh @mesh = <["x"=2]>\n'
