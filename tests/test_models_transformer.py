@@ -215,7 +215,7 @@ def test_sharded_programs_carry_their_layout_and_validate_on_8_devices(style):
         "function_name": program.function_name,
         "stablehlo_ir": ir,
         "jax_version": lowering.JAX_VERSION,
-        "lowering": "jit:host_devices=8",
+        "lowering": lowering.lowering_method(8, static_argnums=pair.static_argnums),  # as the row would say
     }
     with RowRunner(host_devices=8, time_limit=240) as runner:
         results = runner.run(row, ["reproduce", "execute"])
