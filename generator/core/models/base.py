@@ -18,9 +18,9 @@ Conventions every model source follows (``tests/test_models.py`` checks them all
   ``eqx.filter_eval_shape`` then ``eqx.partition``; data as ``jax.ShapeDtypeStruct``.
   Arguments are passed the way real code passes them: pytrees of arrays are traced, hashable
   non-array values (a Flax ``GraphDef``, an Equinox static partition, the config) are static.
-- Random keys: the composed families (``compose``) use typed keys (``jax.random.key``,
-  ``nnx.Rngs``); the template families still pass raw ``uint32[2]`` keys. The validator makes
-  concrete inputs for both; no Flax ``Rngs`` live in the module state.
+- Random keys are typed (``jax.random.key``; key arguments as
+  ``jax.eval_shape(jax.random.key, 0)``), so the validator makes concrete keys for them; no
+  Flax ``Rngs`` live in the module state.
 - Every value the function computes is used.
 """
 

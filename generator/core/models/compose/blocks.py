@@ -193,7 +193,8 @@ def attention_block(attention: Attention, takes_mask: bool, local: bool) -> Bloc
         parts.append("with rotary position embeddings")
     if attention.qk_norm:
         parts.append("and query/key RMSNorm")
-    return Block("Attention", " ".join(parts).capitalize() + ".", tuple(args), "\n".join(lines), (), tuple(children))
+    text = " ".join(parts)
+    return Block("Attention", text[0].upper() + text[1:] + ".", tuple(args), "\n".join(lines), (), tuple(children))
 
 
 def mlp_block(mlp: Mlp) -> Block:

@@ -401,7 +401,7 @@ class Emitter:
             entries.append(f'    "{name}": {value},')
         init = [
             f"def init_{block.fn}(key: jax.Array, config: {self.config_name}{_init_params(block)}) -> dict:",
-            f'    """Parameters of {_first_words(block.doc)}."""',
+            f'    """The parameters of {_first_words(block.doc)[0].lower()}{_first_words(block.doc)[1:]}."""',
             *("    " + line for line in lines),
             "    return {",
             *("    " + e for e in entries),
@@ -653,4 +653,5 @@ def _closes_at_end(expr: str) -> bool:
 
 
 def _first_words(doc: str) -> str:
-    return doc.split(":")[0].split(".")[0].rstrip()
+    """A docstring's first clause (up to a colon, a parenthesis or the end of its first sentence)."""
+    return re.split(r":\s|\s\(|\.\s|\.$", doc)[0].rstrip()
