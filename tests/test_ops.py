@@ -150,3 +150,14 @@ def test_sampled_programs_lower_to_no_reduction_over_no_dimensions(category):
             continue
         assert reductions_over_no_dimensions(_lower(program).stablehlo_ir) == 0, render_source(program)
         lowered += 1
+
+
+def test_broadcasting_keeps_zero_length_axes_and_fold_always_finds_axes():
+    from generator.core.ops.merges import extra_axes
+    from generator.core.types import TensorType, broadcast_shapes
+
+    assert broadcast_shapes((0,), ()) == (0,) and broadcast_shapes((1,), (0, 3)) == (0, 3)
+    assert broadcast_shapes((2,), (0,)) is None
+    assert broadcast_shapes((1, 3), (0, 1)) == (0, 3) and broadcast_shapes((2, 3), (3,)) == (2, 3)
+    # a kept value with an empty axis: the folded value is reduced until it broadcasts into it
+    assert extra_axes(TensorType((0,), "float32"), TensorType((4, 5), "float32")) == (0, 1)

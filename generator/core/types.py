@@ -80,5 +80,5 @@ def broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> tuple[int, ...] 
         db = b[-i] if i <= len(b) else 1
         if da != db and 1 not in (da, db):
             return None
-        out.append(max(da, db))
+        out.append(da if db == 1 else db)  # not max(): (0,) with () is (0,)
     return tuple(reversed(out))

@@ -217,7 +217,12 @@ def cmd_stats(args: argparse.Namespace) -> int:
         if args.path is not None:
             raise ValueError("--diversity draws programs itself: give no PATH")
         with tqdm(total=args.draws * len(MODEL_CATEGORIES), desc="drawing model programs", unit="program") as bar:
-            print(format_diversity(model_diversity(draws=args.draws, progress=bar.update)))
+            report = model_diversity(draws=args.draws, progress=bar.update)
+        print(format_diversity(report))
+        if args.report_json is not None:  # the card shows it for this version (dataset_card/diversity.json)
+            from ..version import __version__
+
+            args.report_json.write_text(json.dumps({"version": __version__, "categories": report}, indent=1) + "\n")
         return 0
     if args.path is None:
         print(json.dumps(generator_summary(), indent=2))
@@ -494,6 +499,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="draw model programs and count distinct call sequences and structures as draws grow",
     )
     s.add_argument("--draws", type=_at_least_one, default=20_000, help="with --diversity: draws per model category")
+    s.add_argument(
+        "--report-json",
+        type=Path,
+        help="with --diversity: also write the counts as JSON here (dataset_card/diversity.json is on the card)",
+    )
     s.set_defaults(func=cmd_stats)
 
     e = sub.add_parser(

@@ -27,6 +27,7 @@ CARD_TEMPLATE = ROOT / "dataset_card" / "template.md"
 # Baseline scores of the benchmark (``python -m generator evaluate --baseline ...`` on the test
 # splits of a stated build), shown on the card of the dataset version they were measured on.
 BASELINES = ROOT / "dataset_card" / "baselines.json"
+DIVERSITY = ROOT / "dataset_card" / "diversity.json"
 PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png", "tokens": "plots/tokens.png"}
 # Context lengths the card counts rows and tokens under (what ``max_tokens`` would keep).
 BUDGETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
@@ -230,6 +231,30 @@ def _plot_tokens(result: StageResult, focus: str, rows: list[Mapping[str, Any]],
     plt.close(fig)
 
 
+def load_diversity(version: str, path: Path = DIVERSITY) -> list[dict[str, Any]] | None:
+    """The model families' growth for the card (``stats --diversity --report-json``), if ``path``
+    holds it for dataset ``version``: per category, distinct call sequences and structures at
+    each checkpoint of draws, and the share of new call sequences among the last draws."""
+    import json
+
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    if data.get("version") != version:
+        return None
+    rows = []
+    for category, r in data["categories"].items():
+        points = sorted(r["call_sequences"], key=int)
+        rows.append(
+            {
+                "category": category,
+                "curve": [(f"{int(p):,}", f"{r['call_sequences'][p]:,}", f"{r['structures'][p]:,}") for p in points],
+                "new_in_last": f"{100 * r['new_in_last']:.1f}%",
+            }
+        )
+    return rows
+
+
 def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | None:
     """The baseline tables for the card, one per task, if ``path`` holds them for dataset ``version``.
 
@@ -342,6 +367,7 @@ def write_card(
         platforms=sorted({parse_lowering(t).platform for s in stats.values() for t in s["lowerings"]}),
         model_categories=MODEL_CATEGORIES,
         baselines=baselines,
+        diversity=load_diversity(result.version),
         provenance={
             "generator_versions": sorted({v[0] for v in versions}),
             "jax_versions": sorted({v[1] for v in versions}),
