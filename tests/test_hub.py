@@ -626,6 +626,21 @@ def test_baselines_reach_only_the_card_of_their_version(tmp_path):
     assert table["rows"] == [{"config": "balanced", "baseline": "copy", "rows": 4, "layers": {"parses": "50.0% of 4"}}]
 
 
+def test_diversity_reaches_only_the_card_of_its_version(tmp_path):
+    from generator.tools.diversity import model_diversity
+    from generator.tools.hub.card import load_diversity
+
+    path = tmp_path / "diversity.json"
+    assert load_diversity("3.1.0", path) is None  # no file: no table
+    report = model_diversity(["transformer"], draws=1_200)
+    path.write_text(json.dumps({"version": "3.1.0", "categories": report}))
+    assert load_diversity("9.9.9", path) is None
+    (row,) = load_diversity("3.1.0", path)
+    calls = report["transformer"]["call_sequences"]
+    assert row["category"] == "transformer" and [p[0] for p in row["curve"]] == ["1,000", "1,200"]
+    assert row["curve"][-1][1] == f"{calls[1200]:,}" and row["new_in_last"].endswith("%")
+
+
 # ---------------------------------------------------------------------------- large pushes (upload in parts)
 
 
