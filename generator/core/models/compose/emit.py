@@ -1,17 +1,19 @@
 """One text emitter for every block in every style.
 
 A block is written once, as data: its parameters (``Param``), its library layers (``Dense``,
-``Norm``), its child blocks and one body in a style-neutral notation:
+``Norm``, ``Cell``, ``Conv``, ``GroupNorm``: a library class or hand-written, as the program's
+idiom says), its child blocks and one body in a style-neutral notation:
 
 - ``$name`` is the value of the block's parameter ``name``;
 - ``@name(args)`` calls the child (block or layer) ``name``;
 - ``@name*(args)`` calls every layer of the repeated child ``name`` in turn (a ``Stack``): the
-  first argument is the carried value, the line must read ``x = @name*(x, ...)``;
+  first argument is the carried value, the line must read ``x = @name*(x, ...)`` (or
+  ``x, aux = @name*(x, ...)`` when each layer also returns losses, which are averaged);
 - a line starting with ``%`` pins an activation's layout (``% x: batch, seq, embed``): written
   as ``x = constrain(x, ...)`` in a sharded program's batched code, dropped elsewhere;
 - ``config.`` reads the model's config dataclass.
 
-``emit_block`` turns a block into plain JAX (an ``init_*`` function returning a parameter dict
+``Emitter(style, idioms, config_name).emit(block)`` turns a block into plain JAX (an ``init_*`` function returning a parameter dict
 and an apply function), a Flax NNX ``nnx.Module`` or an Equinox ``eqx.Module``. Equinox modules
 see one example (their caller vmaps over the batch), so bodies index from the end (``...``,
 ``axis=-1``) and work at any batch rank.
