@@ -15,6 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from generator.core.categories import MODEL_CATEGORIES
+
 # The card is a Jinja template and its plots are matplotlib PNGs: the `hub` extra (make stage installs it).
 pytest.importorskip("jinja2", reason="needs the hub extra: pip install -e '.[hub]'")
 pytest.importorskip("matplotlib", reason="needs the hub extra: pip install -e '.[hub]'")
@@ -209,6 +211,16 @@ def test_card_numbers_come_from_the_staged_data(staged):
         ref = next(r for r in forward["rows"] if r["baseline"] == "reference" and r["config"] == "balanced")
         assert f"| `balanced` | reference | {ref['rows']} | {ref['layers']['parses']} |" in text
     assert "This is not a security sandbox" in text
+    # the model rows written as sharded code, counted from the staged rows
+    balanced = [r for rs in read_rows(staged.path / "balanced").values() for r in rs]
+    for cat in {r["category"] for r in balanced} & set(MODEL_CATEGORIES):
+        rows = [r for r in balanced if r["category"] == cat]
+        assert f"{cat} {sum(1 for r in rows if r['mesh'])} of {len(rows)}" in text, cat
+    # the model families' growth (dataset_card/diversity.json) is on the card of its version
+    from generator.tools.hub.card import load_diversity
+
+    diversity = load_diversity(__version__)
+    assert ("calls / structures at" in text) == (diversity is not None)
     used = {t for rs in read_rows(staged.path / "balanced").values() for r in rs for t in r["jax_transforms"]}
     line = next(x for x in text.splitlines() if x.startswith("JAX transforms applied"))
     assert {t.strip("`") for t in re.findall(r"`[a-z_]+`", line)} == used | {"balanced"}

@@ -147,6 +147,12 @@ def measure(result: StageResult) -> dict[str, Any]:
                 }
                 for cat in sorted({r["category"] for r in flat})
             },
+            # model rows written as sharded code (a mesh of host devices), per model category
+            "sharded": {
+                cat: {"rows": n, "sharded": sum(1 for r in flat if r["category"] == cat and r["mesh"])}
+                for cat, n in sorted(Counter(r["category"] for r in flat).items())
+                if cat in MODEL_CATEGORIES
+            },
             "parquet_bytes": sum(p.stat().st_size for p in (result.path / name).glob("*.parquet")),
             "versions": sorted(
                 {(r["generator_version"], r["jax_version"], r["jaxlib_version"]) for rs in rows.values() for r in rs}
