@@ -5,8 +5,9 @@ Equinox; optax for optimizers), at the sizes real models use.
 Each category is one module with a ``FAMILY`` (``base.Family``): ``sample(rng) -> spec`` draws
 every choice, ``render(spec) -> ModelProgram`` writes the module text. ``sample_model`` is
 what ``rows`` calls; it keeps to a split's structures (``core.structure``; checked on the spec,
-before rendering) and a shard's part of them (a hash of the rendered source) by redrawing specs
-(a spec is cheap; lowering is not).
+before rendering) and a shard's part of them by redrawing specs (a spec is cheap; lowering is
+not). A composed family's spec (``compose``) holds nothing its program does not use, so its hash
+names the shard before rendering; a template family's shard follows from its rendered source.
 """
 
 from __future__ import annotations
@@ -29,10 +30,12 @@ MAX_DRAWS = 100_000
 
 
 def bucket_of(program: ModelProgram, num_buckets: int) -> int:
-    """The shard bucket (of its split's shards) that owns a program: a hash of its source.
+    """The shard bucket (of its split's shards) that owns a template family's program: a hash
+    of its source.
 
-    Not of its spec: a few specs differ only in fields their variant does not write (a sampler
-    step's unused model sizes), and two such specs are one program, which must have one owner.
+    Not of its spec: a few template specs differ only in fields their variant does not write (a
+    sampler step's unused model sizes), and two such specs are one program, which must have one
+    owner. (A composed spec sets only what its program uses: ``sample_model`` hashes it.)
     """
     return _bucket(hashlib.sha256(program.source.encode()).digest(), num_buckets)
 
