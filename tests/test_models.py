@@ -6,6 +6,7 @@ and a part of the builder's configs. Per-category tests (lowering, validator che
 from __future__ import annotations
 
 import ast
+import dataclasses
 import random
 import subprocess
 import sys
@@ -117,6 +118,22 @@ def test_sample_model_keeps_to_its_split_and_bucket_and_is_deterministic():
         sample_model(random.Random(0), "cnn")
     with pytest.raises(ValueError, match="unknown split 'dev'.*train, validation, test"):
         sample_model(random.Random(0), "decoding", split="dev")
+
+
+COMPOSED = [c for c in MODEL_CATEGORIES if FAMILIES[c].composed]
+
+
+@pytest.mark.parametrize("category", COMPOSED)
+def test_a_composed_spec_names_its_shard_without_rendering(category, monkeypatch):
+    family = FAMILIES[category]
+    rendered = []
+    counting = dataclasses.replace(family, render=lambda spec: rendered.append(spec) or family.render(spec))
+    monkeypatch.setitem(FAMILIES, category, counting)
+    split = ("train", "validation", "test")[COMPOSED.index(category) % 3]
+    program = sample_model(random.Random(3), category, split=split, bucket=5, num_buckets=16)
+    assert len(rendered) == 1, "only the program kept is rendered"
+    assert split_of(program.structure) == split
+    assert int.from_bytes(rendered[0].digest()[:8], "big") % 16 == 5
 
 
 def test_reduce_source_refuses_sizes_it_does_not_know():

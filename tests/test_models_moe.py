@@ -10,22 +10,16 @@ import random
 import numpy as np
 import pytest
 
-from generator.core.models import FAMILIES
 from generator.core.models.compose import grammar, render
 from generator.core.models.compose.spec import ModelSpec
-from tests.modelkit import draw, lower_real, validator_checks
-from tests.test_models_transformer import _outputs
+from tests.modelkit import draw, draw_specs, lower_real, reduced_outputs, validator_checks
 
 CATEGORY = "moe"
 N_DRAWS = 200
 
 
-def _specs(n: int, seed: int = 0) -> list[ModelSpec]:
-    return [FAMILIES[CATEGORY].sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
-
-
 def test_draws_cover_dispatches_tasks_and_styles():
-    specs = _specs(N_DRAWS)
+    specs = draw_specs(CATEGORY, N_DRAWS)
     assert [render.render(s) for s in specs[:10]] == draw(CATEGORY, 10)
 
     def seen(get) -> set:
@@ -68,7 +62,7 @@ def test_the_four_dispatches_compute_the_same_layer_when_nothing_is_dropped():
             spec.sizes, capacity_factor=float(spec.sizes.num_experts) if combine or dispatch == "capacity" else 0.0
         )
         variant = dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer), sizes=sizes)
-        outputs[dispatch] = _outputs(variant)
+        outputs[dispatch] = reduced_outputs(render.render(variant))
     assert np.abs(outputs["dense"]).max() > 0
     for dispatch in ("capacity", "sorted", "ragged"):
         np.testing.assert_allclose(outputs[dispatch], outputs["dense"], rtol=1e-4, atol=1e-4, err_msg=dispatch)
@@ -90,7 +84,10 @@ def test_the_three_styles_of_a_spec_compute_the_same_function(seed):
     spec = dataclasses.replace(
         spec, arch=dataclasses.replace(spec.arch, layer=layer), sizes=sizes, library_layers=False
     )
-    outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
+    outputs = {
+        style: reduced_outputs(render.render(dataclasses.replace(spec, style=style)))
+        for style in ("jax", "flax_nnx", "equinox")
+    }
     np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)
 

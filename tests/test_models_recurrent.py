@@ -10,22 +10,16 @@ import random
 import numpy as np
 import pytest
 
-from generator.core.models import FAMILIES
 from generator.core.models.compose import grammar, render
 from generator.core.models.compose.spec import ModelSpec
-from tests.modelkit import draw, lower_real, validator_checks
-from tests.test_models_transformer import _outputs
+from tests.modelkit import draw, draw_specs, lower_real, reduced_outputs, validator_checks
 
 CATEGORY = "recurrent"
 N_DRAWS = 300
 
 
-def _specs(n: int, seed: int = 0) -> list[ModelSpec]:
-    return [FAMILIES[CATEGORY].sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
-
-
 def test_draws_cover_mixers_hybrids_and_heads():
-    specs = _specs(N_DRAWS)
+    specs = draw_specs(CATEGORY, N_DRAWS)
     assert [render.render(s) for s in specs[:10]] == draw(CATEGORY, 10)
 
     def seen(get) -> set:
@@ -71,7 +65,9 @@ def test_associative_and_sequential_scans_agree(kind):
         layer = dataclasses.replace(
             spec.arch.layer, recurrent=dataclasses.replace(spec.arch.layer.recurrent, scan=scan)
         )
-        outputs[scan] = _outputs(dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer)))
+        outputs[scan] = reduced_outputs(
+            render.render(dataclasses.replace(spec, arch=dataclasses.replace(spec.arch, layer=layer)))
+        )
     assert np.abs(outputs["sequential"]).max() > 0
     np.testing.assert_allclose(outputs["associative"], outputs["sequential"], rtol=1e-4, atol=1e-4)
 
@@ -86,7 +82,10 @@ def test_the_three_styles_of_a_spec_compute_the_same_function(kind):
     hand_written = dataclasses.replace(spec.arch.layer.recurrent, library=False)
     arch = dataclasses.replace(spec.arch, layer=dataclasses.replace(spec.arch.layer, recurrent=hand_written))
     spec = dataclasses.replace(spec, arch=arch, dtype="float32", library_layers=False)
-    outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
+    outputs = {
+        style: reduced_outputs(render.render(dataclasses.replace(spec, style=style)))
+        for style in ("jax", "flax_nnx", "equinox")
+    }
     np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)
 

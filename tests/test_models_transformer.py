@@ -8,30 +8,23 @@ import ast
 import dataclasses
 import random
 import re
-import zlib
 
 import numpy as np
 import pytest
 
 from generator.core import lowering
-from generator.core.models import FAMILIES, reduce_source, sample_model
+from generator.core.models import reduce_source
 from generator.core.models.compose import grammar, render
 from generator.core.models.compose.spec import ModelSpec
 from generator.core.models.reduce import config_defaults
-from generator.core.structure import split_of
-from tests.modelkit import draw, lower_real, validator_checks
+from tests.modelkit import draw, draw_specs, lower_real, reduced_outputs, validator_checks
 
 CATEGORY = "transformer"
 N_DRAWS = 200
 
 
-def _specs(n: int, seed: int = 0) -> list[ModelSpec]:
-    """The specs behind ``draw(CATEGORY, n, seed)`` (the same seeds)."""
-    return [FAMILIES[CATEGORY].sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
-
-
 def test_draws_cover_the_grammar():
-    specs = _specs(N_DRAWS)
+    specs = draw_specs(CATEGORY, N_DRAWS)
     assert [render.render(s) for s in specs[:20]] == draw(CATEGORY, 20)
 
     def seen(get) -> set:
@@ -61,19 +54,8 @@ def test_draws_cover_the_grammar():
     assert 0.45 <= sharded <= 0.75, sharded  # so at least 10% of a models build is sharded
 
 
-def test_a_spec_names_its_shard_without_rendering(monkeypatch):
-    family = FAMILIES[CATEGORY]
-    rendered = []
-    counting = dataclasses.replace(family, render=lambda spec: rendered.append(spec) or family.render(spec))
-    monkeypatch.setitem(FAMILIES, CATEGORY, counting)
-    program = sample_model(random.Random(3), CATEGORY, split="train", bucket=5, num_buckets=16)
-    assert len(rendered) == 1, "only the program kept is rendered"
-    assert split_of(program.structure) == "train"
-    assert int.from_bytes(rendered[0].digest()[:8], "big") % 16 == 5
-
-
 def test_sources_read_their_sizes_from_the_config():
-    for spec, program in zip(_specs(60), draw(CATEGORY, 60)):
+    for spec, program in zip(draw_specs(CATEGORY, 60), draw(CATEGORY, 60)):
         tree = ast.parse(program.source)
         imported = {
             alias.asname or alias.name
@@ -91,45 +73,6 @@ def test_sources_read_their_sizes_from_the_config():
         reduce_source(program.source)
 
 
-def _canonical(path) -> str:
-    names = []
-    for key in path:
-        for attr in ("key", "name", "idx"):
-            if hasattr(key, attr):
-                names.append(str(getattr(key, attr)))
-                break
-    return "/".join(n for n in names if n not in ("value", "raw_value"))
-
-
-def _filled(tree, dtype):
-    """Every array leaf of ``tree`` replaced by values that depend only on its name and shape."""
-    import jax
-
-    def fill(path, leaf):
-        if not isinstance(leaf, jax.ShapeDtypeStruct):
-            return leaf
-        seed = zlib.crc32(f"{_canonical(path)}:{leaf.shape}".encode())
-        values = np.random.default_rng(seed).normal(0.0, 0.2, leaf.shape)
-        return jax.numpy.asarray(values, dtype)
-
-    return jax.tree_util.tree_map_with_path(fill, tree)
-
-
-def _outputs(spec: ModelSpec):
-    import jax
-
-    program = render.render(spec)
-    fn, args = lowering.load_source(reduce_source(program.source), program.function_name)
-    concrete = []
-    for arg in args:
-        if isinstance(arg, jax.ShapeDtypeStruct) and arg.dtype == np.int32:
-            concrete.append(jax.numpy.asarray(np.arange(np.prod(arg.shape)).reshape(arg.shape) % 97, np.int32))
-        else:
-            concrete.append(_filled(arg, np.float32))
-    out = jax.jit(fn, static_argnums=lowering.static_argnums(args))(*concrete)
-    return np.asarray(out[0] if isinstance(out, tuple) else out)  # the model's output, not its losses
-
-
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_the_three_styles_of_a_spec_compute_the_same_function(seed):
     """Same parameters (by name), same inputs, same outputs, at reduced size, in every style."""
@@ -139,7 +82,10 @@ def test_the_three_styles_of_a_spec_compute_the_same_function(seed):
         if spec.arch.sharding == "none" and spec.arch.task != "block":
             break
     spec = dataclasses.replace(spec, dtype="float32", library_layers=False)
-    outputs = {style: _outputs(dataclasses.replace(spec, style=style)) for style in ("jax", "flax_nnx", "equinox")}
+    outputs = {
+        style: reduced_outputs(render.render(dataclasses.replace(spec, style=style)))
+        for style in ("jax", "flax_nnx", "equinox")
+    }
     assert np.isfinite(outputs["jax"]).all()
     np.testing.assert_allclose(outputs["flax_nnx"], outputs["jax"], rtol=2e-4, atol=2e-4)
     np.testing.assert_allclose(outputs["equinox"], outputs["jax"], rtol=2e-4, atol=2e-4)
@@ -223,7 +169,7 @@ def test_sharded_programs_carry_their_layout_and_validate_on_8_devices(style):
 
 
 def test_reduced_sizes_fit_every_mesh():
-    for spec in _specs(N_DRAWS):
+    for spec in draw_specs(CATEGORY, N_DRAWS):
         if spec.arch.sharding == "none":
             continue
         small = config_defaults(reduce_source(render.render(spec).source))

@@ -13,25 +13,18 @@ import numpy as np
 import pytest
 
 from generator.core import lowering
-from generator.core.models import FAMILIES, reduce_source, sample_model
+from generator.core.models import reduce_source
 from generator.core.models.compose import vision
 from generator.core.models.compose.conv import VisionSpec
 from generator.core.models.reduce import config_defaults
-from generator.core.structure import split_of
-from tests.modelkit import draw, lower_real, validator_checks
-from tests.test_models_transformer import _filled
+from tests.modelkit import draw, draw_specs, filled, lower_real, validator_checks
 
 CATEGORY = "vision"
 N_DRAWS = 300
 
 
-def _specs(n: int, seed: int = 0) -> list[VisionSpec]:
-    """The specs behind ``draw(CATEGORY, n, seed)`` (the same seeds)."""
-    return [FAMILIES[CATEGORY].sample(random.Random(f"{seed}:{CATEGORY}:{i}")) for i in range(n)]
-
-
 def test_draws_cover_the_grammar():
-    specs = _specs(N_DRAWS)
+    specs = draw_specs(CATEGORY, N_DRAWS)
     assert [vision.render(s) for s in specs[:20]] == draw(CATEGORY, 20)
 
     def seen(get) -> set:
@@ -77,19 +70,8 @@ def test_draws_cover_the_grammar():
         assert (s.sizes.num_groups > 0) == (s.arch.net == "unet" or any(b.norm == "group" for b in s.arch.stages))
 
 
-def test_a_spec_names_its_shard_without_rendering(monkeypatch):
-    family = FAMILIES[CATEGORY]
-    rendered = []
-    counting = dataclasses.replace(family, render=lambda spec: rendered.append(spec) or family.render(spec))
-    monkeypatch.setitem(FAMILIES, CATEGORY, counting)
-    program = sample_model(random.Random(3), CATEGORY, split="validation", bucket=5, num_buckets=16)
-    assert len(rendered) == 1, "only the program kept is rendered"
-    assert split_of(program.structure) == "validation"
-    assert int.from_bytes(rendered[0].digest()[:8], "big") % 16 == 5
-
-
 def test_sources_read_their_sizes_from_the_config():
-    for spec, program in zip(_specs(80), draw(CATEGORY, 80)):
+    for spec, program in zip(draw_specs(CATEGORY, 80), draw(CATEGORY, 80)):
         tree = ast.parse(program.source)
         imported = {
             alias.asname or alias.name
@@ -129,7 +111,7 @@ def _outputs(spec: VisionSpec) -> np.ndarray:
             images = np.random.default_rng(0).normal(size=shape).astype(np.float32)
             concrete.append(images.transpose(0, 3, 1, 2) if channel_first else images)
         else:
-            concrete.append(_filled(arg, np.float32))
+            concrete.append(filled(arg, np.float32))
     out = np.asarray(jax.jit(fn, static_argnums=lowering.static_argnums(args))(*concrete))
     return out.transpose(0, 2, 3, 1) if channel_first and out.ndim == 4 else out
 
