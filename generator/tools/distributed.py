@@ -577,6 +577,31 @@ def _ray_runner(shard_fn: ShardFn, max_retries: int) -> Runner:
     return run
 
 
+def _build_inputs(
+    config: str,
+    script: str | os.PathLike | None,
+    output_dir: str | os.PathLike,
+    storage_options: dict[str, Any] | None,
+    train_size: int | None,
+    validation_size: int | None,
+    test_size: int | None,
+    seed: int | None,
+    rows_per_shard: int | None,
+) -> tuple[Any, Location]:
+    """The builder config (``ValueError`` for a bad config or size, before any work) and the output
+    location a sharded build writes to."""
+    cfg = builder_config(
+        config,
+        script=script,
+        train_size=train_size,
+        validation_size=validation_size,
+        test_size=test_size,
+        seed=seed,
+        rows_per_shard=rows_per_shard,
+    )
+    return cfg, _location(output_dir, storage_options)
+
+
 def generate_with_ray(
     output_dir: str | os.PathLike,
     *,
@@ -615,16 +640,9 @@ def generate_with_ray(
       A ``RayBuildResult``. Raises ``ValueError`` for a bad config or size before any work,
       and ``RuntimeError`` if a shard keeps failing or the rows do not add up.
     """
-    cfg = builder_config(
-        config,
-        script=script,
-        train_size=train_size,
-        validation_size=validation_size,
-        test_size=test_size,
-        seed=seed,
-        rows_per_shard=rows_per_shard,
+    cfg, location = _build_inputs(
+        config, script, output_dir, storage_options, train_size, validation_size, test_size, seed, rows_per_shard
     )
-    location = _location(output_dir, storage_options)
     import ray
 
     started_ray = False
@@ -662,16 +680,9 @@ def generate_sharded(
     For small builds and for filesystems only this process sees (fsspec's ``memory://``).
     Args as ``generate_with_ray``.
     """
-    cfg = builder_config(
-        config,
-        script=script,
-        train_size=train_size,
-        validation_size=validation_size,
-        test_size=test_size,
-        seed=seed,
-        rows_per_shard=rows_per_shard,
+    cfg, location = _build_inputs(
+        config, script, output_dir, storage_options, train_size, validation_size, test_size, seed, rows_per_shard
     )
-    location = _location(output_dir, storage_options)
     return _run_sharded(cfg, location, _local_runner(shard_fn), progress=progress)
 
 
