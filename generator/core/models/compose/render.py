@@ -401,14 +401,7 @@ def render(spec: ModelSpec) -> ModelProgram:
         parts.append(function)
     parts.append(example)
     body = "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec), *parts])
-    body = body.replace("\n\n\n\n", "\n\n\n")
-    source = (
-        _module_doc(spec)
-        + "\n"
-        + _imports(body, spec)
-        + "\n\n"
-        + "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec), *parts])
-    )
+    source = _module_doc(spec) + "\n" + _imports(body, spec) + "\n\n" + body
     transforms = []
     if "lax.scan" in source:
         transforms.append("scan")
