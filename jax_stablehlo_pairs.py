@@ -19,6 +19,7 @@ from generator.core.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LIC
 from generator.core.views import PAIRS, view_row
 from generator.core.views import features as view_features
 from generator.runtime.shards import generate_shard, preload
+from generator.runtime.sharing import SharedShards, shared_directory
 
 VERSION = datasets.Version(generator.__version__)
 RELEASE_NOTES = {
@@ -93,20 +94,35 @@ class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
             citation=CITATION,
         )
 
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        # The num_proc workers of every split share their shards out through this directory.
+        with shared_directory() as directory:
+            self._shared_directory = directory
+            try:
+                super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+            finally:
+                self._shared_directory = None
+
     def _split_generators(self, dl_manager):
         preload()  # the num_proc workers datasets forks next inherit JAX instead of importing it
+        plan = self.config.shard_plan()
+        directory = getattr(self, "_shared_directory", None)  # none when streaming: shards run in order
+        shared = SharedShards(directory, tuple(t for tasks in plan.values() for t in tasks)) if directory else None
         # A split asked to hold no rows is left out (datasets cannot load an empty split).
         return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"tasks": tasks})
-            for split, tasks in self.config.shard_plan().items()
+            datasets.SplitGenerator(name=split, gen_kwargs={"tasks": tasks, "shared": shared})
+            for split, tasks in plan.items()
             if tasks
         ]
 
-    def _generate_examples(self, tasks):
+    def _generate_examples(self, tasks, shared=None):
         view = self.config.view
-        for task in tasks:
-            for i, row in enumerate(generate_shard(task)):
-                if view != PAIRS:
-                    row = view_row(row, view, task.seed)  # None: the pair has no such row
-                if row is not None:
-                    yield example_key(task, i), row
+        if shared is None:
+            rows = ((task, i, row) for task in tasks for i, row in enumerate(generate_shard(task)))
+        else:  # a worker with nothing of its own left makes other workers' shards (same rows, same order)
+            rows = shared.rows(tasks, generate_shard)
+        for task, i, row in rows:
+            if view != PAIRS:
+                row = view_row(row, view, task.seed)  # None: the pair has no such row
+            if row is not None:
+                yield example_key(task, i), row

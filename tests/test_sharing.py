@@ -1,0 +1,86 @@
+"""Workers share a build's shards out (``runtime.sharing``): each job still yields its own shards'
+rows in order, a worker with nothing left makes another's unclaimed shards and later splits'."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+
+import pytest
+
+from generator.core.plan import plan_shards
+from generator.runtime.sharing import SharedShards
+
+SLOW = ("train", 4)  # the shard that keeps job B busy while job A runs out of work
+
+
+def _make(task):
+    time.sleep(0.8 if (task.split, task.shard_index) == SLOW else 0.01)
+    for i in range(task.num_rows):
+        yield {"shard": f"{task.split}-{task.shard_index}", "i": i, "made_by": os.getpid()}
+
+
+def _job(shared, own, out):
+    out.put((os.getpid(), [(t.split, t.shard_index, i, row) for t, i, row in shared.rows(own, _make)]))
+
+
+def _plan():
+    plan = plan_shards(train_size=16, validation_size=2, test_size=0, seed=0)
+    assert [len(plan[s]) for s in ("train", "validation")] == [8, 2]
+    return plan
+
+
+def test_jobs_yield_their_own_rows_in_order_and_the_idle_one_makes_the_others(tmp_path):
+    plan = _plan()
+    shared = SharedShards(str(tmp_path), tuple(t for tasks in plan.values() for t in tasks))
+    train = plan["train"]
+    fork = multiprocessing.get_context("fork")
+    out = fork.Queue()
+    jobs = [fork.Process(target=_job, args=(shared, own, out)) for own in (train[:4], train[4:])]
+    for job in jobs:
+        job.start()
+    results = dict(out.get(timeout=30) for _ in jobs)
+    for job in jobs:
+        job.join(timeout=30)
+    a, b = (results[job.pid] for job in jobs)
+
+    def expected(own):
+        return [(t.split, t.shard_index, i) for t in own for i in range(t.num_rows)]
+
+    # each job: exactly its own shards' rows, in order (what datasets writes is unchanged)
+    assert [r[:3] for r in a] == expected(train[:4]) and [r[:3] for r in b] == expected(train[4:])
+    assert all(row["shard"] == f"{s}-{k}" and row["i"] == i for s, k, i, row in a + b)
+    # job B sat on its slow shard: job A made B's later shards (from the end) meanwhile
+    made_by = {(s, k): row["made_by"] for s, k, _, row in b}
+    assert made_by[SLOW] == jobs[1].pid
+    assert {made_by[("train", k)] for k in (5, 6, 7)} == {jobs[0].pid}
+    # and the next split's shards: stored for their owner, who only reads them
+    stored = sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".rows")
+    assert stored == ["validation-0.rows", "validation-1.rows"]
+    rows = list(shared.rows(plan["validation"], lambda task: pytest.fail(f"made twice: {task}")))
+    assert [(t.shard_index, row["made_by"]) for t, _, row in rows] == [(0, jobs[0].pid), (1, jobs[0].pid)]
+    assert not [p for p in tmp_path.iterdir() if p.suffix != ".claim"]  # read rows are removed
+
+
+def test_a_job_alone_in_its_split_makes_its_shards_in_order_and_nothing_else(tmp_path):
+    plan = _plan()
+    shared = SharedShards(str(tmp_path), tuple(t for tasks in plan.values() for t in tasks))
+    rows = list(shared.rows(plan["train"], _make))
+    assert [(t.shard_index, i) for t, i, _ in rows] == [(t.shard_index, i) for t in plan["train"] for i in range(2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f"train-{k}.claim" for k in range(8))
+
+
+def test_a_shard_that_failed_in_another_worker_fails_its_owner_by_name(tmp_path):
+    plan = _plan()
+    shared = SharedShards(str(tmp_path), tuple(plan["train"]))
+
+    def broken(task):
+        raise ValueError("no program")
+        yield
+
+    with pytest.raises(ValueError):  # the worker that took the shard fails itself ...
+        shared._help(broken)
+    taken = plan["train"][-1]  # (it takes the last shard first)
+    with pytest.raises(RuntimeError, match=r"shard train/7 failed in another worker: ValueError: no program"):
+        list(shared.rows([taken], _make))  # ... and its owner says which shard and why
