@@ -43,9 +43,18 @@ test-ray: install  ## the Ray runner's tests (a local Ray; needs the ray extra)
 # builds build: N, or CONFIG=N,...; default 300 for models, 1000 for balanced), BENCH_ROUNDS (ABBA
 # rounds of num_proc=2/1 builds), BENCH_PROGRAMS (0: (a)(b)(c) on the whole set), BENCH_LARGE_ROWS
 # (the memory build: 2000 rows of BENCH_LARGE_CONFIG, default models; 0 skips it). The defaults take
-# about 45-50 minutes on 2 free cores (models about 24, balanced about 22).
-bench: install  ## throughput per config (models, balanced): original method vs JAX floor vs pipeline vs load_dataset; JSON in benchmarks/results/
+# about 45-50 minutes on 2 free cores (models about 24, balanced about 22), then bench-scaling.
+bench: install  ## throughput per config (models, balanced), then scaling (bench-scaling); JSON in benchmarks/results/
 	$(PY) benchmarks/bench_throughput.py
+	$(MAKE) bench-scaling
+
+# SCALING_CONFIGS (default balanced,models), SCALING_SIZES (total rows per build, default 300,2000,20000),
+# SCALING_RAY_SIZES (Ray runner builds on a local two-node cluster, default balanced=20000; '' for none).
+# About three hours on 2 free cores with the defaults (SCALING_SIZES=300,2000 SCALING_RAY_SIZES=balanced=2000: about 45 minutes).
+.PHONY: bench-scaling
+bench-scaling: install  ## share of the two-core bound (2x JAX's floor) at 300/2,000/20,000 rows, num_proc=2/1 and Ray; a million rows' cost
+	$(PY) -m pip install --quiet -e ".[ray]"
+	$(PY) benchmarks/bench_scaling.py
 
 validate: install  ## build the balanced config (same cache as make data), then check every row; IREE on a sample
 	$(PY) -m pip install --quiet -e ".[iree]"

@@ -1,0 +1,107 @@
+"""The scaling benchmark: shares of the two-core bound per size, its targets, and the cost of a million rows."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import bench_scaling as scaling  # noqa: E402
+
+
+def test_sizes_hold_about_a_twelfth_out_in_each_of_validation_and_test():
+    assert scaling.sizes_for(300) == {"train_size": 250, "validation_size": 25, "test_size": 25}
+    assert scaling.sizes_for(20000) == {"train_size": 16668, "validation_size": 1666, "test_size": 1666}
+    assert sum(scaling.sizes_for(2000).values()) == 2000
+
+
+def test_the_floor_takes_the_fewest_evenly_spaced_shards_that_hold_enough_programs():
+    tasks = scaling.plan_for(scaling.bench_config("models"), 2000, 0)
+    picked = scaling.evenly_spaced(tasks, 600)
+    assert sum(t.num_rows for t in picked) >= 600
+    k = len(picked)
+    assert picked == [tasks[i * len(tasks) // k] for i in range(k)]
+    assert sum(tasks[i * len(tasks) // (k - 1)].num_rows for i in range(k - 1)) < 600  # fewer would not do
+    assert {t.split for t in picked} <= {"train", "validation", "test"}
+    assert scaling.evenly_spaced(tasks, 10**6) == tasks
+
+
+def test_the_plan_is_the_builders_own():
+    from generator.core.config import BuildOptions
+
+    tasks = scaling.plan_for(scaling.bench_config("balanced"), 300, 3)
+    options = BuildOptions(seed=3, **scaling.sizes_for(300))
+    assert tasks == [t for ts in options.shard_plan().values() for t in ts]
+
+
+def test_sizes_are_given_for_every_config_or_per_config():
+    assert scaling.parse_sizes("300,2000", ["balanced", "models"]) == {"balanced": [300, 2000], "models": [300, 2000]}
+    assert scaling.parse_sizes("balanced=20000", ["balanced", "models"]) == {"balanced": [20000], "models": []}
+    assert scaling.parse_sizes("", ["models"]) == {"models": []}
+    with pytest.raises(ValueError, match="'mixed'.*balanced, models"):
+        scaling.parse_sizes("mixed=300", ["balanced", "models"])
+
+
+def _entry(total, floor, np2=None, np1=None, ray=None):
+    builds = {k: {"pairs_per_second": v} for k, v in (("np2", np2), ("np1", np1), ("ray", ray)) if v}
+    return {"total": total, "rows": total, "floor": {"pairs_per_second": floor, "programs": 600}, "builds": builds}
+
+
+def test_shares_are_over_two_floors_and_small_builds_have_the_lower_target():
+    small = scaling.summarize(_entry(300, 5.0, np2=8.2, np1=4.5))
+    assert small["two_core_bound"] == 10.0 and small["np2_share"] == pytest.approx(0.82)
+    assert small["checks"] == {"num_proc=2 >= 0.8 of two floors": True, "num_proc=2 >= 1.8x num_proc=1": True}
+    large = scaling.summarize(_entry(2000, 5.0, np2=8.8, ray=8.4))
+    assert large["checks"] == {"num_proc=2 >= 0.9 of two floors": False, "Ray >= 0.85 of two floors": False}
+    assert large["ray_over_np2"] == pytest.approx(8.4 / 8.8)
+    table = scaling.render_table({"models": [{**_entry(2000, 5.0, np2=8.8, ray=8.4), "summary": large}]})
+    assert "| models | 2,000 | 5.0 (600) | 8.8 | 0.88 | - | - | 8.4 | 0.84 |" in table
+    assert table.endswith(
+        "missed: models 2,000: num_proc=2 >= 0.9 of two floors; models 2,000: Ray >= 0.85 of two floors"
+    )
+
+
+def test_a_million_rows_cost_follows_from_the_largest_build():
+    np2 = {"pairs_per_second": 10.0, "seconds": 2000.0, "ir_tokens": 8_000_000, "parquet_bytes": 130_000_000}
+    np2["rows"] = 20000
+    small = {**np2, "pairs_per_second": 9.0, "rows": 300}
+    sections = {"balanced": [{"rows": 300, "builds": {"np2": small}}, {"rows": 20000, "builds": {"np2": np2}}]}
+    (row,), text = scaling.cost_table(sections)
+    assert row["measured_rows"] == 20000
+    assert row["pairs_per_second_per_core"] == 5.0  # two workers on two cores
+    assert row["ir_tokens_per_second_per_core"] == 2000.0
+    assert row["bytes_per_row"] == 6500.0 and row["gb_per_million"] == 6.5
+    assert row["core_hours_per_million"] == pytest.approx(1e6 / 5.0 / 3600)
+    assert row["hours_on_64_cores"] == pytest.approx(row["core_hours_per_million"] / 64)
+    assert "| balanced | 5.00 | 2,000 | 6,500 | 55.6 | 6.5 | 0.87 | 0.11 | 20,000 rows, num_proc=2 |" in text
+    # a Ray build of the same size gives the bytes (its own Parquet shards)
+    ray = {"rows": 20000, "parquet_bytes": 120_000_000, "pairs_per_second": 9.5}
+    (row,), _ = scaling.cost_table({"balanced": [{"rows": 20000, "builds": {"np2": np2, "ray": ray}}]})
+    assert row["bytes_per_row"] == 6000.0
+
+
+def test_rounds_pool_to_total_rows_over_total_seconds():
+    pooled = scaling.pool(
+        [{"rows": 100, "seconds": 10.0, "ir_tokens": 5}, {"rows": 100, "seconds": 30.0, "ir_tokens": 7}]
+    )
+    assert pooled["pairs_per_second"] == 5.0 and pooled["rounds"] == 2 and pooled["ir_tokens"] == 12
+
+
+@pytest.mark.slow
+def test_scaling_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
+    out = tmp_path / "scaling.json"
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_scaling.py"), "--configs", "arithmetic"]
+    cmd += ["--sizes", "36", "--np1-up-to", "36", "--ray-sizes", "", "--floor-programs", "8", "--output", str(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    result = json.loads(out.read_text())
+    (entry,) = result["sections"]["arithmetic"]
+    assert entry["rows"] == 36 and set(entry["builds"]) == {"np2", "np1"}
+    assert entry["floor"]["programs"] >= 8 and entry["summary"]["two_core_bound"] > 0
+    assert result["costs"][0]["config"] == "arithmetic" and result["costs"][0]["bytes_per_row"] > 0
+    assert "What a million rows costs" in done.stdout and done.returncode in (0, 1)  # 1: a target missed
