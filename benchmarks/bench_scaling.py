@@ -365,6 +365,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument(
+        "--card-json",
+        type=Path,
+        default=None,
+        help="also write the cost table for the card here (dataset_card/costs.json is on the card of this version)",
+    )
     args = p.parse_args(argv)
     try:
         args.config_names = select_configs(args.configs)
@@ -470,6 +476,18 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    if args.card_json:
+        import generator
+
+        cpu = platform.processor() or platform.machine()
+        card = {
+            "version": generator.__version__,
+            "measured_on": time.strftime("%Y-%m-%d"),
+            "machine": f"{os.cpu_count()} cores ({cpu}), jax {jax.__version__}",
+            "command": result["command"],
+            "costs": costs,
+        }
+        args.card_json.write_text(json.dumps(card, indent=1) + "\n")
     failed = [c for es in sections.values() for e in es for c, ok in e["summary"]["checks"].items() if not ok]
     return 1 if failed else 0
 

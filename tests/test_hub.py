@@ -221,6 +221,9 @@ def test_card_numbers_come_from_the_staged_data(staged):
 
     diversity = load_diversity(__version__)
     assert ("calls / structures at" in text) == (diversity is not None)
+    from generator.tools.hub.card import load_costs
+
+    assert ("| config | pairs/s per core |" in text) == (load_costs(__version__) is not None)
     used = {t for rs in read_rows(staged.path / "balanced").values() for r in rs for t in r["jax_transforms"]}
     line = next(x for x in text.splitlines() if x.startswith("JAX transforms applied"))
     assert {t.strip("`") for t in re.findall(r"`[a-z_]+`", line)} == used | {"balanced"}
@@ -651,6 +654,37 @@ def test_diversity_reaches_only_the_card_of_its_version(tmp_path):
     calls = report["transformer"]["call_sequences"]
     assert row["category"] == "transformer" and [p[0] for p in row["curve"]] == ["1,000", "1,200"]
     assert row["curve"][-1][1] == f"{calls[1200]:,}" and row["new_in_last"].endswith("%")
+
+
+def test_costs_reach_only_the_card_of_their_version(tmp_path):
+    import jinja2
+
+    from generator.tools.hub.card import CARD_TEMPLATE, load_costs
+
+    path = tmp_path / "costs.json"
+    assert load_costs("3.1.0", path) is None  # not measured: no table
+    cost = {
+        "config": "balanced",
+        "measured_rows": 20000,
+        "pairs_per_second_per_core": 6.5,
+        "ir_tokens_per_second_per_core": 3210.4,
+        "bytes_per_row": 6712.0,
+        "core_hours_per_million": 42.74,
+        "gb_per_million": 6.712,
+        "hours_on_64_cores": 0.668,
+        "hours_on_512_cores": 0.0835,
+    }
+    data = {"version": "3.1.0", "measured_on": "2026-12-07", "machine": "2 cores", "command": "make bench-scaling"}
+    path.write_text(json.dumps({**data, "costs": [cost]}))
+    assert load_costs("9.9.9", path) is None
+    costs = load_costs("3.1.0", path)
+    # the card's section, rendered as the card renders it
+    text = CARD_TEMPLATE.read_text()
+    section = text[text.index("## What a million rows costs") : text.index("## Limitations")]
+    shown = jinja2.Template(section).render(costs=costs)
+    assert "| `balanced` | 6.50 | 3,210 | 6,712 | 42.7 | 6.7 | 0.67 | 0.08 | 20,000 rows |" in shown
+    assert "Measured with `make bench-scaling` on 2026-12-07 (2 cores)" in shown
+    assert "was not measured" in jinja2.Template(section).render(costs=None)
 
 
 # ---------------------------------------------------------------------------- large pushes (upload in parts)

@@ -28,6 +28,8 @@ CARD_TEMPLATE = ROOT / "dataset_card" / "template.md"
 # splits of a stated build), shown on the card of the dataset version they were measured on.
 BASELINES = ROOT / "dataset_card" / "baselines.json"
 DIVERSITY = ROOT / "dataset_card" / "diversity.json"
+# What a million rows costs (``benchmarks/bench_scaling.py --card-json``), on the card of its version.
+COSTS = ROOT / "dataset_card" / "costs.json"
 PLOTS = {"op_frequency": "plots/op_frequency.png", "sizes": "plots/sizes.png", "tokens": "plots/tokens.png"}
 # Context lengths the card counts rows and tokens under (what ``max_tokens`` would keep).
 BUDGETS = (2048, 4096, 8192, 16384, 32768, 65536, 131072)
@@ -261,6 +263,19 @@ def load_diversity(version: str, path: Path = DIVERSITY) -> list[dict[str, Any]]
     return rows
 
 
+def load_costs(version: str, path: Path = COSTS) -> dict[str, Any] | None:
+    """What a million rows costs, for the card, if ``path`` holds it for dataset ``version``:
+    ``{"version", "measured_on", "machine", "command", "costs": [per config: pairs/s and IR
+    tokens/s per core, bytes per row, core-hours and GB per million rows, hours on 64 and 512
+    cores, the build measured]}`` as the scaling bench writes it."""
+    import json
+
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    return data if data.get("version") == version and data.get("costs") else None
+
+
 def load_baselines(version: str, path: Path = BASELINES) -> dict[str, Any] | None:
     """The baseline tables for the card, one per task, if ``path`` holds them for dataset ``version``.
 
@@ -374,6 +389,7 @@ def write_card(
         model_categories=MODEL_CATEGORIES,
         baselines=baselines,
         diversity=load_diversity(result.version),
+        costs=load_costs(result.version),
         provenance={
             "generator_versions": sorted({v[0] for v in versions}),
             "jax_versions": sorted({v[1] for v in versions}),
