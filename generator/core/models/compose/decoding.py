@@ -690,7 +690,8 @@ def _generate_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str
     task = spec.task
     at = _write_at(task)
     penalty, prefill = task.repetition_penalty, task.prompt == "prefill"
-    args = ["prompt: jax.Array", *(["key: jax.Array"] if task.keyed else [])]
+    args = ["prompt: jax.Array", *(["eos_id: jax.Array"] if task.loop == "while_loop" else [])]
+    args += ["key: jax.Array"] if task.keyed else []
 
     def position(i: str) -> str:
         return i if at == "cache_index" else f"jnp.full((config.batch_size, 1), {i})"
@@ -737,30 +738,43 @@ def _generate_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str
         ]
         if not prefill:  # the prompt's own tokens are kept until the last of them is fed
             body.append("next_token = jnp.where(i + 1 < config.prompt_len, tokens[:, i + 1], next_token)")
-        body.append("tokens = tokens.at[:, i + 1].set(next_token)")
         start = "config.prompt_len" if prefill else "0"
         if task.loop == "fori_loop":
+            body.append("tokens = tokens.at[:, i + 1].set(next_token)")
             step = [f"{', '.join(state)} = carry", *body, f"return {', '.join(state)}"]
             lines += ["", "def step(i, carry):", *("    " + s for s in step), ""]
             lines.append(f"tokens = lax.fori_loop({start}, config.max_seq_len - 1, step, ({', '.join(state)}))[0]")
-        else:
+        else:  # until every row has emitted eos_id or the cache is full
+            state.insert(2, "done")
+            finished = "next_token == eos_id" if prefill else "(next_token == eos_id) & (i + 1 >= config.prompt_len)"
+            body += [
+                "# finished rows keep emitting eos_id",
+                "next_token = jnp.where(done, eos_id, next_token)",
+                f"done = done | ({finished})",
+                "tokens = tokens.at[:, i + 1].set(next_token)",
+            ]
             step = [f"{', '.join(['i', *state])} = carry", *body, f"return {', '.join(['i + 1', *state])}"]
+            done = "next_token == eos_id" if prefill else "jnp.zeros((config.batch_size,), jnp.bool_)"
             lines += [
+                f"done = {done}",
                 "",
                 "def keep_going(carry):",
-                "    return carry[0] < config.max_seq_len - 1",
+                "    i, done = carry[0], carry[3]",
+                "    return (i < config.max_seq_len - 1) & ~jnp.all(done)",
                 "",
                 "def step(carry):",
                 *("    " + s for s in step),
                 "",
-                f"tokens = lax.while_loop(keep_going, step, ({', '.join([start, *state])}))[1]",
+                f"init = ({', '.join([f'jnp.asarray({start}, jnp.int32)', *state])})",
+                "tokens = lax.while_loop(keep_going, step, init)[1]",
             ]
         lines.append("return tokens")
     how = "prefills the prompt (batch, prompt_len) in one pass" if prefill else "feeds the prompt token by token"
     loop = {"fori_loop": "lax.fori_loop", "while_loop": "lax.while_loop", "scan": "lax.scan"}[task.loop]
     penalized = " with a repetition penalty" if penalty else ""
+    until = "every row has emitted eos_id or the cache is full" if task.loop == "while_loop" else "the cache is full"
     doc = (
-        f"Generates until the cache is full: {how}, then decodes by {sampling.SAMPLER_DOCS[task.sampler]}"
+        f"Generates until {until}: {how}, then decodes by {sampling.SAMPLER_DOCS[task.sampler]}"
         f"{penalized} under {loop}.\n\nReturns the tokens (batch, max_seq_len), prompt included."
     )
     return args, lines, "jax.Array", doc
@@ -779,6 +793,7 @@ def _example(spec: DecodingSpec, args: list[str], w: _Writer | None, uses_config
         "prompt": "jax.ShapeDtypeStruct((config.batch_size, config.prompt_len), jnp.int32)",
         "prompt_lengths": "jax.ShapeDtypeStruct((config.batch_size,), jnp.int32)",
         "key": "jax.eval_shape(jax.random.key, 0)",
+        "eos_id": "jax.ShapeDtypeStruct((), jnp.int32)",
         "logits": "jax.ShapeDtypeStruct((config.batch_size, config.vocab_size), jnp.dtype(config.dtype))",
         "prev_tokens": "jax.ShapeDtypeStruct((config.batch_size, config.prompt_len), jnp.int32)",
     }
