@@ -53,6 +53,7 @@ class Decoding:
     cache_update: str = ""
     sampler: str = ""
     repetition_penalty: bool = False
+    frequency_penalty: bool = False  # presence and frequency penalties from token counts
     logprobs: bool = False
     loop: str = ""
     prompt: str = ""
@@ -78,6 +79,8 @@ class DecodeSizes:
     top_p: float = 0.0
     min_p: float = 0.0
     repetition_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -136,16 +139,27 @@ def _sampler_sizes(rng: random.Random, task: Decoding) -> dict:
         "top_p": pick(rng, (0.8, 0.9, 0.95)) if s == "top_p" else 0.0,
         "min_p": pick(rng, (0.05, 0.1)) if s == "min_p" else 0.0,
         "repetition_penalty": pick(rng, (1.1, 1.2, 1.3)) if task.repetition_penalty else 0.0,
+        "presence_penalty": pick(rng, (0.1, 0.5, 1.0)) if task.frequency_penalty else 0.0,
+        "frequency_penalty": pick(rng, (0.1, 0.2, 0.5)) if task.frequency_penalty else 0.0,
     }
 
 
 def sample_task(rng: random.Random) -> Decoding:
-    variant = _weighted(rng, {"decode_step": 0.35, "prefill": 0.17, "generate": 0.33, "sample": 0.15})
+    variant = _weighted(rng, {"decode_step": 0.36, "prefill": 0.18, "generate": 0.36, "sample": 0.1})
     sampler = pick(rng, sampling.SAMPLERS)
     if variant == "sample":
-        penalty = sampler == "greedy" or rng.random() < 0.3  # a bare argmax is no program of its own
-        return Decoding(variant, sampler=sampler, repetition_penalty=penalty, logprobs=rng.random() < 0.5)
-    update = "at_set" if rng.random() < 0.35 else "dynamic_update_slice"
+        penalty = rng.random() < 0.4
+        frequency = rng.random() < 0.4
+        if sampler == "greedy" and not (penalty or frequency):  # a bare argmax is no program of its own
+            penalty, frequency = pick(rng, ((True, False), (False, True), (True, True)))
+        return Decoding(
+            variant, sampler=sampler, repetition_penalty=penalty, frequency_penalty=frequency, logprobs=rng.random() < 0.5
+        )
+    # Per-row positions write one token per row: IREE 3.13 miscompiles a prompt's scatter into the
+    # cache (outputs that change from run to run, "circular dependency" errors), so a prompt is
+    # always written at a scalar index and generation with per-row positions feeds it stepwise.
+    single_token = variant == "decode_step" or variant == "generate"
+    update = "at_set" if single_token and rng.random() < 0.35 else "dynamic_update_slice"
     if variant in ("decode_step", "prefill"):
         returns = _weighted(rng, {"logits": 0.4, "tokens": 0.4, "tokens_logprobs": 0.2})
         return Decoding(
@@ -153,11 +167,11 @@ def sample_task(rng: random.Random) -> Decoding:
             cache_update=update,
             sampler="" if returns == "logits" else sampler,
             logprobs=returns == "tokens_logprobs",
-            ragged=variant == "prefill" and update == "at_set" and rng.random() < 0.6,
+            ragged=variant == "prefill" and rng.random() < 0.4,
             allocates=variant == "prefill" and rng.random() < 0.4,
         )
-    loop = pick(rng, LOOPS)
-    prompt = "prefill" if loop == "scan" else pick(rng, ("prefill", "stepwise"))
+    loop = pick(rng, LOOPS[:2] if update == "at_set" else LOOPS)
+    prompt = "prefill" if loop == "scan" else "stepwise" if update == "at_set" else pick(rng, ("prefill", "stepwise"))
     schedule = ""
     if sampler != "greedy":
         # IREE's runtime fails on fori/while loops after a prefill with a loop-invariant key
@@ -168,6 +182,7 @@ def sample_task(rng: random.Random) -> Decoding:
         cache_update=update,
         sampler=sampler,
         repetition_penalty=rng.random() < 0.3,
+        frequency_penalty=rng.random() < 0.2,
         loop=loop,
         prompt=prompt,
         key_schedule=schedule,
@@ -203,7 +218,7 @@ def sample(rng: random.Random) -> DecodingSpec:
     if task.variant == "sample":
         sizes = DecodeSizes(
             batch_size=pick(rng, BATCH_SIZES),
-            prompt_len=pick(rng, SEQ_LENS) if task.repetition_penalty else 0,
+            prompt_len=pick(rng, SEQ_LENS) if task.repetition_penalty or task.frequency_penalty else 0,
             vocab_size=pick(rng, VOCAB_SIZES),
             **_sampler_sizes(rng, task),
         )
@@ -354,7 +369,7 @@ def model_helpers(spec: DecodingSpec, hand_written_norms: bool) -> list[str]:
         out.append(SLIDING_CACHE_MASK)
     out += [write_helper(spec.task, spec.style), attend_over_cache(attention), init_cache_helper(arch, spec.config_name)]
     if spec.task.sampler:
-        out += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty)
+        out += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty, spec.task.frequency_penalty)
     return out
 
 
@@ -575,7 +590,7 @@ def _config(spec: DecodingSpec) -> str:
             fields.append(("final_logit_softcap", "float", s.final_softcap))
     if d.top_k:
         fields.append(("top_k", "int", d.top_k))
-    for name in ("temperature", "top_p", "min_p", "repetition_penalty"):
+    for name in ("temperature", "top_p", "min_p", "repetition_penalty", "presence_penalty", "frequency_penalty"):
         if getattr(d, name):
             fields.append((name, "float", getattr(d, name)))
     fields.append(("dtype", "str", spec.dtype))
@@ -641,7 +656,7 @@ def _key_lines(task: Decoding, step: str) -> list[str]:
 def _next_token(task: Decoding, key: str) -> list[str]:
     """Chooses ``next_token`` from ``logits`` (and its log-probability)."""
     lines = ["logprobs = jax.nn.log_softmax(logits, axis=-1)"] if task.logprobs else []
-    lines += sampling.choose(task.sampler, task.repetition_penalty, key)
+    lines += sampling.choose(task.sampler, task.repetition_penalty, key, task.frequency_penalty)
     return lines + (sampling.logprob_lines() if task.logprobs else [])
 
 
@@ -661,9 +676,7 @@ def _step_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str], s
         args.append("prompt: jax.Array")
         if task.allocates:
             lines.append("cache = init_cache(config)")
-        if at == "positions":
-            lines.append("positions = jnp.broadcast_to(jnp.arange(config.prompt_len), prompt.shape)")
-        model_args = ["prompt", "cache", "0" if at == "cache_index" else "positions"]
+        model_args = ["prompt", "cache", "0"]  # a prompt is written at a scalar index (``sample_task``)
         if task.ragged:
             args.append("prompt_lengths: jax.Array")
             lines.append("last_index = jnp.clip(prompt_lengths - 1, 0, config.prompt_len - 1)")
@@ -697,22 +710,27 @@ def _generate_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str
         return i if at == "cache_index" else f"jnp.full((config.batch_size, 1), {i})"
 
     def chosen(i: str) -> list[str]:
-        lines = _key_lines(task, i) + sampling.choose(task.sampler, penalty, "step_key")
+        lines = _key_lines(task, i) + sampling.choose(task.sampler, penalty, "step_key", frequency)
         if penalty:
             lines.append("seen = seen.at[jnp.arange(config.batch_size), next_token].set(True)")
+        if frequency:
+            lines.append("counts = counts.at[jnp.arange(config.batch_size), next_token].add(1.0)")
         return lines
 
-    carry = [*(["seen"] if penalty else []), *(["key"] if task.key_schedule == "split" else [])]
+    frequency = task.frequency_penalty
+    carry = [*(["seen"] if penalty else []), *(["counts"] if frequency else [])]
+    carry += ["key"] if task.key_schedule == "split" else []
     lines = ["cache = init_cache(config)"]
     if penalty:
         lines.append("seen = seen_tokens(prompt, config.vocab_size)")
+    if frequency:
+        lines.append("counts = token_counts(prompt, config.vocab_size)")
     if task.loop != "scan":
         lines.append(
             "tokens = jnp.zeros((config.batch_size, config.max_seq_len), jnp.int32).at[:, : config.prompt_len].set(prompt)"
         )
     if prefill:
-        prompt_at = "0" if at == "cache_index" else "jnp.broadcast_to(jnp.arange(config.prompt_len), prompt.shape)"
-        lines.append(f"logits, cache = {w.call('prompt', 'cache', prompt_at)}")
+        lines.append(f"logits, cache = {w.call('prompt', 'cache', '0')}")
         lines += chosen("config.prompt_len - 1")
         if task.loop != "scan":
             lines.append("tokens = tokens.at[:, config.prompt_len].set(next_token)")
@@ -771,7 +789,8 @@ def _generate_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str
         lines.append("return tokens")
     how = "prefills the prompt (batch, prompt_len) in one pass" if prefill else "feeds the prompt token by token"
     loop = {"fori_loop": "lax.fori_loop", "while_loop": "lax.while_loop", "scan": "lax.scan"}[task.loop]
-    penalized = " with a repetition penalty" if penalty else ""
+    penalties = [*(["a repetition penalty"] if penalty else []), *(["presence and frequency penalties"] if frequency else [])]
+    penalized = f" with {' and '.join(penalties)}" if penalties else ""
     until = "every row has emitted eos_id or the cache is full" if task.loop == "while_loop" else "the cache is full"
     doc = (
         f"Generates until {until}: {how}, then decodes by {sampling.SAMPLER_DOCS[task.sampler]}"
@@ -809,13 +828,17 @@ def _sample_entry(spec: DecodingSpec) -> tuple[list[str], list[str], str, str]:
     task = spec.task
     args = ["logits: jax.Array", *(["key: jax.Array"] if task.keyed else [])]
     lines = ["logits = logits.astype(jnp.float32)"]
-    if task.repetition_penalty:
+    if task.repetition_penalty or task.frequency_penalty:
         args.append("prev_tokens: jax.Array")
+    if task.repetition_penalty:
         lines.append("seen = seen_tokens(prev_tokens, config.vocab_size)")
+    if task.frequency_penalty:
+        lines.append("counts = token_counts(prev_tokens, config.vocab_size)")
     lines += _next_token(task, "key")
     outputs = ["next_token", *(["token_logprob"] if task.logprobs else [])]
     lines.append(f"return {', '.join(outputs)}")
-    penalty = "; the tokens of prev_tokens (batch, prompt_len) are penalized" if task.repetition_penalty else ""
+    penalized = task.repetition_penalty or task.frequency_penalty
+    penalty = "; the tokens of prev_tokens (batch, prompt_len) are penalized" if penalized else ""
     also = " and their log-probabilities under the unpenalized logits" if task.logprobs else ""
     doc = (
         f"Chooses the next token of each row of logits (batch, vocab) by {sampling.SAMPLER_DOCS[task.sampler]}"
@@ -838,7 +861,7 @@ def render(spec: DecodingSpec) -> ModelProgram:
 
     parts, w = [], None
     if spec.arch is None:
-        parts += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty)
+        parts += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty, spec.task.frequency_penalty)
         args, lines, returns, doc = _sample_entry(spec)
         module_doc = f'"""Choosing the next token from a language model\'s logits by {sampling.SAMPLER_DOCS[spec.task.sampler]}."""\n'
     else:

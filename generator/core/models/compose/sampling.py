@@ -1,6 +1,7 @@
 """How serving code chooses the next token from a language model's logits: greedy, temperature,
 top-k (by ``lax.top_k`` then a choice among the k, or by masking below the k-th logit), top-p
-(nucleus) and min-p sampling, with an optional repetition penalty. Each sampler is one
+(nucleus) and min-p sampling, with an optional repetition penalty (CTRL's, multiplicative) and
+presence and frequency penalties (OpenAI's, additive, from token counts). Each sampler is one
 module-level function ``select_token`` over float32 logits ``(batch, vocab)``; a sampling
 program alone is that function behind a jitted entry."""
 
@@ -68,14 +69,30 @@ SEEN_TOKENS = '''def seen_tokens(tokens: jax.Array, vocab_size: int) -> jax.Arra
 '''
 
 
-def helpers(sampler: str, penalty: bool) -> list[str]:
+FREQUENCY_PENALTY = '''def apply_frequency_penalty(logits: jax.Array, counts: jax.Array, config) -> jax.Array:
+    """Presence and frequency penalties: a seen token loses presence_penalty once and frequency_penalty per occurrence."""
+    return logits - config.frequency_penalty * counts - config.presence_penalty * (counts > 0).astype(logits.dtype)
+'''
+
+TOKEN_COUNTS = '''def token_counts(tokens: jax.Array, vocab_size: int) -> jax.Array:
+    """(batch, vocab_size) float32 counts of the tokens in each row of tokens (batch, length)."""
+    rows = jnp.arange(tokens.shape[0])[:, None]
+    return jnp.zeros((tokens.shape[0], vocab_size), jnp.float32).at[rows, tokens].add(1.0)
+'''
+
+
+def helpers(sampler: str, penalty: bool, frequency: bool = False) -> list[str]:
     """The module-level functions a program choosing tokens with ``sampler`` calls."""
-    return ([REPETITION_PENALTY, SEEN_TOKENS] if penalty else []) + [SELECT[sampler]]
+    out = [REPETITION_PENALTY, SEEN_TOKENS] if penalty else []
+    out += [FREQUENCY_PENALTY, TOKEN_COUNTS] if frequency else []
+    return out + [SELECT[sampler]]
 
 
-def choose(sampler: str, penalty: bool, key: str, seen: str = "seen") -> list[str]:
-    """The lines that turn ``logits`` into ``next_token`` (``key``: the step's key)."""
-    lines = [f"logits = apply_repetition_penalty(logits, {seen}, config.repetition_penalty)"] if penalty else []
+def choose(sampler: str, penalty: bool, key: str, frequency: bool = False) -> list[str]:
+    """The lines that turn ``logits`` into ``next_token`` (``key``: the step's key); the penalties
+    read ``seen`` and ``counts``."""
+    lines = ["logits = apply_repetition_penalty(logits, seen, config.repetition_penalty)"] if penalty else []
+    lines += ["logits = apply_frequency_penalty(logits, counts, config)"] if frequency else []
     call = "select_token(logits)" if sampler == "greedy" else f"select_token(logits, {key}, config)"
     return [*lines, f"next_token = {call}"]
 
