@@ -22,7 +22,7 @@ from ..base import BATCH_SIZES, SEQ_LENS, VOCAB_SIZES, ModelProgram, batch_size,
 from . import grammar, sampling
 from .blocks import LAYER_NORM, RMS_NORM, ROPE_APPLY, attend_helper, attention_block, layer_block
 from .emit import Block, Dense, Emitter, Idioms, Norm, Param, Stack
-from .render import STYLE_NAMES, _all_blocks
+from .render import _all_blocks, _imports, _module_doc
 from .spec import Architecture, Attention, ModelSpec, Sizes
 
 CATEGORY = "decoding"
@@ -153,7 +153,11 @@ def sample_task(rng: random.Random) -> Decoding:
         if sampler == "greedy" and not (penalty or frequency):  # a bare argmax is no program of its own
             penalty, frequency = pick(rng, ((True, False), (False, True), (True, True)))
         return Decoding(
-            variant, sampler=sampler, repetition_penalty=penalty, frequency_penalty=frequency, logprobs=rng.random() < 0.5
+            variant,
+            sampler=sampler,
+            repetition_penalty=penalty,
+            frequency_penalty=frequency,
+            logprobs=rng.random() < 0.5,
         )
     # Per-row positions write one token per row: IREE 3.13 miscompiles a prompt's scatter into the
     # cache (outputs that change from run to run, "circular dependency" errors), so a prompt is
@@ -284,7 +288,10 @@ SLIDING_CACHE_MASK = '''def sliding_cache_mask(positions: jax.Array, max_seq_len
 # How a layer writes its new keys or values into its cache: (update, style) -> helper. Batched
 # code writes every row; an Equinox module sees one sequence (its caller vmaps over the batch).
 WRITE_CACHE = {
-    ("dynamic_update_slice", "batched"): "lax.dynamic_update_slice(cache, new.astype(cache.dtype), (0, cache_index, 0, 0))",
+    (
+        "dynamic_update_slice",
+        "batched",
+    ): "lax.dynamic_update_slice(cache, new.astype(cache.dtype), (0, cache_index, 0, 0))",
     ("dynamic_update_slice", "one"): "lax.dynamic_update_slice(cache, new.astype(cache.dtype), (cache_index, 0, 0))",
     ("at_set", "batched"): "cache.at[jnp.arange(cache.shape[0])[:, None], positions].set(new.astype(cache.dtype))",
     ("at_set", "one"): "cache.at[positions].set(new.astype(cache.dtype))",
@@ -367,7 +374,11 @@ def model_helpers(spec: DecodingSpec, hand_written_norms: bool) -> list[str]:
         out.append(CACHE_MASK)
     if arch.local:
         out.append(SLIDING_CACHE_MASK)
-    out += [write_helper(spec.task, spec.style), attend_over_cache(attention), init_cache_helper(arch, spec.config_name)]
+    out += [
+        write_helper(spec.task, spec.style),
+        attend_over_cache(attention),
+        init_cache_helper(arch, spec.config_name),
+    ]
     if spec.task.sampler:
         out += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty, spec.task.frequency_penalty)
     return out
@@ -382,14 +393,14 @@ def cached_attention_block(attention: Attention, at: str) -> Block:
     """Self-attention over the layer's KV cache: this step's keys and values are written first."""
     plain = attention_block(attention, takes_mask=True, local=False)
     lines = [line for line in plain.body.splitlines() if line.startswith(("q", "k", "v")) or "apply_rope" in line]
-    call = "q, cache[\"k\"], cache[\"v\"], mask" + (", config" if attention.impl != "dpa" else "")
+    call = 'q, cache["k"], cache["v"], mask' + (", config" if attention.impl != "dpa" else "")
     lines += [
         f'cache = {{"k": write_cache(cache["k"], k, {at}), "v": write_cache(cache["v"], v, {at})}}',
         f"out = attend({call})",
         "return @o_proj(out.reshape(*x.shape[:-1], -1)), cache",
     ]
     args = ("x", "cache", *(("sin", "cos") if attention.rope != "none" else ()), "mask", at)
-    doc = plain.doc.rstrip(".") + f", over a KV cache written {WRITE_DOCS_BY_ARG[at]}."
+    doc = plain.doc.rstrip(".") + f", over a KV cache written {WRITE_DOCS[_UPDATE_OF[at]]}."
     return dataclasses.replace(
         plain,
         doc=doc,
@@ -400,7 +411,7 @@ def cached_attention_block(attention: Attention, at: str) -> Block:
     )
 
 
-WRITE_DOCS_BY_ARG = {"cache_index": "at cache_index", "positions": "at each row's positions"}
+_UPDATE_OF = {"cache_index": "dynamic_update_slice", "positions": "at_set"}
 
 
 def cached_layer_block(arch: Architecture, at: str) -> Block:
@@ -463,7 +474,9 @@ def _mask_names(arch: Architecture) -> list[str]:
 def cached_group_block(arch: Architecture, at: str) -> Block:
     """A repeating group of a local/global pattern; each layer has its own cache and mask."""
     layer = cached_layer_block(arch, at)
-    layer = dataclasses.replace(layer, doc=layer.doc.replace(": attention", ": attention under the mask it is given", 1))
+    layer = dataclasses.replace(
+        layer, doc=layer.doc.replace(": attention", ": attention under the mask it is given", 1)
+    )
     rope = ["sin", "cos"] if arch.layer.attention.rope != "none" else []
     lines, children = [], []
     for i, kind in enumerate(arch.pattern):
@@ -789,7 +802,10 @@ def _generate_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str
         lines.append("return tokens")
     how = "prefills the prompt (batch, prompt_len) in one pass" if prefill else "feeds the prompt token by token"
     loop = {"fori_loop": "lax.fori_loop", "while_loop": "lax.while_loop", "scan": "lax.scan"}[task.loop]
-    penalties = [*(["a repetition penalty"] if penalty else []), *(["presence and frequency penalties"] if frequency else [])]
+    penalties = [
+        *(["a repetition penalty"] if penalty else []),
+        *(["presence and frequency penalties"] if frequency else []),
+    ]
     penalized = f" with {' and '.join(penalties)}" if penalties else ""
     until = "every row has emitted eos_id or the cache is full" if task.loop == "while_loop" else "the cache is full"
     doc = (
@@ -800,7 +816,6 @@ def _generate_entry(spec: DecodingSpec, w: _Writer) -> tuple[list[str], list[str
 
 
 def _example(spec: DecodingSpec, args: list[str], w: _Writer | None, uses_config: bool) -> str:
-    d = spec.task
     lines = [f"config = {spec.config_name}()"]
     if w is not None:
         lines += w.abstract
@@ -819,7 +834,6 @@ def _example(spec: DecodingSpec, args: list[str], w: _Writer | None, uses_config
     names = [a.split(":")[0] for a in args]
     lines += [f"{n} = {shapes[n]}" for n in names]
     returned = [*(w.returned if w is not None else []), *names, *(["config"] if uses_config else [])]
-    del d
     body = "\n".join("    " + line for line in lines)
     return f"def example_args():\n{body}\n    return {', '.join(returned)}\n"
 
@@ -857,8 +871,6 @@ VARIANT_DOCS = {
 
 def render(spec: DecodingSpec) -> ModelProgram:
     """The program ``spec`` names: one self-contained module. Draws nothing."""
-    from .render import _imports, _module_doc
-
     parts, w = [], None
     if spec.arch is None:
         parts += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty, spec.task.frequency_penalty)
@@ -880,7 +892,9 @@ def render(spec: DecodingSpec) -> ModelProgram:
         entry = _step_entry if spec.task.variant in ("decode_step", "prefill") else _generate_entry
         args, lines, returns, doc = entry(spec, w)
         lines = w.prologue + lines
-        module_doc = _module_doc(model).replace("A decoder-only language model", VARIANT_DOCS[spec.task.variant] + " of a decoder-only language model", 1)
+        module_doc = _module_doc(model).replace(
+            "A decoder-only language model", VARIANT_DOCS[spec.task.variant] + " of a decoder-only language model", 1
+        )
     uses_config = "config" in "\n".join(lines)
     signature = ", ".join([*(w.params if w else []), *args, *([f"config: {spec.config_name}"] if uses_config else [])])
     summary, _, rest = doc.partition("\n\n")

@@ -50,10 +50,12 @@ SELECT = {
 {_CATEGORICAL}''',
     "min_p": f'''{_SIGNATURE}
     """Min-p sampling: a token per row among those at least min_p times as likely as the most likely."""
-    probs = jax.nn.softmax(logits / config.temperature, axis=-1)
-    threshold = config.min_p * jnp.max(probs, axis=-1, keepdims=True)
-    logits = jnp.where(probs < threshold, jnp.finfo(logits.dtype).min, logits)
-{_CATEGORICAL}''',
+    scaled = logits / config.temperature
+    # p < min_p * p_max, in log space: scaled < max(scaled) + log(min_p)
+    threshold = jnp.max(scaled, axis=-1, keepdims=True) + jnp.log(config.min_p)
+    scaled = jnp.where(scaled < threshold, jnp.finfo(scaled.dtype).min, scaled)
+    return jax.random.categorical(key, scaled, axis=-1).astype(jnp.int32)
+''',
 }
 
 REPETITION_PENALTY = '''def apply_repetition_penalty(logits: jax.Array, seen: jax.Array, penalty: float) -> jax.Array:
