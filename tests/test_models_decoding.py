@@ -199,7 +199,9 @@ CASES = {
 }
 SLOW_CASES = {
     # plain JAX, nucleus sampling with a repetition penalty
-    "jax-sample-top-p": dict(variant=_task("variant", "sample"), sampler=_task("sampler", "top_p")),
+    "jax-sample-top-p": dict(
+        variant=_task("variant", "sample"), sampler=_task("sampler", "top_p"), penalty=_task("repetition_penalty", True)
+    ),
     # Flax NNX, a local/global hybrid generating under lax.while_loop, prompt fed token by token
     "nnx-hybrid-while": dict(
         style=_style("flax_nnx"),
@@ -222,7 +224,7 @@ EXPECTED_OPS = {
     "eqx-generate-fori": ("stablehlo.while", "stablehlo.dot_general"),
     "jax-sample-top-p": ("stablehlo.sort", "stablehlo.scatter"),
     "nnx-hybrid-while": ("stablehlo.while",),
-    "eqx-ragged-prefill-scan": ("stablehlo.while", "stablehlo.scatter"),
+    "eqx-ragged-prefill-scan": ("stablehlo.while", "stablehlo.dynamic_update_slice", "stablehlo.gather"),
     "jax-generate-scan-fold-in": ("stablehlo.while",),
 }
 

@@ -338,8 +338,8 @@ def init_cache_helper(arch: Architecture, config: str) -> str:
         )
     else:
         value = layer if stacked else f"[{layer} for _ in range({count})]"
-    what = "layer group" if arch.hybrid else "layer"
-    stack = f", stacked over {what}s for lax.scan" if stacked else ""
+    what = "layer of each group" if arch.hybrid else "layer"
+    stack = f", stacked over the {'groups' if arch.hybrid else 'layers'} for lax.scan" if stacked else ""
     return f'''Cache = {cache_annotation(arch)}
 
 
@@ -475,7 +475,7 @@ def cached_group_block(arch: Architecture, at: str) -> Block:
     """A repeating group of a local/global pattern; each layer has its own cache and mask."""
     layer = cached_layer_block(arch, at)
     layer = dataclasses.replace(
-        layer, doc=layer.doc.replace(": attention", ": attention under the mask it is given", 1)
+        layer, doc=layer.doc.replace("over the KV cache", "over the KV cache under the mask it is given", 1)
     )
     rope = ["sin", "cos"] if arch.layer.attention.rope != "none" else []
     lines, children = [], []
