@@ -193,7 +193,7 @@ def sample_task(rng: random.Random) -> Decoding:
     )
 
 
-def sample_architecture(rng: random.Random, style: str, dtype: str) -> Architecture:
+def sample_architecture(rng: random.Random, style: str, dtype: str, task: Decoding) -> Architecture:
     pattern: tuple[str, ...] = ("global",)
     if rng.random() < 0.35:
         pattern = pick(rng, grammar.PATTERNS) if rng.random() < 0.6 else ("local",)
@@ -207,7 +207,9 @@ def sample_architecture(rng: random.Random, style: str, dtype: str) -> Architect
         task="lm",
         layer=layer,
         pattern=pattern,
-        layout="scan" if rng.random() < 0.45 else "unrolled",
+        # IREE 3.13 miscompiles a prefill under lax.scan that samples its token (the tokens
+        # differ from XLA's while the logits agree): such a prefill keeps its layers unrolled
+        layout="scan" if rng.random() < 0.45 and not (task.variant == "prefill" and task.keyed) else "unrolled",
         learned_positions=layer.attention.rope == "none",
         scale_embeddings=rng.random() < (0.6 if tied else 0.15),
         tied=tied,
@@ -232,7 +234,7 @@ def sample(rng: random.Random) -> DecodingSpec:
     # Programs that emit token ids compute in float32: an argmax over bfloat16 logits flips with
     # one rounding step, so their outputs would depend on the compiler.
     dtype = "float32" if task.sampler or rng.random() < 0.3 else "bfloat16"
-    arch = sample_architecture(rng, style, dtype)
+    arch = sample_architecture(rng, style, dtype, task)
     model = grammar.sample_sizes(rng, arch)
     max_seq_len = pick(rng, SEQ_LENS[1:])
     windows = [w for w in grammar.WINDOW_SIZES if w < max_seq_len]
