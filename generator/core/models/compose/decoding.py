@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..base import BATCH_SIZES, SEQ_LENS, VOCAB_SIZES, ModelProgram, batch_size, config_class, pick
 from . import grammar, sampling
 from .blocks import LAYER_NORM, RMS_NORM, ROPE_APPLY, attend_helper, attention_block, layer_block
-from .emit import Block, Dense, Emitter, Idioms, Norm, Param, Stack
+from .emit import Block, Dense, Emitter, Idioms, Norm, Param, Stack, _split_call
 from .render import _all_blocks, _imports, _module_doc
 from .spec import Architecture, Attention, ModelSpec, Sizes
 
@@ -402,7 +402,8 @@ def cached_attention_block(attention: Attention, at: str) -> Block:
         "return @o_proj(out.reshape(*x.shape[:-1], -1)), cache",
     ]
     args = ("x", "cache", *(("sin", "cos") if attention.rope != "none" else ()), "mask", at)
-    doc = plain.doc.rstrip(".") + f", over a KV cache written {WRITE_DOCS[_UPDATE_OF[at]]}."
+    update = "dynamic_update_slice" if at == "cache_index" else "at_set"
+    doc = plain.doc.rstrip(".") + f", over a KV cache written {WRITE_DOCS[update]}."
     return dataclasses.replace(
         plain,
         doc=doc,
@@ -411,9 +412,6 @@ def cached_attention_block(attention: Attention, at: str) -> Block:
         returns=f"tuple[jax.Array, {LAYER_CACHE}]",
         arg_types=(("cache", LAYER_CACHE),),
     )
-
-
-_UPDATE_OF = {"cache_index": "dynamic_update_slice", "positions": "at_set"}
 
 
 def cached_layer_block(arch: Architecture, at: str) -> Block:
@@ -427,7 +425,7 @@ def cached_layer_block(arch: Architecture, at: str) -> Block:
         if m:  # the attention's output is read from a line of its own, which also returns the cache
             first = _first_arg(line[m.end() :])
             lines.append(f"attn_out, cache = @attn({', '.join([first, 'cache', *rope, 'mask', at])})")
-            end = _call_end(line, m.end() - 1)
+            end = _split_call(line, m.end() - 1)[1]
             line = line[: m.start()] + "attn_out" + line[end:]
         lines.append("return x, cache" if line.strip() == "return x" else line)
     attention = dataclasses.replace(attention, name="attn")
@@ -446,6 +444,7 @@ def cached_layer_block(arch: Architecture, at: str) -> Block:
 
 
 def _first_arg(rest: str) -> str:
+    """The first argument of a call whose text after ``(`` is ``rest``."""
     depth = 0
     for i, ch in enumerate(rest):
         if ch in "([{":
@@ -457,16 +456,6 @@ def _first_arg(rest: str) -> str:
         elif ch == "," and depth == 0:
             return rest[:i]
     raise ValueError(rest)
-
-
-def _call_end(line: str, start: int) -> int:
-    depth = 0
-    for i in range(start, len(line)):
-        depth += line[i] in "([{"
-        depth -= line[i] in ")]}"
-        if depth == 0:
-            return i + 1
-    raise ValueError(line)
 
 
 def _mask_names(arch: Architecture) -> list[str]:
