@@ -8,7 +8,9 @@ idiom says), its child blocks and one body in a style-neutral notation:
 - ``@name(args)`` calls the child (block or layer) ``name``;
 - ``@name*(args)`` calls every layer of the repeated child ``name`` in turn (a ``Stack``): the
   first argument is the carried value, the line must read ``x = @name*(x, ...)`` (or
-  ``x, aux = @name*(x, ...)`` when each layer also returns losses, which are averaged);
+  ``x, aux = @name*(x, ...)`` when each layer also returns losses, which are averaged, or
+  ``x, cache = @name*(x, cache, ...)`` when each layer reads and returns its own part of a
+  per-layer state such as a KV cache: a list over layers, or stacked and scanned as ``xs``);
 - a line starting with ``%`` pins an activation's layout (``% x: batch, seq, embed``): written
   as ``x = constrain(x, ...)`` in a sharded program's batched code, dropped elsewhere;
 - ``config.`` reads the model's config dataclass.
@@ -133,6 +135,7 @@ class Block:
     name: str = ""  # its attribute under its parent
     init_args: tuple[str, ...] = ()  # int arguments its constructor takes besides the config (widths)
     bind: tuple[str, ...] = ()  # the values its parent passes them (config expressions)
+    arg_types: tuple[tuple[str, str], ...] = ()  # annotations of arguments that are not arrays
 
     @property
     def fn(self) -> str:
@@ -274,6 +277,8 @@ class Emitter:
         if first.strip() != carry:
             raise ValueError(f"a stack call carries its first argument: {carry} = @{stack.name}*({args})")
         rest = rest.strip()
+        if aux is not None and aux in [a.strip() for a in rest.split(",")]:
+            return self.threaded_stack_call(stack, pad, carry, aux, rest)
         extra = (", " + rest) if rest else ""
         config = ", config" if (self.style == "jax" and _needs_config(stack.block)) else ""
         if self.style == "jax":
@@ -332,6 +337,47 @@ class Emitter:
             f"{pad}{aux} = jax.tree.map(jnp.mean, {aux}_per_layer)",
         ]
 
+    def threaded_stack_call(self, stack: Stack, pad: str, carry: str, state: str, rest: str) -> list[str]:
+        """The loop over a stack's layers, each reading and returning its own part of ``state``
+        (a list over the layers, or stacked along a leading axis and scanned with the layers)."""
+        per_layer = f"layer_{state}"
+        args = ", ".join(per_layer if a.strip() == state else a.strip() for a in rest.split(","))
+        config = ", config" if (self.style == "jax" and _needs_config(stack.block)) else ""
+        layer = "layer_params" if self.style == "jax" else "layer"
+        apply = (
+            f"{stack.block.fn}(layer_params, {carry}, {args}{config})"
+            if self.style == "jax"
+            else f"layer({carry}, {args})"
+        )
+        if not stack.scan:
+            layers = self.param(stack.name) if self.style == "jax" else f"self.{stack.name}"
+            return [
+                f"{pad}new_{state} = []",
+                f"{pad}for {layer}, {per_layer} in zip({layers}, {state}):",
+                f"{pad}    {carry}, {per_layer} = {apply}",
+                f"{pad}    new_{state}.append({per_layer})",
+                f"{pad}{state} = new_{state}",
+            ]
+        if self.style == "jax":
+            head, xs, unpack = [], self.param(stack.name), [f"{pad}    layer_params, {per_layer} = xs"]
+        elif self.style == "flax_nnx":
+            head, xs = [f"{pad}graphdef, layer_states = nnx.split(self.{stack.name})"], "layer_states"
+            unpack = [f"{pad}    layer_state, {per_layer} = xs", f"{pad}    layer = nnx.merge(graphdef, layer_state)"]
+        else:
+            head = [f"{pad}layer_params, layer_static = eqx.partition(self.{stack.name}, eqx.is_array)"]
+            xs = "layer_params"
+            unpack = [f"{pad}    params, {per_layer} = xs", f"{pad}    layer = eqx.combine(params, layer_static)"]
+        return [
+            *head,
+            "",
+            f"{pad}def body({carry}, xs):",
+            *unpack,
+            f"{pad}    {carry}, {per_layer} = {apply}",
+            f"{pad}    return {carry}, {per_layer}",
+            "",
+            f"{pad}{carry}, {state} = lax.scan(body, {carry}, ({xs}, {state}))",
+        ]
+
     # --- declarations -------------------------------------------------------------------------
 
     def init_value(self, p: Param, key: str) -> str:
@@ -377,7 +423,8 @@ class Emitter:
         return not (isinstance(item, Param) and item.init != "normal") and not isinstance(item, (Norm, GroupNorm))
 
     def _signature(self, block: Block) -> str:
-        return ", ".join(f"{a}: jax.Array" for a in block.args)
+        types = dict(block.arg_types)
+        return ", ".join(f"{a}: {types.get(a, 'jax.Array')}" for a in block.args)
 
     def _jax(self, block: Block) -> str:
         parts = self._parts(block)
