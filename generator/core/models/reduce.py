@@ -40,6 +40,7 @@ REDUCTIONS: dict[str, Reduction] = {
     "vocab_size": _fixed(512),
     "num_classes": _fixed(10),
     "num_microbatches": _fixed(2),
+    "num_timesteps": _fixed(100),  # diffusion steps of a noise schedule
     # transformers
     "d_model": _fixed(64),
     "num_heads": _fixed(4),
