@@ -133,6 +133,16 @@ def _moe(model: ModelSpec | VisionSpec):
     return model.arch.layer.moe if isinstance(model, ModelSpec) else None
 
 
+def _casts_to_bfloat16(model: ModelSpec | VisionSpec) -> bool:
+    """Whether the model runs in bfloat16 when its parameters do. Not: image models (their stems
+    cast images to the config's dtype), Flax library layers (their ``dtype`` fixes the compute
+    dtype) and mixtures of experts (near-tied router logits in bfloat16 move across the top-k
+    boundary between compilers)."""
+    if isinstance(model, VisionSpec):
+        return False
+    return _moe(model) is None and not (model.style == "flax_nnx" and model.library_layers)
+
+
 def _nnx_reads_config(t: Training, moe) -> bool:
     """Whether a Flax NNX step reads the config (the model and its optimizer carry the rest)."""
     return bool(t.smoothing) or t.lr_metric or t.objective == "denoise" or (moe is not None and moe.aux_output == "dict")
@@ -159,8 +169,7 @@ def sample(rng: random.Random, category: str = "train_step") -> TrainSpec:
         accumulation=accumulation,
         clip=clip,
         smoothing=smoothing,
-        # near-tied router logits move across the top-k boundary between compilers in bfloat16
-        mixed_precision=moe is None and rng.random() < 0.6,
+        mixed_precision=_casts_to_bfloat16(model) and rng.random() < 0.6,
         skip_nonfinite=rng.random() < 0.3,
         nesterov=optimizer == "sgd" and rng.random() < 0.5,
         lr_metric=schedule != "constant" and rng.random() < 0.5,
