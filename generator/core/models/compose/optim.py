@@ -90,7 +90,11 @@ def optimizer_code(
     transforms = ["optax.clip_by_global_norm(config.max_grad_norm)"] * clip + [
         t.format(lr=lr, b2=b2, nesterov=", nesterov=True" if nesterov else "") for t in TRANSFORMS[optimizer]
     ]
-    tx = transforms[0] if len(transforms) == 1 else "optax.chain(\n" + "".join(f"        {t},\n" for t in transforms) + "    )"
+    tx = (
+        transforms[0]
+        if len(transforms) == 1
+        else "optax.chain(\n" + "".join(f"        {t},\n" for t in transforms) + "    )"
+    )
     if multisteps:
         lines += [
             f"    tx = {tx}",

@@ -33,6 +33,7 @@ from .spec import ModelSpec
 KINDS = ("transformer", "transformer", "moe", "recurrent", "vision", "vision")
 ACCUMULATIONS = ("none", "scan", "multisteps")
 OBJECTIVES = ("next_token", "classify", "token_classify", "denoise")
+MIN_BATCH = 4
 FUNCTION_NAMES = ("train_step", "train_step", "training_step", "update_step")
 
 
@@ -99,7 +100,9 @@ class TrainSpec:
     def structure(self) -> str:
         """What the program computes: the model's structure and the training choices, without
         constants, names or idioms."""
-        training = dataclasses.replace(self.training, smoothing="smooth" * bool(self.training.smoothing), config_arg=False)
+        training = dataclasses.replace(
+            self.training, smoothing="smooth" * bool(self.training.smoothing), config_arg=False
+        )
         return f"{self.category}\n{self.model.structure()}\n{training!r}"
 
     def digest(self) -> bytes:
@@ -111,12 +114,20 @@ class TrainSpec:
 
 
 def sample_model(rng: random.Random, kind: str) -> ModelSpec | VisionSpec:
-    """A whole model of ``kind`` to train, on one device, with float32 (master) weights."""
-    if kind == "vision":
-        return dataclasses.replace(vision.sample(rng, kind), dtype="float32")
+    """A whole model of ``kind`` to train, on one device, with float32 (master) weights, on a
+    batch of at least ``MIN_BATCH`` examples (so microbatches and reduced sizes keep a batch)."""
     while True:
+        if kind == "vision":
+            spec = vision.sample(rng, kind)
+            if spec.sizes.batch_size >= MIN_BATCH:
+                return dataclasses.replace(spec, dtype="float32")
+            continue
         spec = grammar.sample(rng, kind)
-        if spec.arch.task in ("lm", "classifier") and spec.arch.sharding == "none":
+        if (
+            spec.arch.task in ("lm", "classifier")
+            and spec.arch.sharding == "none"
+            and spec.sizes.batch_size >= MIN_BATCH
+        ):
             arch = dataclasses.replace(spec.arch, return_hidden=False)
             return dataclasses.replace(spec, arch=arch, dtype="float32")
 
@@ -145,7 +156,9 @@ def _casts_to_bfloat16(model: ModelSpec | VisionSpec) -> bool:
 
 def _nnx_reads_config(t: Training, moe) -> bool:
     """Whether a Flax NNX step reads the config (the model and its optimizer carry the rest)."""
-    return bool(t.smoothing) or t.lr_metric or t.objective == "denoise" or (moe is not None and moe.aux_output == "dict")
+    return (
+        bool(t.smoothing) or t.lr_metric or t.objective == "denoise" or (moe is not None and moe.aux_output == "dict")
+    )
 
 
 def sample(rng: random.Random, category: str = "train_step") -> TrainSpec:
@@ -154,7 +167,7 @@ def sample(rng: random.Random, category: str = "train_step") -> TrainSpec:
     optimizer = pick(rng, optim.OPTIMIZERS)
     schedule = pick(rng, optim.SCHEDULES)
     batch = model.sizes.batch_size
-    splits = [m for m in (2, 4, 8) if batch % m == 0]
+    splits = [m for m in (2, 4, 8) if batch % m == 0 and batch // m >= 2]  # microbatches of one: see reduce
     accumulation = "none"
     if splits:
         accumulation = pick(rng, ACCUMULATIONS if model.style != "flax_nnx" else ("none", "multisteps"))
@@ -403,10 +416,14 @@ def _step_doc(spec: TrainSpec) -> str:
 
 def _step(spec: TrainSpec, top: Block, needs_config: bool) -> tuple[str, str]:
     """The jitted step and ``example_args()``, in the spec's style."""
-    t, style, cfg, model = spec.training, spec.style, spec.model.config_name, spec.model
+    t, style, cfg = spec.training, spec.style, spec.model.config_name
     keyed = t.objective == "denoise"
     takes_step = style != "flax_nnx" and (keyed or t.lr_metric)
-    loss_args = {"jax": "params: dict, batch: dict", "flax_nnx": f"model: {top.cls}", "equinox": f"model: {top.cls}, batch: dict"}
+    loss_args = {
+        "jax": "params: dict, batch: dict",
+        "flax_nnx": f"model: {top.cls}",
+        "equinox": f"model: {top.cls}, batch: dict",
+    }
     loss_sig = loss_args[style] + (", key: jax.Array" if keyed and style != "flax_nnx" else "")
     loss_fn = [f"def loss_fn({loss_sig}) -> tuple[jax.Array, dict]:"]
     loss_fn += ["    " + line for text in _loss_lines(spec, needs_config) for line in text.split("\n")]
@@ -511,8 +528,6 @@ def _update(spec: TrainSpec) -> list[str]:
         out.append('metrics["learning_rate"] = make_schedule(config)(step)')
     if style == "flax_nnx":
         out.append("return " + ("new_state" if t.skip_nonfinite else "nnx.state((model, optimizer))") + ", metrics")
-    elif style == "jax":
-        out.append("return params, opt_state, metrics")
     else:
         out.append("return params, opt_state, metrics")
     return out
@@ -570,10 +585,16 @@ def render_train_step(spec: TrainSpec) -> ModelProgram:
         parts.append(f"config = {spec.model.config_name}(){optimizer}\n")
     parts += [step, example]
     body = "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec, model_config), *parts])
-    imports = render._imports(body, spec.model).replace("import jax.numpy as jnp\n", "import jax.numpy as jnp\nimport optax\n")
+    imports = render._imports(body, spec.model).replace(
+        "import jax.numpy as jnp\n", "import jax.numpy as jnp\nimport optax\n"
+    )
     source = _module_doc(spec, model_doc) + "\n" + imports + "\n\n" + body
     transforms = ["value_and_grad"]
-    for name, marks in (("scan", ("lax.scan",)), ("checkpoint", ("jax.checkpoint",)), ("vmap", ("jax.vmap", "eqx.filter_vmap", "nnx.vmap"))):
+    for name, marks in (
+        ("scan", ("lax.scan",)),
+        ("checkpoint", ("jax.checkpoint",)),
+        ("vmap", ("jax.vmap", "eqx.filter_vmap", "nnx.vmap")),
+    ):
         if any(mark in source for mark in marks):
             transforms.append(name)
     return ModelProgram(spec.category, spec.style, spec.function_name, source, tuple(transforms))
