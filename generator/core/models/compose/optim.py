@@ -58,7 +58,7 @@ NAMES = {"adamw": "AdamW", "lion": "Lion", "adafactor": "Adafactor", "sgd": "SGD
 
 def optimizer_doc(optimizer: str, nesterov: bool, clip: bool) -> str:
     name = "SGD with Nesterov momentum" if nesterov else NAMES[optimizer]
-    return name + (" with global-norm gradient clipping" if clip else "")
+    return name + (", gradients clipped by their global norm" if clip else "")
 
 
 def optimizer_code(

@@ -550,7 +550,9 @@ def _module_doc(spec: TrainSpec, model_doc: str) -> str:
         "warmup_linear": "a warmup-linear schedule",
         "join_cosine": "joined warmup and cosine schedules",
     }[t.schedule]
-    parts.append(f"{optim.optimizer_doc(t.optimizer, t.nesterov, t.clip)} on {schedule}")
+    parts.append(f"{optim.optimizer_doc(t.optimizer, t.nesterov, False)} on {schedule}")
+    if t.clip:
+        parts.append("gradients clipped by their global norm")
     if t.accumulation != "none":
         how = "lax.scan" if t.accumulation == "scan" else "optax.MultiSteps"
         parts.append(f"gradients accumulated over microbatches by {how}")
