@@ -102,7 +102,7 @@ def _comparable(seed: str, kind: str) -> training.TrainSpec:
 
 
 @pytest.mark.parametrize("kind", ["transformer", pytest.param("recurrent", marks=pytest.mark.slow)])
-def test_the_three_styles_of_a_spec_compute_the_same_loss(kind):
+def test_the_three_styles_of_a_spec_compute_the_same_loss_and_gradients(kind):
     spec = _comparable(f"styles:{kind}", kind)
     metrics = {
         style: reduced_metrics(
@@ -112,9 +112,10 @@ def test_the_three_styles_of_a_spec_compute_the_same_loss(kind):
     }
     assert np.isfinite(metrics["jax"]["loss"]) and metrics["jax"]["loss"] > 0
     for style in ("flax_nnx", "equinox"):
-        np.testing.assert_allclose(metrics[style]["loss"], metrics["jax"]["loss"], rtol=2e-4)
-        if "accuracy" in metrics["jax"]:
-            np.testing.assert_allclose(metrics[style]["accuracy"], metrics["jax"]["accuracy"], rtol=2e-4)
+        assert set(metrics[style]) == set(metrics["jax"])
+        for name in ("loss", "accuracy", "grad_norm"):  # the gradients too: parameters are named alike
+            if name in metrics["jax"]:
+                np.testing.assert_allclose(metrics[style][name], metrics["jax"][name], rtol=2e-4, err_msg=name)
 
 
 def _case(seed: str, **want) -> training.TrainSpec:
