@@ -101,7 +101,7 @@ def _comparable(seed: str, kind: str) -> training.TrainSpec:
     )
 
 
-@pytest.mark.parametrize("kind", ["transformer", pytest.param("recurrent", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("kind", ["recurrent", pytest.param("transformer", marks=pytest.mark.slow)])
 def test_the_three_styles_of_a_spec_compute_the_same_loss_and_gradients(kind):
     spec = _comparable(f"styles:{kind}", kind)
     metrics = {
@@ -175,17 +175,23 @@ CASES = {
         ("stablehlo.select",),
     ),
 }
-SEEDS = {"jax-unet-denoise": "unet:1"}  # (the seed of another U-Net hit an IREE 3.13 runtime error: a skip)
-DEFAULT = {"jax-lm-scan-accumulation", "nnx-recurrent", "eqx-transformer-guarded"}  # one per style, the cheapest
+# A U-Net's train step compiles with IREE 3.13 but its runtime refuses the call ("binding table
+# slot requires a buffer but none was provided"): the validator skips the check as IREE's.
+IREE_RUNTIME_ERRORS = {"jax-unet-denoise"}
 
 
-@pytest.mark.parametrize("name", [n if n in DEFAULT else pytest.param(n, marks=pytest.mark.slow) for n in CASES])
+# (tests/conftest.py keeps the first case in the default run; the three styles each run there at
+# reduced size in the loss test above)
+@pytest.mark.parametrize("name", list(CASES))
 def test_lowers_at_real_size_and_passes_the_validator(name):
     want, ops = CASES[name]
-    program = training.render_train_step(_case(SEEDS.get(name, name), **want))
+    program = training.render_train_step(_case(name, **want))
     pair = lower_real(program)
     for op in ops:
         assert op in pair.stablehlo_ir, op
     assert max(max(shape, default=1) for shape, _ in pair.input_signature) >= 128  # real sizes
     outcome = validator_checks(program, pair.stablehlo_ir)
-    assert {k: v.status.value for k, v in outcome.items()} == {"reproduce": "pass", "execute": "pass", "iree": "pass"}
+    iree = "skip" if name in IREE_RUNTIME_ERRORS else "pass"
+    assert {k: v.status.value for k, v in outcome.items()} == {"reproduce": "pass", "execute": "pass", "iree": iree}
+    if iree == "skip":  # IREE's fault, named as such: the row is kept
+        assert outcome["iree"].note == "IREE 3.13 runtime error", outcome["iree"]

@@ -60,10 +60,6 @@ class Training:
     config_arg: bool = False
 
     @property
-    def classifies(self) -> bool:
-        return self.objective != "denoise"
-
-    @property
     def masked(self) -> bool:
         return self.objective in ("next_token", "token_classify")
 
