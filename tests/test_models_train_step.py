@@ -91,7 +91,7 @@ def _comparable(seed: str, kind: str) -> training.TrainSpec:
     rng = random.Random(seed)
     while True:
         spec = training.sample(rng)
-        if spec.model.category == kind:
+        if spec.model.category == kind and spec.model.arch.sharding == "none":
             break
     return dataclasses.replace(
         spec,
@@ -122,6 +122,8 @@ def _case(seed: str, **want) -> training.TrainSpec:
     rng = random.Random(seed)
     for _ in range(10_000):
         spec = training.sample(rng)
+        if training._sharded(spec) and "layout" not in want:  # one device unless a layout is asked for
+            continue
         if all(get(spec) == value for get, value in want.values()):
             return spec
     raise AssertionError(f"no spec with {want}")
@@ -195,3 +197,38 @@ def test_lowers_at_real_size_and_passes_the_validator(name):
     assert {k: v.status.value for k, v in outcome.items()} == {"reproduce": "pass", "execute": "pass", "iree": iree}
     if iree == "skip":  # IREE's fault, named as such: the row is kept
         assert outcome["iree"].note == "IREE 3.13 runtime error", outcome["iree"]
+
+
+def _sharded_case(seed: str) -> training.TrainSpec:
+    return _case(seed, layout=(lambda s: s.model.arch.sharding if s.model.category == "transformer" else "", "fsdp"))
+
+
+def test_sharded_steps_lay_out_parameters_optimizer_states_and_batches():
+    programs = [p for s, p in zip(SPECS, PROGRAMS) if p.host_devices == 8]
+    assert programs and all(p.style == "jax" and p.mesh for p in programs)
+    program = training.render_train_step(_sharded_case("fsdp"))
+    assert program.mesh == "fsdp=8" and "PARAM_SPECS" in program.source
+    for text in ("sharding=param_sharding(path, x)", "sharding=state_sharding(path, x)", "sharding=batch_sharding"):
+        assert text in program.source, text
+
+
+@pytest.mark.slow
+def test_an_fsdp_step_carries_its_layout_and_validates_on_8_devices():
+    from generator.core import lowering
+    from generator.runtime.device_server import lower_on_host_devices
+    from generator.tools.validate.runner import RowRunner
+
+    program = training.render_train_step(_sharded_case("fsdp"))
+    pair = lower_on_host_devices(program.source, program.function_name)
+    assert "sdy.mesh" in pair.stablehlo_ir and '{"fsdp"}' in pair.stablehlo_ir
+    row = {
+        "category": "train_step",
+        "python_source": program.source,
+        "function_name": program.function_name,
+        "stablehlo_ir": pair.stablehlo_ir,
+        "jax_version": lowering.JAX_VERSION,
+        "lowering": lowering.lowering_method(8, static_argnums=pair.static_argnums),
+    }
+    with RowRunner(host_devices=8, time_limit=240) as runner:
+        results = runner.run(row, ["reproduce", "execute"])
+    assert {k: v.status.value for k, v in results.items()} == {"reproduce": "pass", "execute": "pass"}, results

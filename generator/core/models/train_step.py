@@ -11,7 +11,9 @@ optax chain (global-norm clipping; AdamW, Lion, Adafactor or SGD with (Nesterov)
 constant, warmup-cosine, warmup-linear or joined schedule, ``compose.optim``), gradient
 accumulation (``lax.scan`` over microbatches or ``optax.MultiSteps``), label smoothing, masked
 losses, mixed precision (float32 master weights, a bfloat16 forward pass, a float32 loss) and a
-guard that skips a non-finite update. Blocks are written once (``compose.blocks``) and rendered
+guard that skips a non-finite update. Plain JAX steps of sequence models also train data
+parallel or fully sharded (FSDP) on a mesh of 8 devices: parameters, optimizer moments and
+batches placed with ``NamedSharding``. Blocks are written once (``compose.blocks``) and rendered
 in plain JAX, Flax NNX or Equinox by one emitter (``compose.emit``).
 """
 

@@ -1,7 +1,9 @@
 """Train steps of composed models: a model drawn by the grammars (``grammar``, ``vision``) and,
 independently, how it trains (``Training``): the objective its task implies, an optax chain on a
 schedule (``optim``), gradient accumulation, label smoothing, masked losses, mixed precision and
-a guard that skips a non-finite update.
+a guard that skips a non-finite update. A plain JAX step of a sequence model may train on
+the grammar's mesh (data parallel or FSDP): parameters, the optimizer moments shaped like them
+and batches are placed with ``NamedSharding``, activations pinned by the blocks' constraints.
 
 The model is written by the one emitter (``emit``) from the block library; the step around it
 (loss, ``value_and_grad`` with metrics, accumulation, update, guard) is one template of lines
@@ -34,6 +36,8 @@ KINDS = ("transformer", "transformer", "moe", "recurrent", "vision", "vision")
 ACCUMULATIONS = ("none", "scan", "multisteps")
 OBJECTIVES = ("next_token", "classify", "token_classify", "denoise")
 MIN_BATCH = 4
+# Sharded training (plain JAX): a batch split over the mesh, parameters replicated or sharded (FSDP).
+TRAIN_LAYOUTS = ("data", "fsdp")
 FUNCTION_NAMES = ("train_step", "train_step", "training_step", "update_step")
 
 
@@ -119,11 +123,8 @@ def sample_model(rng: random.Random, kind: str) -> ModelSpec | VisionSpec:
                 return dataclasses.replace(spec, dtype="float32")
             continue
         spec = grammar.sample(rng, kind)
-        if (
-            spec.arch.task in ("lm", "classifier")
-            and spec.arch.sharding == "none"
-            and spec.sizes.batch_size >= MIN_BATCH
-        ):
+        layout_ok = spec.arch.sharding == "none" or (spec.style == "jax" and spec.arch.sharding in TRAIN_LAYOUTS)
+        if spec.arch.task in ("lm", "classifier") and layout_ok and spec.sizes.batch_size >= MIN_BATCH:
             arch = dataclasses.replace(spec.arch, return_hidden=False)
             return dataclasses.replace(spec, arch=arch, dtype="float32")
 
@@ -160,7 +161,9 @@ def _nnx_reads_config(t: Training, moe) -> bool:
 def sample(rng: random.Random, category: str = "train_step") -> TrainSpec:
     model = sample_model(rng, pick(rng, KINDS))
     objective = _objective(model)
-    optimizer = pick(rng, optim.OPTIMIZERS)
+    sharded = isinstance(model, ModelSpec) and model.arch.sharding != "none"
+    # (Adafactor's factored moments have no parameter's shape to be laid out by)
+    optimizer = pick(rng, [o for o in optim.OPTIMIZERS if not (sharded and o == "adafactor")])
     schedule = pick(rng, optim.SCHEDULES)
     batch = model.sizes.batch_size
     splits = [m for m in (2, 4, 8) if batch % m == 0 and batch // m >= 2]  # microbatches of one: see reduce
@@ -219,11 +222,14 @@ def _model_parts(model: ModelSpec | VisionSpec) -> tuple[str, str, list[str], Bl
         parts = vision._helpers(model, blocks, emitter.library)
         config, doc = vision._config(model, grouped), vision._module_doc(model)
     else:
-        emitter = Emitter(style, Idioms(model.library_layers, model.einsum), model.config_name)
+        sharded = model.arch.sharding != "none"
+        axes, rules = render.LAYOUTS[model.arch.sharding] if sharded else ((), None)
+        emitter = Emitter(style, Idioms(model.library_layers, model.einsum, rules), model.config_name)
         top = model_block(model.arch, model.model_name)
         blocks = render._all_blocks(top)
         norms = not emitter.library and any(isinstance(c, Norm) for b in blocks for c in b.children)
-        parts = helpers(model, norms) + moe_helpers(model)
+        parts = _mesh(model, emitter, blocks, axes) if sharded else []
+        parts += helpers(model, norms) + moe_helpers(model)
         config, doc = render._config(model), render._module_doc(model)
     for block in blocks:
         text = emitter.emit(block)
@@ -232,6 +238,26 @@ def _model_parts(model: ModelSpec | VisionSpec) -> tuple[str, str, list[str], Bl
             text = text.replace(f"def {block.fn}(", f"def {model.function_name}(", 1)
         parts.append(text)
     return doc.strip().strip('"').rstrip("."), config, parts, top
+
+
+def _mesh(model: ModelSpec, emitter: Emitter, blocks: list[Block], axes: tuple[str, ...]) -> list[str]:
+    """The mesh, each parameter's layout on it, and the layout of optimizer states (those shaped
+    like a parameter follow it; counters and factored moments are replicated)."""
+    shape = ", ".join(str(n) for n in model.sizes.mesh_shape) + ("," if len(axes) == 1 else "")
+    types = ", ".join(["AxisType.Auto"] * len(axes)) + ("," if len(axes) == 1 else "")
+    state = (
+        "def state_sharding(path, x) -> NamedSharding:\n"
+        '    """An optimizer state\'s layout: a moment shaped like its parameter is laid out like it."""\n'
+        '    name = getattr(path[-1], "key", None) if path else None\n'
+        "    if name in PARAM_SPECS and x.ndim >= len(PARAM_SPECS[name]):\n"
+        "        return param_sharding(path, x)\n"
+        "    return NamedSharding(MESH, P())\n"
+    )
+    return [
+        f"MESH = jax.make_mesh(({shape}), {render._tuple(axes)}, axis_types=({types}))\n",
+        render._param_specs(emitter, blocks),
+        state,
+    ]
 
 
 def _config(spec: TrainSpec, model_config: str) -> str:
@@ -263,7 +289,8 @@ def _config(spec: TrainSpec, model_config: str) -> str:
 
 def _batch(spec: TrainSpec) -> list[tuple[str, str, str]]:
     """``(key, shape, dtype)`` of the batch dict."""
-    t, lead = spec.training, "config.batch_size"
+    t = spec.training
+    lead = "config.global_batch_size" if _sharded(spec) else "config.batch_size"
     if isinstance(spec.model, VisionSpec):
         c, s = "config.in_channels", "config.image_size"
         shape = f"({lead}, {c}, {s}, {s})" if spec.style == "equinox" else f"({lead}, {s}, {s}, {c})"
@@ -275,6 +302,10 @@ def _batch(spec: TrainSpec) -> list[tuple[str, str, str]]:
     if t.objective == "token_classify":
         return [("tokens", tokens, "jnp.int32"), ("labels", tokens, "jnp.int32"), ("loss_mask", tokens, "jnp.bool_")]
     return [("tokens", tokens, "jnp.int32"), ("labels", f"({lead},)", "jnp.int32")]
+
+
+def _sharded(spec: TrainSpec) -> bool:
+    return isinstance(spec.model, ModelSpec) and spec.model.arch.sharding != "none"
 
 
 def _forward(spec: TrainSpec, needs_config: bool, x: str) -> str:
@@ -473,8 +504,21 @@ def _step(spec: TrainSpec, top: Block, needs_config: bool) -> tuple[str, str]:
             ]
             returned = ["params", "static", "opt_state", "batch"]
         example.append("    opt_state = jax.eval_shape(optimizer.init, params)")
+    placed = ""
+    if _sharded(spec):
+        batch_axis = render.LAYOUTS[spec.model.arch.sharding][1]["batch"]
+        example += [
+            "    params = jax.tree_util.tree_map_with_path(",
+            "        lambda path, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=param_sharding(path, x)), params",
+            "    )",
+            "    opt_state = jax.tree_util.tree_map_with_path(",
+            "        lambda path, x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=state_sharding(path, x)), opt_state",
+            "    )",
+            f'    batch_sharding = NamedSharding(MESH, P("{batch_axis}"))',
+        ]
+        placed = ", sharding=batch_sharding"
     example.append("    batch = {")
-    example += [f'        "{k}": jax.ShapeDtypeStruct({shape}, {dtype}),' for k, shape, dtype in _batch(spec)]
+    example += [f'        "{k}": jax.ShapeDtypeStruct({shape}, {dtype}{placed}),' for k, shape, dtype in _batch(spec)]
     example.append("    }")
     returned += ["jax.eval_shape(jax.random.key, 0)"] * keyed + ["jax.ShapeDtypeStruct((), jnp.int32)"] * takes_step
     returned += ["config"] * t.config_arg
@@ -595,4 +639,16 @@ def render_train_step(spec: TrainSpec) -> ModelProgram:
     ):
         if any(mark in source for mark in marks):
             transforms.append(name)
-    return ModelProgram(spec.category, spec.style, spec.function_name, source, tuple(transforms))
+    if not _sharded(spec):
+        return ModelProgram(spec.category, spec.style, spec.function_name, source, tuple(transforms))
+    axes = render.LAYOUTS[spec.model.arch.sharding][0]
+    mesh = ",".join(f"{a}={n}" for a, n in zip(axes, spec.model.sizes.mesh_shape))
+    return ModelProgram(
+        spec.category,
+        spec.style,
+        spec.function_name,
+        source,
+        tuple(transforms),
+        host_devices=render.HOST_DEVICES,
+        mesh=mesh,
+    )
