@@ -123,9 +123,11 @@ def sample_model(rng: random.Random, kind: str) -> ModelSpec | VisionSpec:
                 return dataclasses.replace(spec, dtype="float32")
             continue
         spec = grammar.sample(rng, kind)
-        layout_ok = spec.arch.sharding == "none" or (spec.style == "jax" and spec.arch.sharding in TRAIN_LAYOUTS)
-        if spec.arch.task in ("lm", "classifier") and layout_ok and spec.sizes.batch_size >= MIN_BATCH:
-            arch = dataclasses.replace(spec.arch, return_hidden=False)
+        if spec.arch.task in ("lm", "classifier") and spec.sizes.batch_size >= MIN_BATCH:
+            sharding = spec.arch.sharding
+            if not (spec.style == "jax" and sharding in TRAIN_LAYOUTS):  # the same model on one device
+                sharding, spec = "none", dataclasses.replace(spec, sizes=dataclasses.replace(spec.sizes, mesh_shape=()))
+            arch = dataclasses.replace(spec.arch, return_hidden=False, sharding=sharding)
             return dataclasses.replace(spec, arch=arch, dtype="float32")
 
 
