@@ -18,7 +18,7 @@ from generator.core.models.compose.conv import VisionSpec
 from generator.core.models.reduce import reduce_source
 from tests.modelkit import draw, draw_specs, lower_real, reduced_metrics, validator_checks
 
-N = 60
+N = 120
 SPECS = draw_specs("train_step", N)
 PROGRAMS = draw("train_step", N)
 

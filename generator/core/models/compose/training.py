@@ -36,6 +36,7 @@ KINDS = ("transformer", "transformer", "moe", "recurrent", "vision", "vision")
 ACCUMULATIONS = ("none", "scan", "multisteps")
 OBJECTIVES = ("next_token", "classify", "token_classify", "denoise")
 MIN_BATCH = 4
+MIN_CLASSES = 5
 # Sharded training (plain JAX): a batch split over the mesh, parameters replicated or sharded (FSDP).
 TRAIN_LAYOUTS = ("data", "fsdp")
 FUNCTION_NAMES = ("train_step", "train_step", "training_step", "update_step")
@@ -123,7 +124,12 @@ def sample_model(rng: random.Random, kind: str) -> ModelSpec | VisionSpec:
                 return dataclasses.replace(spec, dtype="float32")
             continue
         spec = grammar.sample(rng, kind)
-        if spec.arch.task in ("lm", "classifier") and spec.sizes.batch_size >= MIN_BATCH:
+        # (a classifier trains on at least MIN_CLASSES classes: label ids 0-4 are valid for it)
+        if (
+            spec.arch.task in ("lm", "classifier")
+            and spec.sizes.batch_size >= MIN_BATCH
+            and not (0 < spec.sizes.num_classes < MIN_CLASSES)
+        ):
             sharding = spec.arch.sharding
             if not (spec.style == "jax" and sharding in TRAIN_LAYOUTS):  # the same model on one device
                 sharding, spec = "none", dataclasses.replace(spec, sizes=dataclasses.replace(spec.sizes, mesh_shape=()))
