@@ -432,8 +432,8 @@ def _accumulate(spec: TrainSpec, call: str) -> list[str]:
         "    return jax.tree.map(jnp.add, grad_sum, grads), metrics",
         "",
         "zeros = jax.tree.map(jnp.zeros_like, params)",
-        "xs = (microbatches, jnp.arange(config.num_microbatches))" if keyed else "xs = microbatches",
-        "grad_sum, metrics = lax.scan(accumulate, zeros, xs)",
+        *(["xs = (microbatches, jnp.arange(config.num_microbatches))"] if keyed else []),
+        f"grad_sum, metrics = lax.scan(accumulate, zeros, {'xs' if keyed else 'microbatches'})",
         "grads = jax.tree.map(lambda g: g / config.num_microbatches, grad_sum)",
         "metrics = jax.tree.map(jnp.mean, metrics)",
     ]
