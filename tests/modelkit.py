@@ -93,3 +93,35 @@ def validator_checks(
         "checks": list(checks),
     }
     return run_job(job)
+
+
+def reduced_metrics(program: ModelProgram) -> dict[str, np.ndarray]:
+    """A train step's metrics at reduced size: model parameters filled by name (as ``filled``; a
+    Flax NNX state holds the model under index 0 and its optimizer under 1), other float leaves
+    likewise, integer leaves (optimizer counters, token ids, labels) counting up mod 2, masks
+    alternating, keys fixed. The loss is the same in every style that names parameters alike."""
+    import jax
+
+    from generator.core.models import reduce_source
+
+    fn, args = load_source(reduce_source(program.source), program.function_name)
+
+    def fill(path, leaf):
+        if not isinstance(leaf, jax.ShapeDtypeStruct):
+            return leaf
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return jax.random.key(0)
+        count = np.arange(int(np.prod(leaf.shape))).reshape(leaf.shape)
+        if leaf.dtype == np.bool_:
+            return jax.numpy.asarray(count % 3 != 2)
+        if np.issubdtype(leaf.dtype, np.integer):
+            return jax.numpy.asarray(count % 2, leaf.dtype)
+        name = _canonical(path)
+        if program.style == "flax_nnx" and name.startswith("0/"):
+            name = name[2:]
+        values = np.random.default_rng(zlib.crc32(f"{name}:{leaf.shape}".encode())).normal(0.0, 0.2, leaf.shape)
+        return jax.numpy.asarray(values, leaf.dtype)
+
+    concrete = [jax.tree_util.tree_map_with_path(fill, arg) for arg in args]
+    out = jax.jit(fn, static_argnums=static_argnums(args))(*concrete)
+    return {k: np.asarray(v) for k, v in out[-1].items()}

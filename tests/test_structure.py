@@ -75,6 +75,20 @@ def test_op_table_structure_ignores_names_and_sizes_but_not_ops_or_flow(category
             assert program_structure(swapped) != program_structure(p)
 
 
+def _rewritten(spec, specs):
+    """A composed model spec written otherwise: other sizes, style, dtype, idioms and names."""
+    return dataclasses.replace(
+        spec,
+        sizes=next(s.sizes for s in specs if s.sizes != spec.sizes),
+        style=next(s.style for s in specs if s.style != spec.style),
+        dtype="float32",
+        library_layers=not spec.library_layers,
+        einsum=not spec.einsum,
+        function_name="f",
+        config_name="C",
+    )
+
+
 @pytest.mark.parametrize("category", MODEL_CATEGORIES)
 def test_model_structure_ignores_sizes_names_and_style(category):
     family = FAMILIES[category]
@@ -83,19 +97,25 @@ def test_model_structure_ignores_sizes_names_and_style(category):
     keys = {family.structure_of(s) for s in specs}  # every context the family draws is declared
     assert len(keys) >= 2
     spec = specs[0]
-    if family.composed:  # sizes, style, dtype, idioms and names are not structure; the architecture is
-        other_sizes = next(s.sizes for s in specs if s.sizes != spec.sizes)
+    if family.composed and hasattr(spec, "training"):  # a train step: a composed model and how it trains
+        models = [s.model for s in specs if type(s.model) is type(spec.model)]
+        training = dataclasses.replace(spec.training, config_arg=not spec.training.config_arg)
+        hyper = dataclasses.replace(spec.hyper, learning_rate=spec.hyper.learning_rate * 3)
         written = dataclasses.replace(
-            spec,
-            sizes=other_sizes,
-            style=next(s.style for s in specs if s.style != spec.style),
-            dtype="float32",
-            library_layers=not spec.library_layers,
-            einsum=not spec.einsum,
-            function_name="f",
-            config_name="C",
+            spec, model=_rewritten(spec.model, models), training=training, hyper=hyper, function_name="f"
         )
         assert family.structure_of(written) == family.structure_of(spec)
+        other = next(s for s in specs if s.training.optimizer != spec.training.optimizer)
+        changed = dataclasses.replace(
+            spec, training=dataclasses.replace(spec.training, optimizer=other.training.optimizer)
+        )
+        assert family.structure_of(changed) != family.structure_of(spec)
+        other = next(s for s in models if s.arch != spec.model.arch)
+        changed = dataclasses.replace(spec, model=dataclasses.replace(spec.model, arch=other.arch))
+        assert family.structure_of(changed) != family.structure_of(spec)
+        return
+    if family.composed:  # sizes, style, dtype, idioms and names are not structure; the architecture is
+        assert family.structure_of(_rewritten(spec, specs)) == family.structure_of(spec)
         other = next(s for s in specs if s.arch != spec.arch)
         assert family.structure_of(dataclasses.replace(spec, arch=other.arch)) != family.structure_of(spec)
         return
