@@ -102,25 +102,6 @@ def test_styles_span_plain_jax_flax_nnx_and_equinox(drawn):
     assert all("optax" in p.libraries for p in drawn["train_step"])
 
 
-TEMPLATES = [c for c in MODEL_CATEGORIES if not FAMILIES[c].composed]
-
-
-@pytest.mark.skipif(not TEMPLATES, reason="every model family is composed")
-def test_sample_model_keeps_to_its_split_and_bucket_and_is_deterministic():
-    # a template family's shard follows from its source (a composed one's from its spec:
-    # test_a_composed_spec_names_its_shard_without_rendering)
-    category = TEMPLATES[0]
-    family = FAMILIES[category]
-    for bucket, split in zip(range(3), ("train", "validation", "test")):
-        a = sample_model(random.Random(f"s{bucket}"), category, split=split, bucket=bucket, num_buckets=7)
-        b = sample_model(random.Random(f"s{bucket}"), category, split=split, bucket=bucket, num_buckets=7)
-        assert a == b and split_of(a.structure) == split and bucket_of(a, 7) == bucket
-        # the same draws again, to find the spec the program was rendered from
-        rng = random.Random(f"s{bucket}")
-        spec = next(s for s in iter(lambda: family.sample(rng), None) if family.render(s).source == a.source)  # noqa: B023
-        assert a.structure == structure_key(family.structure_of(spec))
-
-
 def test_sample_model_refuses_unknown_categories_and_splits():
     with pytest.raises(ValueError, match="unknown model category 'cnn'.*transformer"):
         sample_model(random.Random(0), "cnn")
@@ -128,20 +109,18 @@ def test_sample_model_refuses_unknown_categories_and_splits():
         sample_model(random.Random(0), "decoding", split="dev")
 
 
-COMPOSED = [c for c in MODEL_CATEGORIES if FAMILIES[c].composed]
-
-
-@pytest.mark.parametrize("category", COMPOSED)
-def test_a_composed_spec_names_its_shard_without_rendering(category, monkeypatch):
+@pytest.mark.parametrize("category", MODEL_CATEGORIES)
+def test_a_spec_names_its_shard_without_rendering(category, monkeypatch):
     family = FAMILIES[category]
     rendered = []
     counting = dataclasses.replace(family, render=lambda spec: rendered.append(spec) or family.render(spec))
     monkeypatch.setitem(FAMILIES, category, counting)
-    split = ("train", "validation", "test")[COMPOSED.index(category) % 3]
+    split = ("train", "validation", "test")[MODEL_CATEGORIES.index(category) % 3]
     program = sample_model(random.Random(3), category, split=split, bucket=5, num_buckets=16)
     assert len(rendered) == 1, "only the program kept is rendered"
-    assert split_of(program.structure) == split
-    assert int.from_bytes(rendered[0].digest()[:8], "big") % 16 == 5
+    assert split_of(program.structure) == split and program.structure == structure_key(rendered[0].structure())
+    assert bucket_of(rendered[0], 16) == 5 and int.from_bytes(rendered[0].digest()[:8], "big") % 16 == 5
+    assert sample_model(random.Random(3), category, split=split, bucket=5, num_buckets=16) == program  # deterministic
 
 
 def test_reduce_source_refuses_sizes_it_does_not_know():

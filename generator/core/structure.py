@@ -4,9 +4,9 @@ A program's *structure* is what it computes with sizes, names, constants and sty
 
 - an op-table program: its op entries in order and how values flow between them (which input,
   earlier result or literal each operand is, and which results are returned);
-- a model program: its spec without sizes, constants, names and style (the fields its family
-  declares structural, ``models.base.Family.structure``), since the same model in another style
-  or at other sizes lowers to nearly the same IR.
+- a model program: its spec without sizes, constants, names, style and idioms (the spec's own
+  ``structure()``, ``models.compose``), since the same model in another style or at other sizes
+  lowers to nearly the same IR.
 
 Its ``structure`` key is a hash of that text, recorded in every row. The key alone decides the
 split (``split_of``): about ``HELD_OUT_SHARE`` of structures are validation, as many test, the

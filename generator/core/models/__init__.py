@@ -6,14 +6,13 @@ Each category is one module with a ``FAMILY`` (``base.Family``): ``sample(rng) -
 every choice, ``render(spec) -> ModelProgram`` writes the module text. ``sample_model`` is
 what ``rows`` calls; it keeps to a split's structures (``core.structure``; checked on the spec,
 before rendering) and a shard's part of them by redrawing specs (a spec is cheap; lowering is
-not). A composed family's spec (``compose``) holds nothing its program does not use, so its hash
-names the shard before rendering; a template family's shard follows from its rendered source.
+not). Every family is composed from blocks (``compose``): a spec holds nothing its program does
+not use, so its hash names the shard before rendering.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import random
 
 from ..structure import check_split, split_of, structure_key
@@ -29,19 +28,11 @@ MODEL_CATEGORIES: tuple[str, ...] = tuple(FAMILIES)
 MAX_DRAWS = 100_000
 
 
-def bucket_of(program: ModelProgram, num_buckets: int) -> int:
-    """The shard bucket (of its split's shards) that owns a template family's program: a hash
-    of its source.
-
-    Not of its spec: a few template specs differ only in fields their variant does not write (a
-    sampler step's unused model sizes), and two such specs are one program, which must have one
-    owner. (A composed spec sets only what its program uses: ``sample_model`` hashes it.)
-    """
-    return _bucket(hashlib.sha256(program.source.encode()).digest(), num_buckets)
-
-
-def _bucket(digest: bytes, num_buckets: int) -> int:
-    return int.from_bytes(digest[:8], "big") % num_buckets
+def bucket_of(spec, num_buckets: int) -> int:
+    """The shard bucket (of its split's shards) that owns the program of ``spec``: a hash of the
+    spec, which holds every choice and nothing its program does not use (two specs that render
+    one program are equal), so the owner is known before rendering."""
+    return int.from_bytes(spec.digest()[:8], "big") % num_buckets
 
 
 def sample_model(
@@ -59,13 +50,8 @@ def sample_model(
         structure = structure_key(family.structure_of(spec))
         if split is not None and split_of(structure) != split:
             continue  # another split's: redrawn before it is rendered
-        if family.composed:  # a composed spec holds nothing unused: it names its program
-            if _bucket(spec.digest(), num_buckets) == bucket:
-                return dataclasses.replace(family.render(spec), structure=structure)
-            continue
-        program = family.render(spec)
-        if bucket_of(program, num_buckets) == bucket:
-            return dataclasses.replace(program, structure=structure)
+        if bucket_of(spec, num_buckets) == bucket:  # only the program kept is rendered
+            return dataclasses.replace(family.render(spec), structure=structure)
     raise RuntimeError(
         f"no {category} program of split {split} in bucket {bucket} of {num_buckets} after {MAX_DRAWS} draws"
     )

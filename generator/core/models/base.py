@@ -28,11 +28,9 @@ from __future__ import annotations
 
 import random
 import re
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-from ...errors import GeneratorBug
 
 STYLES = ("jax", "flax_nnx", "equinox")
 # Libraries a model source may import besides jax and numpy (recorded per row with their versions).
@@ -91,43 +89,23 @@ class ModelProgram:
 
 @dataclass(frozen=True)
 class Family:
-    """One model category: how its specs are drawn, how a spec becomes a program, and which of a
-    spec's choices make its structure (what decides its split, ``core.structure``).
+    """One model category: how its specs are drawn and how a spec becomes a program.
 
     Attributes:
       category: the category name (a config of its own).
-      sample: ``rng -> spec``; the spec is a frozen dataclass holding every choice.
+      sample: ``rng -> spec``; the spec (``compose``: a frozen dataclass) holds every choice and
+        nothing its program does not use, and says its own ``structure()`` (what decides its
+        split, ``core.structure``) and ``digest()`` (what decides its shard).
       render: ``spec -> ModelProgram``; draws no random numbers.
-      context: the spec fields that say what kind of program it is (``variant``, ``scope``...).
-      structure: for each value of the ``context`` fields, the spec fields that change what the
-        program computes there. Left out: sizes, constants, names, style and dtype, and the
-        choices that are only an idiom or go unused in that context (a field drawn but not
-        written would put one program in several structures). Measured, not guessed: no two
-        structures of 4,000 draws share their ordered ``jnp.``/``lax.``/``jax.``/``nnx.``/
-        ``eqx.``/``optax.`` calls in more than 0.5% of a context's draws.
     """
 
     category: str
     sample: Callable[[random.Random], Any]
     render: Callable[[Any], ModelProgram]
-    context: tuple[str, ...] = ()
-    structure: Mapping[tuple[str, ...], tuple[str, ...]] = field(default_factory=dict)
-    composed: bool = False  # specs are ``compose.ModelSpec``: they say their own structure and owner
 
     def structure_of(self, spec: Any) -> str:
         """The spec's structure, as text (``core.structure.structure_key`` hashes it)."""
-        if self.composed:
-            return spec.structure()
-        context = tuple(getattr(spec, name) for name in self.context)
-        if context not in self.structure:
-            raise GeneratorBug(f"{self.category}: no structure declared for {dict(zip(self.context, context))}")
-        parts = [self.category, *(f"{n}={v}" for n, v in zip(self.context, context))]
-        for name in self.structure[context]:
-            value = getattr(spec, name)
-            if isinstance(value, tuple):  # (name, size) or (name, constant) pairs: their names
-                value = tuple(v[0] if isinstance(v, tuple) else v for v in value)
-            parts.append(f"{name}={value!r}")
-        return "\n".join(parts)
+        return spec.structure()
 
 
 # --- sizes real models use ----------------------------------------------------------------

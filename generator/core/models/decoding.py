@@ -29,6 +29,6 @@ def sample(rng: random.Random) -> DecodingSpec:
     return decoding.sample(rng)
 
 
-FAMILY = Family(category=CATEGORY, sample=sample, render=render, composed=True)
+FAMILY = Family(category=CATEGORY, sample=sample, render=render)
 
 __all__ = ["ENTRY_NAMES", "FAMILY", "VARIANTS", "DecodingSpec", "render", "sample"]

@@ -24,4 +24,4 @@ def sample(rng: random.Random) -> ModelSpec:
     return grammar.sample(rng, CATEGORY)
 
 
-FAMILY = Family(category=CATEGORY, sample=sample, render=render.render, composed=True)
+FAMILY = Family(category=CATEGORY, sample=sample, render=render.render)

@@ -32,4 +32,4 @@ def sample(rng: random.Random) -> TrainSpec:
     return sample_train_step(rng, CATEGORY)
 
 
-FAMILY = Family(category=CATEGORY, sample=sample, render=render_train_step, composed=True)
+FAMILY = Family(category=CATEGORY, sample=sample, render=render_train_step)

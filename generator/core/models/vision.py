@@ -42,4 +42,4 @@ def sample(rng: random.Random) -> VisionSpec:
     return vision.sample(rng, CATEGORY)
 
 
-FAMILY = Family(category=CATEGORY, sample=sample, render=vision.render, composed=True)
+FAMILY = Family(category=CATEGORY, sample=sample, render=vision.render)
