@@ -34,8 +34,9 @@ RELEASE_NOTES = {
     "3.0.0": "Splits by structure: every row has a structure key (what the program computes without sizes, names, "
     "constants and style), which alone decides its split, so no structure is in two splits; a test split "
     "(test_size, default validation_size) in every config; shards sized so num_proc workers get equal work; a platform field (cpu, cuda, rocm, tpu).",
-    "3.1.0": "transformer, moe, recurrent and vision composed from blocks (typed specs, a grammar, one emitter for "
-    "plain JAX, Flax NNX and Equinox), about a fifth of model rows sharded on a mesh of 8 devices; typed PRNG keys; "
+    "3.1.0": "every model category composed from blocks (typed specs, a grammar, one emitter for plain JAX, Flax NNX "
+    "and Equinox; decoding and train_step as tasks over composed models), about a fifth of model rows sharded on a "
+    "mesh of 8 devices; typed PRNG keys; "
     "static argument indices in the lowering column; no degenerate steps or folding merges in op-table programs; "
     "several platforms side by side when staging.",
 }
