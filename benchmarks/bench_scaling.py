@@ -16,9 +16,8 @@ of them in validation and as many in test... exactly ``sizes_for``), the bench r
   ``--floor-programs`` rows (every row of a small build): each IR the floor makes must equal the
   row's (so it lowers the very programs the builds made), and its rate is pairs over seconds.
 
-Each build's share of the bound is its pairs/second over twice the floor's; the targets
-(issue: "every core busy, at every size"): ``num_proc=2`` at least 0.8 at about 300 rows and 0.9
-from 2,000 up, 1.8 times ``num_proc=1``, the Ray runner at least 0.85. Every build must make the
+Each build's share of the bound is its pairs/second over twice the floor's; the targets (every
+core busy, at every size): ``num_proc=2`` at least 0.8 at about 300 rows and 0.9 from 2,000 up, 1.8 times ``num_proc=1``, the Ray runner at least 0.85. Every build must make the
 same rows (the ids' digest), and the Ray build's Parquet gives bytes per row.
 
 What a million rows costs (``cost_table``): per config, from its largest ``num_proc=2`` build,
