@@ -130,7 +130,15 @@ def _case(seed: str, **want) -> training.TrainSpec:
 
 
 STYLE = lambda s: s.style  # noqa: E731
-CASES = {
+CASES = {  # the first (the cheapest) runs by default
+    "jax-transformer-mixed-precision": (
+        dict(
+            style=(STYLE, "jax"),
+            kind=(lambda s: s.model.category, "transformer"),
+            mixed=(lambda s: s.training.mixed_precision, True),
+        ),
+        ("bf16",),
+    ),
     "jax-lm-scan-accumulation": (
         dict(
             style=(STYLE, "jax"),
@@ -155,14 +163,6 @@ CASES = {
     "jax-unet-denoise": (
         dict(style=(STYLE, "jax"), objective=(lambda s: s.training.objective, "denoise")),
         ("stablehlo.convolution", "stablehlo.shift_right_logical"),  # threefry: noise and timesteps,
-    ),
-    "jax-transformer-mixed-precision": (
-        dict(
-            style=(STYLE, "jax"),
-            kind=(lambda s: s.model.category, "transformer"),
-            mixed=(lambda s: s.training.mixed_precision, True),
-        ),
-        ("bf16",),
     ),
     "nnx-recurrent": (
         dict(style=(STYLE, "flax_nnx"), kind=(lambda s: s.model.category, "recurrent")),

@@ -208,7 +208,7 @@ def test_a_sample_of_every_category_runs_with_finite_outputs():
     from generator.tools.validate import validate_rows
 
     (task,) = plan_shards(
-        min_shards_per_split=1, train_size=2 * len(CATEGORIES), validation_size=0, seed=11, rows_per_shard=64
+        min_shards_per_split=1, train_size=len(CATEGORIES), validation_size=0, seed=11, rows_per_shard=64
     )["train"]
     rows = list(generate_shard(task))
     assert {r["category"] for r in rows} == set(CATEGORIES)
