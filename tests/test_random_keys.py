@@ -88,9 +88,10 @@ def test_rows_with_typed_keys_reproduce(rows):
     )
 
 
+@pytest.mark.slow  # IREE on typed keys runs by default in the two tests below, on a function and a model row
 def test_rows_with_typed_keys_execute_and_pass_iree(rows):
     pytest.importorskip("iree.compiler")
-    sample = rows[:6]  # IREE compiles each row: a few seconds apiece
+    sample = rows[:10]  # IREE compiles each row: a few seconds apiece
     report = validate_rows({"train": sample}, trust_code=True, sample=None, iree=True)
     assert report.ok, report.format()
     assert report.checks["execute"].passed == len(sample)
@@ -205,7 +206,7 @@ def test_evaluate_runs_rows_with_key_arguments(rows, tmp_path):
     from generator.core.schema import FEATURES
     from generator.tools.evaluate import evaluate
 
-    keyed = [r for r in rows if any(s["dtype"] == "key<fry>" for s in r["input_signature"])][:2]
+    keyed = [r for r in rows if any(s["dtype"] == "key<fry>" for s in r["input_signature"])][:1]
     folder = tmp_path / "staged" / "random"
     folder.mkdir(parents=True)
     table = pa.Table.from_pylist([FEATURES.encode_example(r) for r in keyed], schema=FEATURES.arrow_schema)
