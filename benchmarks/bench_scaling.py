@@ -55,6 +55,7 @@ from bench_throughput import (  # noqa: E402
     PeakMemory,
     bench_config,
     ids_digest,
+    machine_info,
     scaling_order,
     select_configs,
 )
@@ -458,13 +459,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "started": started,
         "command": "python benchmarks/bench_scaling.py " + " ".join(argv),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine_info(load_before),
         "targets": TARGETS,
         "sections": sections,
         "costs": costs,

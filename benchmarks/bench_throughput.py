@@ -1070,6 +1070,19 @@ def memory_section(config: BenchConfig, args: argparse.Namespace) -> dict:
     return {"config": config.name, "categories": config.categories, "builder": builders, **summary, "table": table}
 
 
+def machine_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
+    """What a result's figures were measured on: cores, Python, JAX, and the load around the run."""
+    import jax
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "loadavg_before": load_before,
+        "loadavg_after": os.getloadavg(),
+    }
+
+
 def _env_int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
@@ -1165,20 +1178,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\n" + sections[label]["table"], flush=True)
     table = "\n\n".join(s["table"] for s in sections.values())
 
-    import jax
-
     result = {
         "started": started,
         "command": "python benchmarks/bench_throughput.py " + " ".join(argv),
         "configs": [c.label for c in configs],
         "code_fingerprint": args.code_fingerprint,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "loadavg_before": load_before,
-            "loadavg_after": os.getloadavg(),
-        },
+        "machine": machine_info(load_before),
         "sections": sections,
         "table": table,
     }
