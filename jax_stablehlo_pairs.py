@@ -12,12 +12,13 @@ from dataclasses import dataclass, field
 import datasets
 
 import generator
-from generator.core.categories import CATEGORIES, MODEL_CATEGORIES
+from generator.core.categories import CATEGORIES, MODEL_CATEGORIES, may_need_host_devices
 from generator.core.config import BuildOptions
 from generator.core.plan import example_key
 from generator.core.schema import CITATION, DESCRIPTION, FEATURES, HOMEPAGE, LICENSE
 from generator.core.views import PAIRS, view_row
 from generator.core.views import features as view_features
+from generator.runtime.device_server import shared_with_forked_workers
 from generator.runtime.shards import generate_shard, preload
 from generator.runtime.sharing import SharedShards, shared_directory
 
@@ -96,8 +97,10 @@ class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
         )
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        # The num_proc workers of every split share their shards out through this directory.
-        with shared_directory() as directory:
+        # The num_proc workers of every split share their shards out through this directory, and
+        # one multi-device lowering server, which starts now, beside this process's own start-up.
+        needs_devices = may_need_host_devices(self.config.categories)
+        with shared_directory() as directory, shared_with_forked_workers(needed=needs_devices):
             self._shared_directory = directory
             try:
                 super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)

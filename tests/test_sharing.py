@@ -84,3 +84,78 @@ def test_a_shard_that_failed_in_another_worker_fails_its_owner_by_name(tmp_path)
     taken = plan["train"][-1]  # (it takes the last shard first)
     with pytest.raises(RuntimeError, match=r"shard train/7 failed in another worker: ValueError: no program"):
         list(shared.rows([taken], _make))  # ... and its owner says which shard and why
+
+
+# A fresh interpreter that does what the builder does: share a lowering server, fork two workers
+# (before JAX starts, as datasets' num_proc workers are), each lowering a program over a mesh of
+# 8 devices; it prints what each worker got and the servers that ran, then whether it stopped.
+SHARED_SERVER_SCRIPT = """
+import json, multiprocessing, os, sys
+from generator.runtime import device_server
+
+SOURCE = '''
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+MESH = jax.make_mesh((8,), ("data",))
+
+
+def scale(x):
+    return x * 2.0
+
+
+def example_args():
+    return (jax.ShapeDtypeStruct((8, 4), jnp.float32, sharding=NamedSharding(MESH, P("data"))),)
+'''
+
+
+def worker(out):
+    pair = device_server.lower_on_host_devices(SOURCE, "scale")
+    out.put({"pid": os.getpid(), "server": device_server._server.proc.pid, "ir": pair.stablehlo_ir})
+
+
+fork = multiprocessing.get_context("fork")
+with device_server.shared_with_forked_workers(needed=sys.argv[1] == "1"):
+    started = device_server._server.proc.pid if device_server._server else None
+    out = fork.Queue()
+    jobs = [fork.Process(target=worker, args=(out,)) for _ in range(2)]
+    for job in jobs:
+        job.start()
+    got = [out.get(timeout=120) for _ in jobs]
+    for job in jobs:
+        job.join()
+print(json.dumps({"started": started, "got": got, "after": device_server._server is None}))
+print(json.dumps({"still_running": started is not None and os.path.exists(f"/proc/{started}")}))
+"""
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared", "not-needed"])
+def test_forked_workers_lower_on_one_shared_server_which_stops_at_the_end(shared):
+    """With ``shared_with_forked_workers``, the server starts before the workers fork, both
+    lower on it (no server of their own), and it is gone when the block ends; when not needed,
+    nothing starts until a worker asks, and each worker then starts its own (as before)."""
+    import json
+    import subprocess
+    import sys
+
+    from generator.runtime.child import child_env
+
+    done = subprocess.run(
+        [sys.executable, "-c", SHARED_SERVER_SCRIPT, "1" if shared else "0"],
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    result, end = (json.loads(line) for line in done.stdout.strip().splitlines()[-2:])
+    got = result["got"]
+    assert len({g["pid"] for g in got}) == 2 and got[0]["ir"] == got[1]["ir"]
+    assert "mhlo.num_partitions = 8" in got[0]["ir"] and "sdy.sharding" in got[0]["ir"]
+    servers = {g["server"] for g in got}
+    if shared:
+        assert servers == {result["started"]}  # one server, the one started before the fork
+        assert result["after"] and not end["still_running"]
+    else:
+        assert result["started"] is None and len(servers) == 2  # a server per worker

@@ -47,6 +47,25 @@ def test_rows_count_tokens_of_their_texts(rows, optimized_rows):
     assert count_tokens("") == 0 and count_tokens("module") == 1
 
 
+def test_counts_use_tekkens_own_encoding(rows):
+    """The encoding counts are made with is the one ``Tekkenizer.from_file`` builds: the same
+    merge ranks, pattern and (no) special tokens, so the same counts on every text."""
+    from importlib import resources
+
+    from mistral_common.tokens.tokenizers.tekken import Tekkenizer
+
+    from generator.core import tokens
+
+    path = resources.files("mistral_common") / "data" / tokens.TOKENIZER_FILE
+    with resources.as_file(path) as file:
+        tekken = Tekkenizer.from_file(file)._model
+    ours = tokens._encoding()
+    assert ours._mergeable_ranks == tekken._mergeable_ranks and len(ours._mergeable_ranks) > 100_000
+    assert (ours._pat_str, ours._special_tokens, ours.name) == (tekken._pat_str, tekken._special_tokens, tekken.name)
+    for text in [r[column] for r in rows for column in ("python_source", "stablehlo_ir")] + ["<s>[INST] ü 🙂\t\n"]:
+        assert ours.encode_ordinary(text) == tekken.encode_ordinary(text)
+
+
 @pytest.mark.parametrize("name", list(views.VIEWS))
 def test_every_template_counts_prompt_tokens_exactly(rows, optimized_rows, name):
     """A prompt's tokens are its instruction's plus its text's (what lets a build check budgets cheaply)."""

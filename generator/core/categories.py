@@ -12,4 +12,14 @@ from .ops import CATEGORIES as OP_CATEGORIES
 
 CATEGORIES: tuple[str, ...] = OP_CATEGORIES + MODEL_CATEGORIES
 
-__all__ = ["CATEGORIES", "MODEL_CATEGORIES", "OP_CATEGORIES"]
+# Categories whose programs may be lowered on a mesh of host devices (``host_devices > 1``): the
+# multi_device op table and the model families that draw sharded layouts.
+SHARDED_CATEGORIES: tuple[str, ...] = ("multi_device", "transformer", "moe", "recurrent", "train_step")
+
+
+def may_need_host_devices(categories: tuple[str, ...]) -> bool:
+    """Whether a build of ``categories`` may draw programs that need a mesh of host devices."""
+    return any(c in SHARDED_CATEGORIES for c in categories)
+
+
+__all__ = ["CATEGORIES", "MODEL_CATEGORIES", "OP_CATEGORIES", "SHARDED_CATEGORIES", "may_need_host_devices"]

@@ -43,6 +43,7 @@ class Child:
 
     def __init__(self, module: str, env: dict[str, str], *, stderr: IO[str] | None = None):
         self.module = module
+        self.parent_pid = os.getpid()  # a process forked from the parent shares the child but cannot wait for it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", module],
             stdin=subprocess.PIPE,
@@ -55,6 +56,8 @@ class Child:
 
     @property
     def alive(self) -> bool:
+        if os.getpid() != self.parent_pid:
+            return _running(self.proc.pid)
         return self.proc.poll() is None
 
     @property
@@ -74,16 +77,38 @@ class Child:
                     raise TimeoutError(f"{self.module} sent nothing for {timeout:g} s")
         line = self.proc.stdout.readline()
         if not line:
-            self.proc.wait(timeout=30)
+            if os.getpid() == self.parent_pid:
+                self.proc.wait(timeout=30)
             return None
         return json.loads(line)
 
     def close(self) -> None:
+        if os.getpid() != self.parent_pid:  # the parent's to stop: only let go of the pipes
+            for f in (self.proc.stdin, self.proc.stdout):
+                f.close()
+            return
         if self.alive:
             self.proc.kill()
         self.proc.wait()
         for f in (self.proc.stdin, self.proc.stdout):
             f.close()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs (not exited, not a zombie), seen from a process that is not its parent."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the pid exists at all
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
 
 
 def serve(

@@ -6,6 +6,11 @@ cannot lower a program over an 8-device mesh. Such programs go to a lowering ser
 (``python -m generator.runtime.device_server``): one fresh interpreter per process, started
 with the flag, reused for every program.
 
+A build with workers shares one server among them (``shared_with_forked_workers``): it starts
+before the workers are forked, importing JAX while the builder does its own start-up on the
+other core, and each forked worker sends its requests to it, one at a time under a lock they
+share, instead of paying about two seconds of CPU to start a server of its own.
+
 Requests are ``{"source", "function_name", "optimize", "platform", "static_argnums"}`` (the last
 ``None`` for a new program: ``extract_ir``'s rule decides); the answer is ``{"pair": {...}}`` or
 ``{"error": "..."}``.
@@ -13,6 +18,8 @@ Requests are ``{"source", "function_name", "optimize", "platform", "static_argnu
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -25,7 +32,8 @@ if TYPE_CHECKING:
     from ..core.lowering import IRPair
 
 _server: Child | None = None
-_lock = threading.Lock()
+_lock = threading.Lock()  # this process's threads, one request at a time
+_shared_lock = None  # and the processes forked from the one that started a shared server
 
 
 class RemoteLoweringError(RuntimeError):
@@ -68,7 +76,7 @@ def lower_on_host_devices(
     if jax.device_count() >= HOST_DEVICES:
         return lower_source(source, function_name, optimize=optimize, platform=platform, static_argnums=static_argnums)
     global _server
-    with _lock:
+    with _lock, _shared_lock if _shared_lock is not None else contextlib.nullcontext():
         if _server is None or not _server.alive:
             _server = _start_server()
         _server.send(
@@ -86,6 +94,34 @@ def lower_on_host_devices(
     if "error" in msg:
         raise RemoteLoweringError(msg["error"])
     return _pair_from_json(msg["pair"])
+
+
+@contextlib.contextmanager
+def shared_with_forked_workers(needed: bool = True) -> Iterator[None]:
+    """While in the block, this process and every worker forked from it lower multi-device
+    programs on one lowering server, started here (only if ``needed``: the build may draw such
+    programs) and stopped at the end.
+
+    The server starts at once, in the background (``Child`` does not wait for it), so its
+    start-up overlaps whatever this process does next. A worker started by ``spawn`` instead
+    of ``fork`` inherits nothing and starts its own server on first use, as before.
+    """
+    global _server, _shared_lock
+    if not needed or _shared_lock is not None:  # not needed, or already shared by an enclosing block
+        yield
+        return
+    with _lock:
+        if _server is None or not _server.alive:
+            _server = _start_server()
+        server, _shared_lock = _server, multiprocessing.get_context("fork").Lock()
+    try:
+        yield
+    finally:
+        with _lock:
+            _shared_lock = None
+            if _server is server:
+                _server = None
+        server.close()
 
 
 def answer(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
