@@ -35,6 +35,10 @@ def test_every_config_builds(config, cache_dir):
         assert set(ds["train"]["category"]) == {config}
 
 
+# The same rows with num_proc 1 and 2 is checked by the default run elsewhere: test_hub.py's forked
+# workers (matrix, num_proc 1 and 2), test_determinism.py (num_proc=2 against the rows generated in
+# process) and the two num_proc=2 builds below (workers in process and on a shard server).
+@pytest.mark.slow
 def test_rows_identical_whatever_num_proc(cache_dir, tmp_path):
     one = load(cache_dir=cache_dir, num_proc=1)
     two = load(cache_dir=str(tmp_path / "other"), num_proc=2)
@@ -135,19 +139,27 @@ def _build_with_num_proc_2(tmp_path, before: str) -> tuple[str, bool]:
     return done.stdout, marker.exists()
 
 
-def test_num_proc_after_lowering_does_not_hang(tmp_path):
-    """A child forked after the parent lowered a module would hang inside JAX (MLIR's thread pool)."""
-    before = "jax.jit(lambda x: jax.lax.fori_loop(0, 10, lambda i, c: jnp.sin(c) @ c, x)).lower(jnp.ones((64, 64)))"
-    out, used_server = _build_with_num_proc_2(tmp_path, before)
+# A child forked after the parent lowered a module would hang inside JAX (MLIR's thread pool).
+AFTER_LOWERING = "jax.jit(lambda x: jax.lax.fori_loop(0, 10, lambda i, c: jnp.sin(c) @ c, x)).lower(jnp.ones((64, 64)))"
+
+
+@pytest.fixture(scope="module")
+def after_lowering(tmp_path_factory):
+    """One num_proc=2 build after the parent lowered a module (both tests below read it)."""
+    return _build_with_num_proc_2(tmp_path_factory.mktemp("lowered"), AFTER_LOWERING)
+
+
+def test_num_proc_after_lowering_does_not_hang(after_lowering):
+    out, used_server = after_lowering
     assert "rows 8 4" in out
     assert used_server  # JAX had started threads: workers lowered in fresh interpreters
 
 
-def test_num_proc_workers_lower_in_process_when_jax_was_only_imported(tmp_path):
+def test_num_proc_workers_lower_in_process_when_jax_was_only_imported(tmp_path, after_lowering):
     """Importing JAX starts no threads, so forked workers lower in-process: same rows, no server."""
     out, used_server = _build_with_num_proc_2(tmp_path / "imported", "pass")
     assert "rows 8 4" in out and not used_server
-    again, used_server = _build_with_num_proc_2(tmp_path / "lowered", "jax.jit(jnp.sin).lower(jnp.ones(3))")
+    again, used_server = after_lowering
     assert used_server and again == out
 
 

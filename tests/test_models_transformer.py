@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import random
 import re
 
@@ -135,10 +136,10 @@ def test_real_size_lowering_and_validator(name):
     assert {k: v.status.value for k, v in results.items()} == {"reproduce": "pass", "execute": "pass", "iree": "pass"}
 
 
-@pytest.mark.parametrize("style", ["jax", "flax_nnx", "equinox"])
-def test_sharded_programs_carry_their_layout_and_validate_on_8_devices(style):
+@functools.cache
+def _sharded_lowering(style: str):
+    """A sharded lm of ``style``, rendered and lowered on 8 host devices, its layout checked."""
     from generator.runtime.device_server import lower_on_host_devices
-    from generator.tools.validate.runner import RowRunner
 
     spec = _case(
         f"sharded:{style}",
@@ -155,11 +156,28 @@ def test_sharded_programs_carry_their_layout_and_validate_on_8_devices(style):
     assert re.search(r'sdy.sharding = #sdy.sharding<@mesh, \[\{[^]]*\}, \{"model"\}\]>', ir), (
         "a weight split over model"
     )
+    return program, pair
+
+
+@pytest.mark.parametrize("style", ["jax", "flax_nnx", "equinox"])
+def test_sharded_programs_carry_their_layout(style):
+    _sharded_lowering(style)
+
+
+# The validator's 8-device child runs a row the same way whatever its style: one style by default,
+# the others with the slow tests (every style's sharded lowering is checked above).
+@pytest.mark.parametrize(
+    "style", ["jax", pytest.param("flax_nnx", marks=pytest.mark.slow), pytest.param("equinox", marks=pytest.mark.slow)]
+)
+def test_sharded_programs_validate_on_8_devices(style):
+    from generator.tools.validate.runner import RowRunner
+
+    program, pair = _sharded_lowering(style)
     row = {
         "category": CATEGORY,
         "python_source": program.source,
         "function_name": program.function_name,
-        "stablehlo_ir": ir,
+        "stablehlo_ir": pair.stablehlo_ir,
         "jax_version": lowering.JAX_VERSION,
         "lowering": lowering.lowering_method(8, static_argnums=pair.static_argnums),  # as the row would say
     }
