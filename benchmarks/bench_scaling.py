@@ -13,8 +13,9 @@ of them in validation and as many in test... exactly ``sizes_for``), the bench r
 - the Ray runner (``generator.tools.distributed.generate_with_ray``) on a local cluster of two
   nodes of one CPU each (``generator.tools.localcluster``), at the sizes of ``--ray-sizes``;
 - the floor, in this process, on evenly spaced shards of the same build's plan holding at least
-  ``--floor-programs`` rows (every row of a small build): each IR the floor makes must equal the
-  row's (so it lowers the very programs the builds made), and its rate is pairs over seconds.
+  ``--floor-programs`` rows (every row of a small build), half of them before the builds and half
+  after (the machine's speed drifts): each IR the floor makes must equal the row's (so it lowers
+  the very programs the builds made), and its rate is pairs over seconds.
 
 Each build's share of the bound is its pairs/second over twice the floor's; the targets (every
 core busy, at every size): ``num_proc=2`` at least 0.8 at about 300 rows and 0.9 from 2,000 up, 1.8 times ``num_proc=1``, the Ray runner at least 0.85. Every build must make the
@@ -204,23 +205,33 @@ def ray_build(config, total: int, seed: int, cluster) -> dict:
 # ---------------------------------------------------------------- the floor
 
 
-def floor(config, total: int, seed: int, programs: int) -> dict:
-    """JAX's floor rate on evenly spaced shards of the build's own plan (at least ``programs`` rows)."""
-    tasks = evenly_spaced(plan_for(config, total, seed), programs)
-    print(f"  floor on {sum(t.num_rows for t in tasks)} of {total} programs ...", flush=True)
-    inproc = InProcess(tasks, seed + 1, config, methods=("floor",))
-    try:
-        inproc.run_until(len(tasks))
-    finally:
-        inproc.close()
-    result = inproc.result()
-    return {
-        "programs": result["method_programs"]["floor"],
-        "seconds": result["seconds"]["floor"],
-        "pairs_per_second": result["pairs_per_second"]["floor"],
-        "pipeline_pairs_per_second": result["pairs_per_second"]["pipeline"],
-        "ids": inproc.ids,
-    }
+class Floor:
+    """JAX's floor rate on evenly spaced shards of the build's own plan (at least ``programs`` rows),
+    lowered in two halves: one before the builds and one after, so that a drift of the machine's
+    speed during the builds weighs on the floor as on them (this machine's speed varies by a
+    fifth from one quarter of an hour to the next)."""
+
+    def __init__(self, config, total: int, seed: int, programs: int):
+        self.tasks = evenly_spaced(plan_for(config, total, seed), programs)
+        self.total = total
+        self.inproc = InProcess(self.tasks, seed + 1, config, methods=("floor",))
+
+    def run(self, half: int) -> None:
+        """Lower the first half of the shards (``half=1``) or the rest (``half=2``)."""
+        rows = sum(t.num_rows for t in self.tasks)
+        print(f"  floor on {rows} of {self.total} programs, half {half} ...", flush=True)
+        self.inproc.run_until(len(self.tasks) // 2 if half == 1 else len(self.tasks))
+
+    def result(self) -> dict:
+        self.inproc.close()
+        result = self.inproc.result()
+        return {
+            "programs": result["method_programs"]["floor"],
+            "seconds": result["seconds"]["floor"],
+            "pairs_per_second": result["pairs_per_second"]["floor"],
+            "pipeline_pairs_per_second": result["pairs_per_second"]["pipeline"],
+            "ids": self.inproc.ids,
+        }
 
 
 # ---------------------------------------------------------------- report
@@ -395,6 +406,8 @@ def measure(config, total: int, args: argparse.Namespace, cluster_of) -> dict:
     """One (config, size): its builds, checked to make the same rows, and the floor on their programs."""
     name = config.name
     runs: dict[str, list[dict]] = {"np2": [], "np1": [], "ray": []}
+    floor = Floor(config, total, args.seed, args.floor_programs)
+    floor.run(half=1)
     if total in args.size_map[name]:
         for key in scaling_order(max(1, args.rounds)):
             if key == "np2" or total <= args.np1_up_to:
@@ -406,7 +419,8 @@ def measure(config, total: int, args: argparse.Namespace, cluster_of) -> dict:
         raise AssertionError(
             f"{name} {total}: the builds made different rows ({sorted({b['ids_sha256'] for b in done})})"
         )
-    lowered = floor(config, total, args.seed, args.floor_programs)
+    floor.run(half=2)
+    lowered = floor.result()
     built = next((b["ids"] for b in done if "ids" in b), None)
     if built is not None and not set(lowered.pop("ids")) <= set(built):
         raise AssertionError(f"{name} {total}: the floor lowered programs the builds did not make")

@@ -55,6 +55,30 @@ def test_readme_fields_are_the_builders_fields():
     assert documented == {f.name for f in dataclasses.fields(BuildOptions)}
 
 
+def test_readme_cost_table_is_the_cards():
+    """README's "What a million rows costs" shows the table the card renders from
+    dataset_card/costs.json for this version (or says it was not measured)."""
+    import jinja2
+
+    from generator import __version__
+    from generator.tools.hub.card import CARD_TEMPLATE, load_costs
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## What a million rows costs") :]
+    section = section[: section.index("\n## ", 1)]
+    costs = load_costs(__version__)
+    if costs is None:
+        assert "not measured" in section
+        return
+    template = CARD_TEMPLATE.read_text()
+    card = template[template.index("## What a million rows costs") : template.index("## Limitations")]
+    table = [line for line in jinja2.Template(card).render(costs=costs).splitlines() if line.startswith("|")]
+    assert len(table) == 2 + len(costs["costs"])
+    assert all(line in section for line in table), (
+        "README's cost table differs from the card's (dataset_card/costs.json)"
+    )
+
+
 def test_documented_links_resolve():
     for path in DOCS:
         for target in re.findall(r"\]\(([^)#:]+)(?:#[^)]*)?\)", path.read_text()):
