@@ -216,6 +216,10 @@ def test_card_numbers_come_from_the_staged_data(staged):
     for cat in {r["category"] for r in balanced} & set(MODEL_CATEGORIES):
         rows = [r for r in balanced if r["category"] == cat]
         assert f"{cat} {sum(1 for r in rows if r['mesh'])} of {len(rows)}" in text, cat
+    # a build starts its shared lowering server ahead only for categories that may be sharded
+    from generator.core.categories import SHARDED_CATEGORIES
+
+    assert {r["category"] for r in balanced if r["mesh"]} <= set(SHARDED_CATEGORIES)
     # the model families' growth (dataset_card/diversity.json) is on the card of its version
     from generator.tools.hub.card import load_diversity
 
