@@ -83,10 +83,6 @@ class Child:
         return json.loads(line)
 
     def close(self) -> None:
-        if os.getpid() != self.parent_pid:  # the parent's to stop: only let go of the pipes
-            for f in (self.proc.stdin, self.proc.stdout):
-                f.close()
-            return
         if self.alive:
             self.proc.kill()
         self.proc.wait()
