@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,10 +52,10 @@ from bench_throughput import (  # noqa: E402
     ROOT,
     SCRIPT,
     InProcess,
-    PeakMemory,
     bench_config,
     ids_digest,
     machine_info,
+    run_child,
     scaling_order,
     select_configs,
 )
@@ -166,27 +165,11 @@ def _ray_child(request: dict) -> None:
 
 def _run_child(kind: str, request: dict, env: dict | None = None) -> dict:
     """A build in a fresh interpreter with its own HF home; with its process tree's peak RSS and CPU seconds."""
-    import resource
-
-    with tempfile.TemporaryDirectory() as home:
-        env = {
-            **(env or os.environ),
-            "HF_HOME": home,
-            "HF_DATASETS_TRUST_REMOTE_CODE": "1",
-            "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
-        }
-        cmd = [sys.executable, str(Path(__file__).resolve()), f"--{kind}-child", json.dumps(request)]
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        with PeakMemory(proc.pid) as mem:
-            out, err = proc.communicate()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{kind} build {request} failed:\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
+    run = run_child(Path(__file__), [f"--{kind}-child", json.dumps(request)], f"{kind} build {request}", env)
+    result = run.result
     result["pairs_per_second"] = result["rows"] / result["seconds"]
-    result["cpu_seconds"] = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
-    result["peak_rss_mb"] = max(mem.peaks.values(), default=None)
+    result["cpu_seconds"] = run.cpu_seconds
+    result["peak_rss_mb"] = max(run.memory.peaks.values(), default=None)
     return result
 
 

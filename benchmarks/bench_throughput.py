@@ -731,21 +731,30 @@ def _builder_child(rows: int, num_proc: int, rows_per_shard: int, seed: int, con
     print(json.dumps({**out, "code_fingerprint": generator.code_fingerprint()}))
 
 
-def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, config: BenchConfig) -> dict:
-    """(d): one build of ``config`` in a fresh interpreter with its own HF cache; peak RSS per process.
+@dataclass
+class ChildRun:
+    """One build run in a fresh interpreter: the JSON line it printed last, its wall seconds, the
+    CPU seconds of its whole process tree and each process's peak RSS."""
 
-    Also the CPU seconds of the whole process tree: on a shared machine, ``cpu_seconds /
-    build_seconds`` shows how many cores the build actually got.
-    """
+    result: dict
+    wall: float
+    cpu_seconds: float
+    pid: int
+    memory: PeakMemory
+
+
+def run_child(script: Path, args: list[str], what: str, env: dict | None = None) -> ChildRun:
+    """``python script *args`` in a fresh interpreter with its own HF home (so its own cache);
+    ``what`` names the build in the error if it fails. ``env``: the environment to start from
+    (this process's by default)."""
     with tempfile.TemporaryDirectory() as home:
         env = {
-            **os.environ,
+            **(env or os.environ),
             "HF_HOME": home,
             "HF_DATASETS_TRUST_REMOTE_CODE": "1",
             "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
         }
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--builder-child", str(rows), str(num_proc)]
-        cmd += [str(rows_per_shard), str(seed), config.name, ",".join(config.builder_kwargs().get("categories", ()))]
+        cmd = [sys.executable, str(Path(script).resolve()), *args]
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t = time.perf_counter()
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -754,9 +763,22 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, conf
         wall = time.perf_counter() - t
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"builder run ({config.label}, rows={rows}, num_proc={num_proc}) failed:\n{err[-3000:]}")
-    result = json.loads(out.strip().splitlines()[-1])
-    workers = [v for pid, v in mem.peaks.items() if pid != proc.pid]
+        raise RuntimeError(f"{what} failed:\n{err[-3000:]}")
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return ChildRun(json.loads(out.strip().splitlines()[-1]), wall, cpu, proc.pid, mem)
+
+
+def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, config: BenchConfig) -> dict:
+    """(d): one build of ``config`` in a fresh interpreter with its own HF cache; peak RSS per process.
+
+    Also the CPU seconds of the whole process tree: on a shared machine, ``cpu_seconds /
+    build_seconds`` shows how many cores the build actually got.
+    """
+    args = ["--builder-child", str(rows), str(num_proc), str(rows_per_shard), str(seed), config.name]
+    args.append(",".join(config.builder_kwargs().get("categories", ())))
+    run = run_child(Path(__file__), args, f"builder run ({config.label}, rows={rows}, num_proc={num_proc})")
+    result, mem = run.result, run.memory
+    workers = [v for pid, v in mem.peaks.items() if pid != run.pid]
     return {
         "config": config.label,
         "num_proc": num_proc,
@@ -766,14 +788,14 @@ def bench_builder(rows: int, num_proc: int, rows_per_shard: int, seed: int, conf
         "ids": result["ids"],  # dropped once checked (``run_section``)
         "code_fingerprint": result["code_fingerprint"],
         "build_seconds": result["seconds"],
-        "process_seconds": wall,
-        "cpu_seconds": (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime),
+        "process_seconds": run.wall,
+        "cpu_seconds": run.cpu_seconds,
         "rows_per_shard": rows_per_shard,
         "pairs_per_second": result["rows"] / result["seconds"],
         "ir_lines_per_second": result["ir_lines"] / result["seconds"],
-        "main_peak_rss_mb": mem.peaks.get(proc.pid),
+        "main_peak_rss_mb": mem.peaks.get(run.pid),
         # with num_proc=1 the main process is the only worker
-        "worker_peak_rss_mb": max(workers) if workers else mem.peaks.get(proc.pid),
+        "worker_peak_rss_mb": max(workers) if workers else mem.peaks.get(run.pid),
         "worker_peaks_mb": sorted(round(v, 1) for v in workers),
         "worker_rss_timeline_mb": mem.timeline,
         "worker_rss_halves_mb": _halves(mem.timeline),
