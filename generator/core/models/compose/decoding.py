@@ -22,7 +22,7 @@ from ..base import BATCH_SIZES, SEQ_LENS, VOCAB_SIZES, ModelProgram, batch_size,
 from . import grammar, sampling
 from .blocks import LAYER_NORM, RMS_NORM, ROPE_APPLY, attend_helper, attention_block, layer_block
 from .emit import Block, Dense, Emitter, Idioms, Norm, Param, Stack, _split_call
-from .render import _all_blocks, _imports, _module_doc
+from .render import all_blocks, module_doc, module_imports
 from .spec import Architecture, Attention, ModelSpec, Sizes
 
 CATEGORY = "decoding"
@@ -866,12 +866,12 @@ def render(spec: DecodingSpec) -> ModelProgram:
     if spec.arch is None:
         parts += sampling.helpers(spec.task.sampler, spec.task.repetition_penalty, spec.task.frequency_penalty)
         args, lines, returns, doc = _sample_entry(spec)
-        module_doc = f'"""Choosing the next token from a language model\'s logits by {sampling.SAMPLER_DOCS[spec.task.sampler]}."""\n'
+        header = f'"""Choosing the next token from a language model\'s logits by {sampling.SAMPLER_DOCS[spec.task.sampler]}."""\n'
     else:
         model = spec.model
         emitter = Emitter(spec.style, Idioms(spec.library_layers, spec.einsum), spec.config_name)
         top = cached_model_block(spec)
-        blocks = _all_blocks(top)
+        blocks = all_blocks(top)
         hand_written = not emitter.library and any(isinstance(c, Norm) for b in blocks for c in b.children)
         parts += model_helpers(spec, hand_written)
         for block in blocks:
@@ -883,7 +883,7 @@ def render(spec: DecodingSpec) -> ModelProgram:
         entry = _step_entry if spec.task.variant in ("decode_step", "prefill") else _generate_entry
         args, lines, returns, doc = entry(spec, w)
         lines = w.prologue + lines
-        module_doc = _module_doc(model).replace(
+        header = module_doc(model).replace(
             "A decoder-only language model", VARIANT_DOCS[spec.task.variant] + " of a decoder-only language model", 1
         )
     uses_config = "config" in "\n".join(lines)
@@ -894,7 +894,7 @@ def render(spec: DecodingSpec) -> ModelProgram:
     parts.append(f"def {spec.function_name}({signature}) -> {returns}:\n{docstring}\n{body}\n")
     parts.append(_example(spec, args, w, uses_config))
     text = "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec), *parts])
-    source = module_doc + "\n" + _imports(text, spec) + "\n\n" + text
+    source = header + "\n" + module_imports(text, spec.style) + "\n\n" + text
     transforms = [t for t, needle in TRANSFORMS if needle in source]
     return ModelProgram(CATEGORY, spec.style, spec.function_name, source, tuple(transforms))
 

@@ -264,7 +264,7 @@ class Emitter:
         if isinstance(child, (Conv, GroupNorm)):
             return self._vision_call(child, args)
         if self.style == "jax":
-            config = ", config" if _needs_config(child) else ""
+            config = ", config" if reads_config(child) else ""
             return f"{child.fn}({self.param(name)}, {args}{config})"
         return f"self.{name}({args})"
 
@@ -280,7 +280,7 @@ class Emitter:
         if aux is not None and aux in [a.strip() for a in rest.split(",")]:
             return self.threaded_stack_call(stack, pad, carry, aux, rest)
         extra = (", " + rest) if rest else ""
-        config = ", config" if (self.style == "jax" and _needs_config(stack.block)) else ""
+        config = ", config" if (self.style == "jax" and reads_config(stack.block)) else ""
         if self.style == "jax":
             apply = f"{stack.block.fn}(layer_params, {carry}{extra}{config})"
         else:
@@ -342,7 +342,7 @@ class Emitter:
         (a list over the layers, or stacked along a leading axis and scanned with the layers)."""
         per_layer = f"layer_{state}"
         args = ", ".join(per_layer if a.strip() == state else a.strip() for a in rest.split(","))
-        config = ", config" if (self.style == "jax" and _needs_config(stack.block)) else ""
+        config = ", config" if (self.style == "jax" and reads_config(stack.block)) else ""
         layer = "layer_params" if self.style == "jax" else "layer"
         apply = (
             f"{stack.block.fn}(layer_params, {carry}, {args}{config})"
@@ -456,7 +456,7 @@ class Emitter:
             *("    " + e for e in entries),
             "    }",
         ]
-        config = f", config: {self.config_name}" if _needs_config(block) else ""
+        config = f", config: {self.config_name}" if reads_config(block) else ""
         args = self._signature(block)
         apply = [
             f"def {block.fn}(params: dict, {args}{config}) -> {block.returns}:",
@@ -651,10 +651,11 @@ def _init_params(block: Block) -> str:
     return "".join(f", {a}: int" for a in block.init_args)
 
 
-def _needs_config(block: Block) -> bool:
+def reads_config(block: Block) -> bool:
+    """Whether ``block``, or a block under it, reads ``config``: its body does, or it holds a norm."""
     return "config." in block.body or any(
-        (isinstance(c, Block) and _needs_config(c))
-        or (isinstance(c, Stack) and _needs_config(c.block))
+        (isinstance(c, Block) and reads_config(c))
+        or (isinstance(c, Stack) and reads_config(c.block))
         or isinstance(c, (Norm, GroupNorm))
         for c in block.children
     )

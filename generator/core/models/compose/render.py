@@ -4,6 +4,7 @@ blocks it uses, the jitted function and ``example_args()``). No randomness."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from ..base import ModelProgram, config_class
 from .blocks import helpers, layer_args, layer_block, mask_lines, mlp_block, model_block, moe_helpers
@@ -35,13 +36,13 @@ def _tuple(names: tuple[str, ...]) -> str:
     return "(" + ", ".join(f'"{n}"' for n in names) + ("," if len(names) == 1 else "") + ")"
 
 
-def _all_blocks(block: Block) -> list[Block]:
+def all_blocks(block: Block) -> list[Block]:
     """``block`` and the blocks under it, children first, each class once."""
     out: list[Block] = []
     for child in block.children:
         inner = child.block if isinstance(child, Stack) else child
         if isinstance(inner, Block):
-            out += _all_blocks(inner)
+            out += all_blocks(inner)
     out.append(block)
     seen: dict[str, Block] = {}
     for b in out:
@@ -247,17 +248,18 @@ def _entry(spec: ModelSpec, top: Block) -> tuple[str, str]:
     return function, example + "\n"
 
 
-def _imports(body: str, spec: ModelSpec) -> str:
+def module_imports(body: str, style: str) -> str:
+    """The import lines a model program's ``body`` needs, written in ``style``."""
     lines = ["import dataclasses"]
     if "functools." in body:
         lines.append("import functools")
     if "math." in body:
         lines.append("import math")
     lines.append("")
-    if spec.style == "equinox":
+    if style == "equinox":
         lines.append("import equinox as eqx")
     lines += ["import jax", "import jax.numpy as jnp"]
-    if spec.style == "flax_nnx":
+    if style == "flax_nnx":
         lines.append("from flax import nnx")
     if re.search(r"(?<![\w.])lax\.", body):
         lines.append("from jax import lax")
@@ -308,7 +310,8 @@ def _recurrent_doc(spec: ModelSpec) -> str:
     return f"{article} {cell} {what}" + (f" ({', '.join(extra)})" if extra else "")
 
 
-def _module_doc(spec: ModelSpec) -> str:
+def module_doc(spec: ModelSpec) -> str:
+    """The module docstring of ``spec``'s program: what the model is, in one sentence."""
     arch = spec.arch
     layer, attention = arch.layer, arch.layer.attention
     layout = f", {LAYOUT_NAMES[arch.sharding]} on a mesh of {HOST_DEVICES} devices" if arch.sharding != "none" else ""
@@ -363,7 +366,21 @@ def _module_doc(spec: ModelSpec) -> str:
     return f'"""{what} in {STYLE_NAMES[spec.style]}{layout}: {", ".join(parts)}."""\n'
 
 
-def render(spec: ModelSpec) -> ModelProgram:
+@dataclass(frozen=True)
+class ModelCode:
+    """A model's code, before what a program does with it (its entry point and ``example_args``):
+    what ``render``, the vision renderer and the training step share."""
+
+    doc: str  # the module docstring
+    config: str  # the config dataclass
+    layout: tuple[str, ...]  # a sharded model's mesh and its parameters' layouts (none on one device)
+    code: tuple[str, ...]  # the helpers, then the blocks, the model's own last
+    top: Block
+
+
+def model_code(spec: ModelSpec) -> ModelCode:
+    """The code of ``spec``'s model (in plain JAX the model is a pair of functions,
+    ``init_params`` and ``spec.function_name``)."""
     arch = spec.arch
     sharded = arch.sharding != "none"
     axes, rules = LAYOUTS[arch.sharding] if sharded else ((), {})
@@ -377,31 +394,40 @@ def render(spec: ModelSpec) -> ModelProgram:
         top = moe_block(moe, mlp_block(arch.layer.mlp) if moe.shared_expert else None)
     else:
         top = model_block(arch, spec.model_name)
-    blocks = _all_blocks(top)
+    blocks = all_blocks(top)
     hand_written_norms = not emitter.library and any(isinstance(c, Norm) for b in blocks for c in b.children)
-    parts = []
+    layout = []
     if sharded:
         shape = ", ".join(str(n) for n in spec.sizes.mesh_shape)
         types = ", ".join(["AxisType.Auto"] * len(axes))
-        parts.append(
+        layout.append(
             f"MESH = jax.make_mesh(({shape}{',' if len(axes) == 1 else ''}), {_tuple(axes)}, axis_types=({types}{',' if len(axes) == 1 else ''}))\n"
         )
         if spec.style != "flax_nnx":
-            parts.append(_param_specs(emitter, blocks))
-    parts += helpers(spec, hand_written_norms) + moe_helpers(spec)
+            layout.append(_param_specs(emitter, blocks))
+    code = helpers(spec, hand_written_norms) + moe_helpers(spec)
     for block in blocks:
         if block is top and spec.style == "jax" and arch.task != "block":  # the model is the function
             text = emitter.emit(block).replace(f"def init_{block.fn}(", "def init_params(", 1)
             text = text.replace(f"def {block.fn}(", f"def {spec.function_name}(", 1)
-            parts.append(text)
+            code.append(text)
         else:
-            parts.append(emitter.emit(block))
-    function, example = _entry(spec, top)
+            code.append(emitter.emit(block))
+    return ModelCode(module_doc(spec), _config(spec), tuple(layout), tuple(code), top)
+
+
+def render(spec: ModelSpec) -> ModelProgram:
+    arch = spec.arch
+    sharded = arch.sharding != "none"
+    axes = LAYOUTS[arch.sharding][0] if sharded else ()
+    model = model_code(spec)
+    parts = [*model.layout, *model.code]
+    function, example = _entry(spec, model.top)
     if function:
         parts.append(function)
     parts.append(example)
-    body = "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec), *parts])
-    source = _module_doc(spec) + "\n" + _imports(body, spec) + "\n\n" + body
+    body = "\n\n".join(p.rstrip("\n") + "\n" for p in [model.config, *parts])
+    source = model.doc + "\n" + module_imports(body, spec.style) + "\n\n" + body
     transforms = []
     if "lax.scan" in source:
         transforms.append("scan")

@@ -26,9 +26,8 @@ from dataclasses import dataclass
 
 from ..base import ModelProgram, pick
 from . import grammar, optim, render, vision
-from .blocks import helpers, model_block, moe_helpers
-from .conv import Layout, VisionSpec, classifier_block, unet_block
-from .emit import Block, Emitter, GroupNorm, Idioms, Norm, _needs_config
+from .conv import VisionSpec
+from .emit import Block, reads_config
 from .moe import DROPPING
 from .spec import ModelSpec
 
@@ -217,55 +216,24 @@ def sample(rng: random.Random, category: str = "train_step") -> TrainSpec:
 # --- the model, written by the block library ----------------------------------------------------
 
 
+# An optimizer state's layout on the mesh (after the parameters' layouts of a sharded model).
+STATE_SHARDING = (
+    "def state_sharding(path, x) -> NamedSharding:\n"
+    '    """An optimizer state\'s layout: a moment shaped like its parameter is laid out like it."""\n'
+    '    name = getattr(path[-1], "key", None) if path else None\n'
+    "    if name in PARAM_SPECS and x.ndim >= len(PARAM_SPECS[name]):\n"
+    "        return param_sharding(path, x)\n"
+    "    return NamedSharding(MESH, P())\n"
+)
+
+
 def _model_parts(model: ModelSpec | VisionSpec) -> tuple[str, str, list[str], Block]:
-    """The model's module docstring text, config class, helpers and blocks (no entry point)."""
-    style = model.style
-    if isinstance(model, VisionSpec):
-        emitter = Emitter(style, Idioms(model.library_layers, model.einsum), model.config_name)
-        layout = Layout(style != "equinox")
-        make = unet_block if model.arch.net == "unet" else classifier_block
-        top = make(model.arch, layout, model.model_name)
-        blocks = render._all_blocks(top)
-        grouped = any(isinstance(c, GroupNorm) for c in vision._leaves(blocks))
-        parts = vision._helpers(model, blocks, emitter.library)
-        config, doc = vision._config(model, grouped), vision._module_doc(model)
-    else:
-        sharded = model.arch.sharding != "none"
-        axes, rules = render.LAYOUTS[model.arch.sharding] if sharded else ((), None)
-        emitter = Emitter(style, Idioms(model.library_layers, model.einsum, rules), model.config_name)
-        top = model_block(model.arch, model.model_name)
-        blocks = render._all_blocks(top)
-        norms = not emitter.library and any(isinstance(c, Norm) for b in blocks for c in b.children)
-        parts = _mesh(model, emitter, blocks, axes) if sharded else []
-        parts += helpers(model, norms) + moe_helpers(model)
-        config, doc = render._config(model), render._module_doc(model)
-    for block in blocks:
-        text = emitter.emit(block)
-        if block is top and style == "jax":  # the model is a pair of functions
-            text = text.replace(f"def init_{block.fn}(", "def init_params(", 1)
-            text = text.replace(f"def {block.fn}(", f"def {model.function_name}(", 1)
-        parts.append(text)
-    return doc.strip().strip('"').rstrip("."), config, parts, top
-
-
-def _mesh(model: ModelSpec, emitter: Emitter, blocks: list[Block], axes: tuple[str, ...]) -> list[str]:
-    """The mesh, each parameter's layout on it, and the layout of optimizer states (those shaped
-    like a parameter follow it; counters and factored moments are replicated)."""
-    shape = ", ".join(str(n) for n in model.sizes.mesh_shape) + ("," if len(axes) == 1 else "")
-    types = ", ".join(["AxisType.Auto"] * len(axes)) + ("," if len(axes) == 1 else "")
-    state = (
-        "def state_sharding(path, x) -> NamedSharding:\n"
-        '    """An optimizer state\'s layout: a moment shaped like its parameter is laid out like it."""\n'
-        '    name = getattr(path[-1], "key", None) if path else None\n'
-        "    if name in PARAM_SPECS and x.ndim >= len(PARAM_SPECS[name]):\n"
-        "        return param_sharding(path, x)\n"
-        "    return NamedSharding(MESH, P())\n"
-    )
-    return [
-        f"MESH = jax.make_mesh(({shape}), {render._tuple(axes)}, axis_types=({types}))\n",
-        render._param_specs(emitter, blocks),
-        state,
-    ]
+    """The model's module docstring text, config class, helpers and blocks (no entry point);
+    a sharded model's mesh and layouts first, optimizer states' included (counters and
+    factored moments are replicated)."""
+    code = vision.model_code(model) if isinstance(model, VisionSpec) else render.model_code(model)
+    parts = [*code.layout, STATE_SHARDING, *code.code] if code.layout else list(code.code)
+    return code.doc.strip().strip('"').rstrip("."), code.config, parts, code.top
 
 
 def _config(spec: TrainSpec, model_config: str) -> str:
@@ -615,7 +583,7 @@ def _module_doc(spec: TrainSpec, model_doc: str) -> str:
 def render_train_step(spec: TrainSpec) -> ModelProgram:
     """The program of ``spec`` (no random draws)."""
     model_doc, model_config, parts, top = _model_parts(spec.model)
-    needs_config = _needs_config(top)
+    needs_config = reads_config(top)
     t = spec.training
     b2 = 0.95 if t.objective == "next_token" else 0.999
     parts.append(
@@ -635,7 +603,7 @@ def render_train_step(spec: TrainSpec) -> ModelProgram:
         parts.append(f"config = {spec.model.config_name}(){optimizer}\n")
     parts += [step, example]
     body = "\n\n".join(p.rstrip("\n") + "\n" for p in [_config(spec, model_config), *parts])
-    imports = render._imports(body, spec.model).replace(
+    imports = render.module_imports(body, spec.model.style).replace(
         "import jax.numpy as jnp\n", "import jax.numpy as jnp\nimport optax\n"
     )
     source = _module_doc(spec, model_doc) + "\n" + imports + "\n\n" + body

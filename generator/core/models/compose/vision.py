@@ -23,7 +23,7 @@ from .conv import (
 )
 from .emit import Block, Conv, Emitter, GroupNorm, Idioms, Norm, Stack
 from .grammar import CHECKPOINT_POLICIES
-from .render import STYLE_NAMES, _all_blocks, _imports
+from .render import STYLE_NAMES, ModelCode, all_blocks, module_imports
 from .spec import Attention, Layer, Mlp
 
 UNET_MULTS = ((1, 2), (1, 2, 2), (1, 2, 4), (1, 1, 2), (1, 2, 3), (1, 2, 2, 2), (1, 2, 3, 4), (1, 1, 2, 2))
@@ -427,7 +427,9 @@ def _module_doc(spec: VisionSpec) -> str:
     return f'"""{what} in {STYLE_NAMES[spec.style]}: {", ".join(parts)}."""\n'
 
 
-def render(spec: VisionSpec) -> ModelProgram:
+def model_code(spec: VisionSpec) -> ModelCode:
+    """The code of ``spec``'s network (in plain JAX a pair of functions, ``init_params`` and
+    ``spec.function_name``)."""
     emitter = Emitter(spec.style, Idioms(spec.library_layers, spec.einsum), spec.config_name)
     L = Layout(spec.style != "equinox")
     top = (
@@ -435,22 +437,27 @@ def render(spec: VisionSpec) -> ModelProgram:
         if spec.arch.net == "unet"
         else classifier_block(spec.arch, L, spec.model_name)
     )
-    blocks = _all_blocks(top)
+    blocks = all_blocks(top)
     grouped = any(isinstance(c, GroupNorm) for c in _leaves(blocks))
-    parts = _helpers(spec, blocks, emitter.library)
+    code = _helpers(spec, blocks, emitter.library)
     for block in blocks:
         text = emitter.emit(block)
         if block is top and spec.style == "jax":
             text = text.replace(f"def init_{block.fn}(", "def init_params(", 1)
             text = text.replace(f"def {block.fn}(", f"def {spec.function_name}(", 1)
-        parts.append(text)
-    function, example = _entry(spec, top)
+        code.append(text)
+    return ModelCode(_module_doc(spec), _config(spec, grouped), (), tuple(code), top)
+
+
+def render(spec: VisionSpec) -> ModelProgram:
+    model = model_code(spec)
+    parts = list(model.code)
+    function, example = _entry(spec, model.top)
     if function:
         parts.append(function)
     parts.append(example)
-    chunks = [_config(spec, grouped), *parts]
-    body = "\n\n".join(p.rstrip("\n") + "\n" for p in chunks)
-    source = _module_doc(spec) + "\n" + _imports(body, spec) + "\n\n" + body
+    body = "\n\n".join(p.rstrip("\n") + "\n" for p in [model.config, *parts])
+    source = model.doc + "\n" + module_imports(body, spec.style) + "\n\n" + body
     transforms = [t for t, mark in (("scan", "lax.scan"), ("checkpoint", "jax.checkpoint")) if mark in source]
     if "jax.vmap" in source or "eqx.filter_vmap" in source or "nnx.vmap" in source:
         transforms.append("vmap")
