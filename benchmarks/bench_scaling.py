@@ -40,6 +40,7 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import sys
 import tempfile
 import time
@@ -439,6 +440,20 @@ def run(args: argparse.Namespace) -> dict[str, list[dict]]:
     return sections
 
 
+def measurement_command(argv: list[str]) -> str:
+    """The command that measured, as a shell runs it, without where it wrote its results (the
+    card shows it: a path of the measuring machine says nothing to a reader)."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ("--output", "--card-json"):
+            skip = True
+        elif not arg.startswith(("--output=", "--card-json=")):
+            kept.append(arg)
+    return shlex.join(["python", "benchmarks/bench_scaling.py", *kept])
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["--build-child"], ["--ray-child"]):
@@ -455,7 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + table + "\n\nWhat a million rows costs:\n" + cost_text, flush=True)
     result = {
         "started": started,
-        "command": "python benchmarks/bench_scaling.py " + " ".join(argv),
+        "command": measurement_command(argv),
         "machine": machine_info(load_before),
         "targets": TARGETS,
         "sections": sections,
