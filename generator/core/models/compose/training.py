@@ -232,6 +232,7 @@ def _model_parts(model: ModelSpec | VisionSpec) -> tuple[str, str, list[str], Bl
     a sharded model's mesh and layouts first, optimizer states' included (counters and
     factored moments are replicated)."""
     code = vision.model_code(model) if isinstance(model, VisionSpec) else render.model_code(model)
+    # Only plain-JAX train steps are sharded (``sample``), and their layout defines PARAM_SPECS.
     parts = [*code.layout, STATE_SHARDING, *code.code] if code.layout else list(code.code)
     return code.doc.strip().strip('"').rstrip("."), code.config, parts, code.top
 
