@@ -92,13 +92,13 @@ def test_rounds_pool_to_total_rows_over_total_seconds():
     assert pooled["pairs_per_second"] == 5.0 and pooled["rounds"] == 2 and pooled["ir_tokens"] == 12
 
 
-@pytest.mark.slow
 def test_the_recorded_command_runs_in_a_shell_and_names_no_output_path():
     argv = ["--sizes", "balanced=20000;models=2000", "--output", "/some/where.json", "--card-json=/x/costs.json"]
     command = scaling.measurement_command([*argv, "--ray-sizes", ""])
     assert command == "python benchmarks/bench_scaling.py --sizes 'balanced=20000;models=2000' --ray-sizes ''"
 
 
+@pytest.mark.slow
 def test_scaling_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     out = tmp_path / "scaling.json"
     cmd = [sys.executable, str(ROOT / "benchmarks" / "bench_scaling.py"), "--configs", "arithmetic"]
