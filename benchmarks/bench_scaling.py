@@ -21,6 +21,12 @@ Each build's share of the bound is its pairs/second over twice the floor's; the 
 core busy, at every size): ``num_proc=2`` at least 0.8 at about 300 rows and 0.9 from 2,000 up, 1.8 times ``num_proc=1``, the Ray runner at least 0.85. Every build must make the
 same rows (the ids' digest), and the Ray build's Parquet gives bytes per row.
 
+Beside the checks, the table tells scheduling from per-row work: ``pipeline/floor`` is the
+in-process pipeline's cost per pair over the floor's (executing the source, drawing, token
+counts and building the row, which no schedule wins back: a share of two floors is at most its
+inverse), ``of two pipelines`` is ``num_proc=2``'s rate over twice the pipeline's (its parallel
+efficiency), and ``cores busy`` the CPU-seconds of its process tree over its wall seconds.
+
 What a million rows costs (``cost_table``): per config, from its largest ``num_proc=2`` build,
 pairs/second and IR tokens/second per core (half the build's rate), bytes per row (Parquet, the
 files the Hub gets: written from the build after timing, or the Ray build's own), and from those,
@@ -229,9 +235,19 @@ def summarize(entry: dict) -> dict:
     """Shares of the two-core bound and the checks of one (config, size)."""
     bound = 2 * entry["floor"]["pairs_per_second"]
     out: dict[str, Any] = {"two_core_bound": bound, "checks": {}}
+    # Reported beside the checks, to tell scheduling from per-row work: the in-process pipeline's
+    # cost per pair over the floor's (what no schedule can win back), num_proc=2's rate over two
+    # pipelines' (its parallel efficiency) and the cores its process tree kept busy.
+    pipeline = entry["floor"].get("pipeline_pairs_per_second")
+    if pipeline:
+        out["pipeline_over_floor"] = entry["floor"]["pairs_per_second"] / pipeline
     np2 = entry["builds"].get("np2")
     if np2:
         out["np2_share"] = np2["pairs_per_second"] / bound
+        if pipeline:
+            out["np2_over_two_pipelines"] = np2["pairs_per_second"] / (2 * pipeline)
+        if np2.get("cpu_seconds"):
+            out["np2_cores_busy"] = np2["cpu_seconds"] / np2["seconds"]
         out["checks"][f"num_proc=2 >= {share_target(entry['total']):g} of two floors"] = out[
             "np2_share"
         ] >= share_target(entry["total"])
@@ -251,8 +267,11 @@ def summarize(entry: dict) -> dict:
 
 
 def render_table(sections: dict[str, list[dict]]) -> str:
-    head = "| config | rows | floor pairs/s (programs) | num_proc=2 pairs/s | share | num_proc=1 | np2/np1 | Ray pairs/s | Ray share |"
-    lines = [head, "|" + "---|" * 9]
+    head = (
+        "| config | rows | floor pairs/s (programs) | pipeline/floor | num_proc=2 pairs/s | share | of two pipelines "
+        "| cores busy | num_proc=1 | np2/np1 | Ray pairs/s | Ray share |"
+    )
+    lines = [head, "|" + "---|" * 12]
 
     def num(value, digits=2):
         return "-" if value is None else f"{value:.{digits}f}"
@@ -262,7 +281,9 @@ def render_table(sections: dict[str, list[dict]]) -> str:
             s, b = e["summary"], e["builds"]
             lines.append(
                 f"| {name} | {e['rows']:,} | {num(e['floor']['pairs_per_second'], 1)} ({e['floor']['programs']}) "
+                f"| {num(s.get('pipeline_over_floor'))} "
                 f"| {num(b.get('np2', {}).get('pairs_per_second'), 1)} | {num(s.get('np2_share'))} "
+                f"| {num(s.get('np2_over_two_pipelines'))} | {num(s.get('np2_cores_busy'))} "
                 f"| {num(b.get('np1', {}).get('pairs_per_second'), 1)} | {num(s.get('np2_over_np1'))} "
                 f"| {num(b.get('ray', {}).get('pairs_per_second'), 1)} | {num(s.get('ray_share'))} |"
             )

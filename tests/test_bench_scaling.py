@@ -47,9 +47,14 @@ def test_sizes_are_given_for_every_config_or_per_config():
         scaling.parse_sizes("mixed=300", ["balanced", "models"])
 
 
-def _entry(total, floor, np2=None, np1=None, ray=None):
+def _entry(total, floor, np2=None, np1=None, ray=None, pipeline=None):
     builds = {k: {"pairs_per_second": v} for k, v in (("np2", np2), ("np1", np1), ("ray", ray)) if v}
-    return {"total": total, "rows": total, "floor": {"pairs_per_second": floor, "programs": 600}, "builds": builds}
+    floor = {
+        "pairs_per_second": floor,
+        "programs": 600,
+        **({"pipeline_pairs_per_second": pipeline} if pipeline else {}),
+    }
+    return {"total": total, "rows": total, "floor": floor, "builds": builds}
 
 
 def test_shares_are_over_two_floors_and_small_builds_have_the_lower_target():
@@ -60,10 +65,22 @@ def test_shares_are_over_two_floors_and_small_builds_have_the_lower_target():
     assert large["checks"] == {"num_proc=2 >= 0.9 of two floors": False, "Ray >= 0.85 of two floors": False}
     assert large["ray_over_np2"] == pytest.approx(8.4 / 8.8)
     table = scaling.render_table({"models": [{**_entry(2000, 5.0, np2=8.8, ray=8.4), "summary": large}]})
-    assert "| models | 2,000 | 5.0 (600) | 8.8 | 0.88 | - | - | 8.4 | 0.84 |" in table
+    assert "| models | 2,000 | 5.0 (600) | - | 8.8 | 0.88 | - | - | - | - | 8.4 | 0.84 |" in table
     assert table.endswith(
         "missed: models 2,000: num_proc=2 >= 0.9 of two floors; models 2,000: Ray >= 0.85 of two floors"
     )
+
+
+def test_the_table_tells_per_row_work_from_scheduling():
+    entry = _entry(2000, 5.0, np2=8.0, np1=4.4, pipeline=4.4)
+    entry["builds"]["np2"].update(cpu_seconds=380.0, seconds=200.0)
+    summary = scaling.summarize(entry)
+    assert summary["pipeline_over_floor"] == pytest.approx(5.0 / 4.4)  # per-row work beyond the floor
+    assert summary["np2_over_two_pipelines"] == pytest.approx(8.0 / 8.8)  # parallel efficiency
+    assert summary["np2_cores_busy"] == pytest.approx(1.9)
+    assert "np2_cores_busy" not in summary["checks"] and len(summary["checks"]) == 2  # reported, not targets
+    table = scaling.render_table({"balanced": [{**entry, "summary": summary}]})
+    assert "| balanced | 2,000 | 5.0 (600) | 1.14 | 8.0 | 0.80 | 0.91 | 1.90 | 4.4 | 1.82 | - | - |" in table
 
 
 def test_a_million_rows_cost_follows_from_the_largest_build():
