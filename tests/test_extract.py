@@ -87,3 +87,28 @@ def test_typed_keys_are_traced_arguments():
     assert made[0].shape == (3,) and jax.dtypes.issubdtype(made[0].dtype, jax.dtypes.prng_key)
     assert (jax.random.key_data(made[0]) == jax.random.key_data(again[0])).all()
     assert not (jax.random.key_data(made[0]) == jax.random.key_data(example_inputs("other", [keys])[0])).all()
+
+
+def test_row_sources_trace_under_one_traceback_and_lower_to_the_same_text():
+    from generator.core.lowering import exec_source, lower_source, one_traceback
+
+    source = (
+        "import jax\nimport jax.numpy as jnp\n\n\n"
+        "def mlp(w1, w2, x):\n    h = jax.nn.gelu(x @ w1)\n    return jnp.tanh(h @ w2).sum(axis=-1)\n\n\n"
+        "def example_args():\n"
+        "    return (jnp.ones((16, 32)), jnp.ones((32, 8)), jnp.ones((4, 16)))\n"
+    )
+    fn, example_args = exec_source(source, "mlp")
+    args = example_args()
+
+    def tracebacks(jaxpr):
+        return {id(eqn.source_info.traceback) for eqn in jaxpr.eqns}
+
+    assert len(tracebacks(jax.make_jaxpr(fn)(*args).jaxpr)) > 1  # JAX's default: one per equation
+    jax.clear_caches()  # or the same jaxpr comes back from JAX's trace cache
+    with one_traceback():
+        assert len(tracebacks(jax.make_jaxpr(fn)(*args).jaxpr)) == 1
+    # locations are not in the text, and XLA's cost analysis does not read them: the same pair
+    pair, plain = lower_source(source, "mlp"), extract_ir(fn, *args)
+    assert pair.stablehlo_ir == plain.stablehlo_ir and pair.cost_analysis == plain.cost_analysis
+    assert pair.cost_analysis["flops"] > 0
