@@ -12,9 +12,9 @@ of them in validation and as many in test... exactly ``sizes_for``), the bench r
   core takes hours and the ratio does not change with size), in ABBA order with ``--rounds``;
 - the Ray runner (``generator.tools.distributed.generate_with_ray``) on a local cluster of two
   nodes of one CPU each (``generator.tools.localcluster``), at the sizes of ``--ray-sizes``;
-- the floor, in this process, on evenly spaced shards of the same build's plan holding at least
-  ``--floor-programs`` rows (every row of a small build), half of them before the builds and half
-  after (the machine's speed drifts): each IR the floor makes must equal the row's (so it lowers
+- the floor, in this process, on the first rows of every shard of the same build's plan, at
+  least ``--floor-programs`` rows in all (every row of a small build; ``first_rows``: whole shards
+  are not a fair sample), half of them before the builds and half after (the machine's speed drifts): each IR the floor makes must equal the row's (so it lowers
   the very programs the builds made), and its rate is pairs over seconds.
 
 Each build's share of the bound is its pairs/second over twice the floor's; the targets (every
@@ -60,6 +60,7 @@ from bench_throughput import (  # noqa: E402
     SCRIPT,
     InProcess,
     bench_config,
+    first_rows,
     ids_digest,
     machine_info,
     run_child,
@@ -85,15 +86,6 @@ def plan_for(config, total: int, seed: int) -> list:
 
     options = BuildOptions(categories=config.categories, mixture=config.mixture, seed=seed, **sizes_for(total))
     return [task for tasks in options.shard_plan().values() for task in tasks]
-
-
-def evenly_spaced(tasks: list, programs: int) -> list:
-    """The fewest evenly spaced shards of ``tasks`` (every split's) that hold at least ``programs`` rows."""
-    for k in range(1, len(tasks) + 1):
-        picked = [tasks[i * len(tasks) // k] for i in range(k)]
-        if sum(t.num_rows for t in picked) >= programs:
-            return picked
-    return list(tasks)
 
 
 # ---------------------------------------------------------------- builds, each in a fresh interpreter
@@ -196,21 +188,24 @@ def ray_build(config, total: int, seed: int, cluster) -> dict:
 
 
 class Floor:
-    """JAX's floor rate on evenly spaced shards of the build's own plan (at least ``programs`` rows),
+    """JAX's floor rate on the first rows of every shard of the build's own plan (at least ``programs`` rows),
     lowered in two halves: one before the builds and one after, so that a drift of the machine's
     speed during the builds weighs on the floor as on them (this machine's speed varies by a
     fifth from one quarter of an hour to the next)."""
 
     def __init__(self, config, total: int, seed: int, programs: int):
-        self.tasks = evenly_spaced(plan_for(config, total, seed), programs)
+        self.tasks = first_rows(plan_for(config, total, seed), programs)
         self.total = total
+        # the shards before ``middle`` hold about half the rows (train's shards come first and are larger)
+        rows, held = sum(t.num_rows for t in self.tasks), 0
+        self.middle = next((i for i, t in enumerate(self.tasks) if (held := held + t.num_rows) * 2 >= rows), 0) + 1
         self.inproc = InProcess(self.tasks, seed + 1, config, methods=("floor",))
 
     def run(self, half: int) -> None:
         """Lower the first half of the shards (``half=1``) or the rest (``half=2``)."""
         rows = sum(t.num_rows for t in self.tasks)
         print(f"  floor on {rows} of {self.total} programs, half {half} ...", flush=True)
-        self.inproc.run_until(len(self.tasks) // 2 if half == 1 else len(self.tasks))
+        self.inproc.run_until(self.middle if half == 1 else len(self.tasks))
 
     def result(self) -> dict:
         self.inproc.close()

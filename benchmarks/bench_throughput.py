@@ -428,12 +428,24 @@ def program_set(config: BenchConfig, rows: int, rows_per_shard: int, seed: int) 
     return [task for tasks in plan.values() for task in tasks]
 
 
-def spread(tasks: list, programs: int) -> list:
-    """Evenly spaced shards of ``tasks`` holding at least ``programs`` rows (all of them if 0)."""
-    if not programs or programs >= sum(t.num_rows for t in tasks):
-        return tasks
-    k = min(len(tasks), -(-programs // tasks[0].num_rows))
-    return [tasks[i * len(tasks) // k] for i in range(k)]
+def first_rows(tasks: list, programs: int) -> list:
+    """The first rows of every shard of ``tasks``, the same share of each, at least ``programs``
+    rows in all (every row if 0 or more than the set holds).
+
+    A prefix of a shard makes exactly the shard's first rows (a row depends on its shard and its
+    index in it, never on how many follow), and every shard is in the sample. Whole shards are
+    not a fair sample: a split's shards deal its rows round-robin and its categories come
+    round-robin too, so a shard can draw only some of them (``models``' six categories over a
+    split of eight shards: every other shard draws ``decoding``, ``train_step`` and ``vision``,
+    the others the rest, at three times the CPU per row). Seven evenly spaced shards of the
+    2,000-row ``models`` plan cost 12% less per row than the whole build (measured).
+    """
+    from dataclasses import replace
+
+    rows = sum(t.num_rows for t in tasks)
+    if not programs or programs >= rows:
+        return list(tasks)
+    return [replace(t, num_rows=max(1, -(-t.num_rows * programs // rows))) for t in tasks]
 
 
 class HostDevices:
@@ -1029,7 +1041,7 @@ def run_section(config: BenchConfig, args: argparse.Namespace, large: BenchConfi
     print(f"\n== {config.label} ==", flush=True)
     rows = rows_for(args.rows, config.name)
     program_set_shards = program_set(config, rows, args.rows_per_shard, args.seed)
-    inproc = InProcess(spread(program_set_shards, args.programs), args.seed + 1, config)
+    inproc = InProcess(first_rows(program_set_shards, args.programs), args.seed + 1, config)
     # Half of (a)(b)(c) before the builds and half after, the num_proc builds in ABBA order:
     # the machine's speed drifts during a run, and this way the drift weighs on both sides
     # of every ratio.
@@ -1127,7 +1139,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[BenchConfig], 
         "--programs",
         type=int,
         default=_env_int("BENCH_PROGRAMS", 0),
-        help="run (a)(b)(c) on evenly spaced shards of the set holding this many programs (0: all of them)",
+        help="run (a)(b)(c) on the first rows of every shard of the set, this many programs in all (0: all of them)",
     )
     p.add_argument(
         "--large-rows",

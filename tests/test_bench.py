@@ -330,14 +330,15 @@ def test_builds_must_be_the_programs_the_in_process_methods_ran_on():
         bench.check_same_programs(ids, {"np2": [other]}, "f1")
 
 
-def test_spread_picks_evenly_spaced_shards():
+def test_first_rows_takes_the_same_share_of_every_shard():
     from generator.core.plan import plan_shards
 
     tasks = plan_shards(train_size=100, validation_size=0, seed=0, rows_per_shard=10, min_shards_per_split=1)["train"]
-    assert bench.spread(tasks, 0) == tasks
-    assert bench.spread(tasks, 1000) == tasks
-    picked = bench.spread(tasks, 30)
-    assert [t.shard_index for t in picked] == [0, 3, 6]
+    assert bench.first_rows(tasks, 0) == tasks
+    assert bench.first_rows(tasks, 1000) == tasks
+    sample = bench.first_rows(tasks, 30)
+    assert [t.num_rows for t in sample] == [3] * 10
+    assert [t.shard_index for t in sample] == [t.shard_index for t in tasks]
 
 
 def test_the_program_set_is_the_configs_shard_plan():

@@ -1,5 +1,6 @@
 """The scaling benchmark: shares of the two-core bound per size, its targets, and the cost of a million rows."""
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -20,15 +21,18 @@ def test_sizes_hold_about_a_twelfth_out_in_each_of_validation_and_test():
     assert sum(scaling.sizes_for(2000).values()) == 2000
 
 
-def test_the_floor_takes_the_fewest_evenly_spaced_shards_that_hold_enough_programs():
+def test_the_floor_samples_the_first_rows_of_every_shard():
     tasks = scaling.plan_for(scaling.bench_config("models"), 2000, 0)
-    picked = scaling.evenly_spaced(tasks, 600)
-    assert sum(t.num_rows for t in picked) >= 600
-    k = len(picked)
-    assert picked == [tasks[i * len(tasks) // k] for i in range(k)]
-    assert sum(tasks[i * len(tasks) // (k - 1)].num_rows for i in range(k - 1)) < 600  # fewer would not do
-    assert {t.split for t in picked} <= {"train", "validation", "test"}
-    assert scaling.evenly_spaced(tasks, 10**6) == tasks
+    sample = scaling.first_rows(tasks, 600)
+    assert [dataclasses.replace(t, num_rows=0) for t in sample] == [dataclasses.replace(t, num_rows=0) for t in tasks]
+    assert 600 <= sum(t.num_rows for t in sample) < 600 + len(tasks)
+    # the same share of every shard, rounded up: train's shards hold about ten times validation's
+    assert [t.num_rows for t in sample[:8]] == [63] * 8 and {t.num_rows for t in sample[8:]} == {6, 7}
+    # and so of every category, which whole shards are not: models' six categories over eight shards
+    drawn = lambda ts: {t.category_of(t.row_offset + i * t.row_stride) for t in ts for i in range(t.num_rows)}  # noqa: E731
+    assert drawn(tasks[0:1]) == {"moe", "recurrent", "transformer"}
+    assert drawn(sample) == set(scaling.bench_config("models").categories)
+    assert scaling.first_rows(tasks, 10**6) == tasks == scaling.first_rows(tasks, 0)
 
 
 def test_the_plan_is_the_builders_own():
