@@ -98,9 +98,11 @@ class JaxStablehloPairs(datasets.GeneratorBasedBuilder):
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         # The num_proc workers of every split share their shards out through this directory, and
-        # one multi-device lowering server, which starts now, beside this process's own start-up.
+        # multi-device lowering servers (one per worker), which start now, beside this process's
+        # own start-up.
         needs_devices = may_need_host_devices(self.config.categories)
-        with shared_directory() as directory, shared_with_forked_workers(needed=needs_devices):
+        servers = prepare_split_kwargs.get("num_proc") or 1
+        with shared_directory() as directory, shared_with_forked_workers(needed=needs_devices, servers=servers):
             self._shared_directory = directory
             try:
                 super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)

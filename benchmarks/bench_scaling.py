@@ -340,10 +340,20 @@ def cost_table(sections: dict[str, list[dict]]) -> tuple[list[dict], str]:
 def parse_sizes(text: str, configs: list[str]) -> dict[str, list[int]]:
     """Sizes per config from ``N,N,...`` (every config) or ``CONFIG=N;CONFIG=N,N``."""
     text = text.strip()
+
+    def numbers(ns: str) -> list[int]:
+        try:
+            return [int(n) for n in ns.split(",") if n.strip()]
+        except ValueError:
+            raise ValueError(
+                f"bad sizes {text!r}: give N,N,... (every config) or CONFIG=N,N;CONFIG=N (configs apart by ';'), "
+                f"configs: {', '.join(configs)}"
+            ) from None
+
     if not text:
         return {c: [] for c in configs}
     if "=" not in text:
-        sizes = [int(n) for n in text.split(",") if n.strip()]
+        sizes = numbers(text)
         return {c: sizes for c in configs}
     out: dict[str, list[int]] = {c: [] for c in configs}
     for item in filter(None, (i.strip() for i in text.split(";"))):
@@ -352,7 +362,7 @@ def parse_sizes(text: str, configs: list[str]) -> dict[str, list[int]]:
             raise ValueError(
                 f"sizes name config {name.strip()!r}, which the run does not measure ({', '.join(configs)})"
             )
-        out[name.strip()] = [int(n) for n in ns.split(",") if n.strip()]
+        out[name.strip()] = numbers(ns)
     return out
 
 

@@ -49,6 +49,14 @@ def test_sizes_are_given_for_every_config_or_per_config():
     assert scaling.parse_sizes("", ["models"]) == {"models": []}
     with pytest.raises(ValueError, match="'mixed'.*balanced, models"):
         scaling.parse_sizes("mixed=300", ["balanced", "models"])
+    assert scaling.parse_sizes("balanced=2000;models=300,2000", ["balanced", "models"]) == {
+        "balanced": [2000],
+        "models": [300, 2000],
+    }
+    with pytest.raises(ValueError, match=r"bad sizes 'balanced=2000,models=2000'.*apart by ';'.*balanced, models"):
+        scaling.parse_sizes("balanced=2000,models=2000", ["balanced", "models"])
+    with pytest.raises(ValueError, match="bad sizes '2k'"):
+        scaling.parse_sizes("2k", ["balanced"])
 
 
 def _entry(total, floor, np2=None, np1=None, ray=None, pipeline=None):

@@ -116,8 +116,8 @@ def worker(out):
 
 
 fork = multiprocessing.get_context("fork")
-with device_server.shared_with_forked_workers(needed=sys.argv[1] == "1"):
-    started = device_server._server.proc.pid if device_server._server else None
+with device_server.shared_with_forked_workers(needed=sys.argv[1] != "0", servers=max(1, int(sys.argv[1]))):
+    started = [server.proc.pid for server, _ in device_server._shared] or None
     out = fork.Queue()
     jobs = [fork.Process(target=worker, args=(out,)) for _ in range(2)]
     for job in jobs:
@@ -125,16 +125,16 @@ with device_server.shared_with_forked_workers(needed=sys.argv[1] == "1"):
     got = [out.get(timeout=120) for _ in jobs]
     for job in jobs:
         job.join()
-print(json.dumps({"started": started, "got": got, "after": device_server._server is None}))
-print(json.dumps({"still_running": started is not None and os.path.exists(f"/proc/{started}")}))
+print(json.dumps({"started": started, "got": got, "after": device_server._server is None and not device_server._shared}))
+print(json.dumps({"still_running": [pid for pid in started or [] if os.path.exists(f"/proc/{pid}")]}))
 """
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared", "not-needed"])
-def test_forked_workers_lower_on_one_shared_server_which_stops_at_the_end(shared):
-    """With ``shared_with_forked_workers``, the server starts before the workers fork, both
-    lower on it (no server of their own), and it is gone when the block ends; when not needed,
-    nothing starts until a worker asks, and each worker then starts its own (as before)."""
+@pytest.mark.parametrize("servers", [1, 2, 0], ids=["one-shared", "two-shared", "not-needed"])
+def test_forked_workers_lower_on_shared_servers_which_stop_at_the_end(servers):
+    """With ``shared_with_forked_workers``, the servers start before the workers fork, the
+    workers lower on them (no server of their own), and they are gone when the block ends; when
+    not needed, nothing starts until a worker asks, and each worker then starts its own."""
     import json
     import subprocess
     import sys
@@ -142,7 +142,7 @@ def test_forked_workers_lower_on_one_shared_server_which_stops_at_the_end(shared
     from generator.runtime.child import child_env
 
     done = subprocess.run(
-        [sys.executable, "-c", SHARED_SERVER_SCRIPT, "1" if shared else "0"],
+        [sys.executable, "-c", SHARED_SERVER_SCRIPT, str(servers)],
         env=child_env(),
         capture_output=True,
         text=True,
@@ -153,9 +153,39 @@ def test_forked_workers_lower_on_one_shared_server_which_stops_at_the_end(shared
     got = result["got"]
     assert len({g["pid"] for g in got}) == 2 and got[0]["ir"] == got[1]["ir"]
     assert "mhlo.num_partitions = 8" in got[0]["ir"] and "sdy.sharding" in got[0]["ir"]
-    servers = {g["server"] for g in got}
-    if shared:
-        assert servers == {result["started"]}  # one server, the one started before the fork
-        assert result["after"] and not end["still_running"]
+    used = {g["server"] for g in got}
+    if servers:
+        assert len(result["started"]) == servers and used <= set(result["started"])  # started before the fork
+        assert result["after"] and end["still_running"] == []
     else:
-        assert result["started"] is None and len(servers) == 2  # a server per worker
+        assert result["started"] is None and len(used) == 2  # a server per worker
+
+
+def test_a_worker_lowers_on_a_shared_server_no_other_worker_holds(monkeypatch):
+    """Each shared server has its own lock: a worker takes the one its pid points at if free,
+    else any free one, and waits only when all are busy."""
+    import multiprocessing
+    import os
+
+    from generator.runtime import device_server
+
+    locks = [multiprocessing.get_context("fork").Lock() for _ in range(2)]
+    monkeypatch.setattr(device_server, "_shared", [("first", locks[0]), ("second", locks[1])])
+    mine = os.getpid() % 2
+    with device_server._claim_shared_server() as server:
+        assert server == ("first", "second")[mine] and locks[mine].acquire(block=False) is False
+    assert locks[mine].acquire(block=False)  # released after the block; now another worker holds it
+    with device_server._claim_shared_server() as server:
+        assert server == ("first", "second")[1 - mine]
+    locks[mine].release()
+    monkeypatch.setattr(device_server, "_shared", [])
+    with device_server._claim_shared_server() as server:
+        assert server is None  # not shared: the process's own server
+
+
+def test_shared_servers_must_be_a_positive_count():
+    from generator.runtime import device_server
+
+    with pytest.raises(ValueError, match="servers must be a positive integer, got 0"):
+        with device_server.shared_with_forked_workers(servers=0):
+            pass

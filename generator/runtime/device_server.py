@@ -6,10 +6,12 @@ cannot lower a program over an 8-device mesh. Such programs go to a lowering ser
 (``python -m generator.runtime.device_server``): one fresh interpreter per process, started
 with the flag, reused for every program.
 
-A build with workers shares one server among them (``shared_with_forked_workers``): it starts
-before the workers are forked, importing JAX while the builder does its own start-up on the
-other core, and each forked worker sends its requests to it, one at a time under a lock they
-share, instead of paying about two seconds of CPU to start a server of its own.
+A build with workers shares servers among them (``shared_with_forked_workers``, one per worker):
+they start before the workers are forked, importing JAX while the builder does its own
+start-up, and each forked worker sends its requests to a free one, under that server's lock,
+instead of paying about two seconds of CPU to start a server of its own. With one server for
+two workers, a worker that asked while the other's program was lowering sat idle (``models``
+draws about a fifth of its rows sharded).
 
 Requests are ``{"source", "function_name", "optimize", "platform", "static_argnums"}`` (the last
 ``None`` for a new program: ``extract_ir``'s rule decides); the answer is ``{"pair": {...}}`` or
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -31,9 +34,9 @@ from .child import Child, child_env, serve
 if TYPE_CHECKING:
     from ..core.lowering import IRPair
 
-_server: Child | None = None
+_server: Child | None = None  # this process's own server (started on first use), or the last shared one used
 _lock = threading.Lock()  # this process's threads, one request at a time
-_shared_lock = None  # and the processes forked from the one that started a shared server
+_shared: list[tuple[Child, Any]] = []  # the servers shared with forked workers, each with its lock
 
 
 class RemoteLoweringError(RuntimeError):
@@ -76,18 +79,19 @@ def lower_on_host_devices(
     if jax.device_count() >= HOST_DEVICES:
         return lower_source(source, function_name, optimize=optimize, platform=platform, static_argnums=static_argnums)
     global _server
-    with _lock, _shared_lock if _shared_lock is not None else contextlib.nullcontext():
-        if _server is None or not _server.alive:
-            _server = _start_server()
-        _server.send(
-            {
-                "source": source,
-                "function_name": function_name,
-                "optimize": optimize,
-                "platform": platform,
-                "static_argnums": None if static_argnums is None else list(static_argnums),
-            }
-        )
+    request = {
+        "source": source,
+        "function_name": function_name,
+        "optimize": optimize,
+        "platform": platform,
+        "static_argnums": None if static_argnums is None else list(static_argnums),
+    }
+    with _lock, _claim_shared_server() as shared:
+        if shared is not None and shared.alive:
+            _server = shared
+        elif _server is None or not _server.alive or any(_server is server for server, _ in _shared):
+            _server = _start_server()  # this process's own (a shared one that died is not reused unlocked)
+        _server.send(request)
         msg = _server.receive()
     if msg is None:
         raise RemoteLoweringError("the multi-device lowering server exited")
@@ -97,31 +101,57 @@ def lower_on_host_devices(
 
 
 @contextlib.contextmanager
-def shared_with_forked_workers(needed: bool = True) -> Iterator[None]:
-    """While in the block, this process and every worker forked from it lower multi-device
-    programs on one lowering server, started here (only if ``needed``: the build may draw such
-    programs) and stopped at the end.
+def _claim_shared_server() -> Iterator[Child | None]:
+    """A shared server no other worker is using, held for the block (None: none are shared).
 
-    The server starts at once, in the background (``Child`` does not wait for it), so its
+    A worker first tries the server its pid points at, then the others, and waits for its own
+    only when every one is busy; with a server per worker, none waits while another lowers."""
+    if not _shared:
+        yield None
+        return
+    start = os.getpid() % len(_shared)
+    order = _shared[start:] + _shared[:start]
+    claimed = next(((server, lock) for server, lock in order if lock.acquire(block=False)), None)
+    if claimed is None:
+        order[0][1].acquire()
+        claimed = order[0]
+    server, lock = claimed
+    try:
+        yield server
+    finally:
+        lock.release()
+
+
+@contextlib.contextmanager
+def shared_with_forked_workers(needed: bool = True, servers: int = 1) -> Iterator[None]:
+    """While in the block, this process and every worker forked from it lower multi-device
+    programs on ``servers`` lowering servers (the builder: one per worker), started here (only
+    if ``needed``: the build may draw such programs) and stopped at the end.
+
+    The servers start at once, in the background (``Child`` does not wait for them), so their
     start-up overlaps whatever this process does next. A worker started by ``spawn`` instead
     of ``fork`` inherits nothing and starts its own server on first use, as before.
     """
-    global _server, _shared_lock
-    if not needed or _shared_lock is not None:  # not needed, or already shared by an enclosing block
+    global _server
+    if not isinstance(servers, int) or isinstance(servers, bool) or servers < 1:
+        raise ValueError(f"servers must be a positive integer, got {servers!r}")
+    if not needed or _shared:  # not needed, or already shared by an enclosing block
         yield
         return
+    fork = multiprocessing.get_context("fork")
     with _lock:
-        if _server is None or not _server.alive:
-            _server = _start_server()
-        server, _shared_lock = _server, multiprocessing.get_context("fork").Lock()
+        own = _server if _server is not None and _server.alive else None
+        started = ([own] if own else []) + [_start_server() for _ in range(servers - (1 if own else 0))]
+        _shared[:] = [(server, fork.Lock()) for server in started]
     try:
         yield
     finally:
         with _lock:
-            _shared_lock = None
-            if _server is server:
+            _shared.clear()
+            if _server in started:
                 _server = None
-        server.close()
+        for server in started:
+            server.close()
 
 
 def answer(request: dict[str, Any]) -> Iterator[dict[str, Any]]:
