@@ -13,9 +13,10 @@ of them in validation and as many in test... exactly ``sizes_for``), the bench r
 - the Ray runner (``generator.tools.distributed.generate_with_ray``) on a local cluster of two
   nodes of one CPU each (``generator.tools.localcluster``), at the sizes of ``--ray-sizes``;
 - the floor, in this process, on the first rows of every shard of the same build's plan, at
-  least ``--floor-programs`` rows in all (every row of a small build; ``first_rows``: whole shards
-  are not a fair sample), half of them before the builds and half after (the machine's speed drifts): each IR the floor makes must equal the row's (so it lowers
-  the very programs the builds made), and its rate is pairs over seconds.
+  least ``--floor-programs`` rows in all (every row of a small build; ``first_rows``: whole
+  shards are not a fair sample), half of them before the builds and half after (the machine's
+  speed drifts): each IR the floor makes must equal the row's (so it lowers the very programs
+  the builds made), and its rate is pairs over seconds.
 
 Each build's share of the bound is its pairs/second over twice the floor's; the targets (every
 core busy, at every size): ``num_proc=2`` at least 0.8 at about 300 rows and 0.9 from 2,000 up, 1.8 times ``num_proc=1``, the Ray runner at least 0.85. Every build must make the
@@ -188,10 +189,10 @@ def ray_build(config, total: int, seed: int, cluster) -> dict:
 
 
 class Floor:
-    """JAX's floor rate on the first rows of every shard of the build's own plan (at least ``programs`` rows),
-    lowered in two halves: one before the builds and one after, so that a drift of the machine's
-    speed during the builds weighs on the floor as on them (this machine's speed varies by a
-    fifth from one quarter of an hour to the next)."""
+    """JAX's floor rate on the first rows of every shard of the build's own plan (at least
+    ``programs`` rows), lowered in two halves: one before the builds and one after, so that a
+    drift of the machine's speed during the builds weighs on the floor as on them (this
+    machine's speed varies by a fifth from one quarter of an hour to the next)."""
 
     def __init__(self, config, total: int, seed: int, programs: int):
         self.tasks = first_rows(plan_for(config, total, seed), programs)
@@ -202,7 +203,7 @@ class Floor:
         self.inproc = InProcess(self.tasks, seed + 1, config, methods=("floor",))
 
     def run(self, half: int) -> None:
-        """Lower the first half of the shards (``half=1``) or the rest (``half=2``)."""
+        """Lower the shards holding the first half of the rows (``half=1``) or the rest (``half=2``)."""
         rows = sum(t.num_rows for t in self.tasks)
         print(f"  floor on {rows} of {self.total} programs, half {half} ...", flush=True)
         self.inproc.run_until(self.middle if half == 1 else len(self.tasks))
