@@ -180,6 +180,7 @@ def test_jax_counts_as_started_once_it_has_a_backend():
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(4 * 3600)  # every config at its default size: far beyond the suite's 600 s per test
 def test_datasets_cli_test_all_configs(tmp_path):
     done = subprocess.run(
         [
