@@ -71,7 +71,15 @@ from bench_throughput import (  # noqa: E402
 
 DEFAULT_CONFIGS = ("balanced", "models")
 DEFAULT_SIZES = (300, 2000, 20000)
-TARGETS = {"share_small": 0.8, "share": 0.9, "small_below": 2000, "np2_over_np1": 1.8, "ray_share": 0.85}
+TARGETS = {
+    "share_small": 0.8,
+    "share": 0.9,
+    "small_below": 2000,
+    "np2_over_np1": 1.8,
+    "ray_share": 0.85,
+    # the cost table's rate is num_proc=2's; a Ray build of the same rows backs it within this
+    "ray_vs_np2": 0.1,
+}
 CORES = (64, 512)
 
 
@@ -259,6 +267,9 @@ def summarize(entry: dict) -> dict:
         out["checks"][f"Ray >= {TARGETS['ray_share']:g} of two floors"] = out["ray_share"] >= TARGETS["ray_share"]
         if np2:
             out["ray_over_np2"] = ray["pairs_per_second"] / np2["pairs_per_second"]
+            out["checks"][f"Ray within {TARGETS['ray_vs_np2']:.0%} of num_proc=2"] = (
+                abs(out["ray_over_np2"] - 1) <= TARGETS["ray_vs_np2"]
+            )
     return out
 
 
@@ -326,6 +337,8 @@ def cost_table(sections: dict[str, list[dict]]) -> tuple[list[dict], str]:
             "gb_per_million": bytes_per_row * 1e6 / 1e9,
             **{f"hours_on_{c}_cores": core_hours / c for c in CORES},
         }
+        if "ray" in e["builds"]:  # the same rows built by the Ray runner: what backs the rate on a cluster
+            row["ray_pairs_per_second_per_core"] = e["builds"]["ray"]["pairs_per_second"] / 2
         rows.append(row)
         lines.append(
             f"| {name} | {per_core:.2f} | {tokens_per_core:,.0f} | {bytes_per_row:,.0f} | {core_hours:.1f} "
@@ -392,6 +405,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         type=Path,
         default=None,
         help="also write the cost table for the card here (dataset_card/costs.json is on the card of this version)",
+    )
+    p.add_argument(
+        "--from-results",
+        type=Path,
+        default=None,
+        help="measure nothing: re-render a saved run's JSON (summaries, tables, --card-json) with this code",
     )
     args = p.parse_args(argv)
     try:
@@ -481,46 +500,64 @@ def measurement_command(argv: list[str]) -> str:
     return shlex.join(["python", "benchmarks/bench_scaling.py", *kept])
 
 
+def card_costs(result: dict) -> dict:
+    """The cost table for the card (``dataset_card/costs.json``) from a run's result."""
+    import generator
+
+    machine = result["machine"]
+    cpu = machine.get("processor") or platform.processor() or platform.machine()
+    return {
+        "version": generator.__version__,
+        "measured_on": time.strftime("%Y-%m-%d", time.strptime(result["started"], "%Y%m%dT%H%M%S")),
+        "machine": f"{machine['cpus']} cores ({cpu}), jax {machine['jax']}",
+        "command": result["command"],
+        "costs": result["costs"],
+    }
+
+
+def rerender(result: dict) -> dict:
+    """A saved run's result with its summaries, tables and costs made again by this bench's code
+    (its measurements, command and machine kept): for a check or a cost column added since."""
+    sections = result["sections"]
+    for entries in sections.values():
+        for e in entries:
+            e["summary"] = summarize(e)
+    costs, cost_text = cost_table(sections)
+    return {**result, "targets": TARGETS, "costs": costs, "table": render_table(sections), "cost_table": cost_text}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["--build-child"], ["--ray-child"]):
         (_build_child if argv[0] == "--build-child" else _ray_child)(json.loads(argv[1]))
         return 0
     args = parse_args(argv)
-    import jax
-
-    started = time.strftime("%Y%m%dT%H%M%S")
-    load_before = os.getloadavg()
-    sections = run(args)
-    table = render_table(sections)
-    costs, cost_text = cost_table(sections)
-    print("\n" + table + "\n\nWhat a million rows costs:\n" + cost_text, flush=True)
-    result = {
-        "started": started,
-        "command": measurement_command(argv),
-        "machine": machine_info(load_before),
-        "targets": TARGETS,
-        "sections": sections,
-        "costs": costs,
-        "table": table,
-        "cost_table": cost_text,
-    }
-    out = args.output or ROOT / "benchmarks" / "results" / f"scaling-{started}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
-    if args.card_json:
-        import generator
-
-        cpu = platform.processor() or platform.machine()
-        card = {
-            "version": generator.__version__,
-            "measured_on": time.strftime("%Y-%m-%d"),
-            "machine": f"{os.cpu_count()} cores ({cpu}), jax {jax.__version__}",
-            "command": result["command"],
+    if args.from_results:
+        result = rerender(json.loads(args.from_results.read_text()))
+    else:
+        started = time.strftime("%Y%m%dT%H%M%S")
+        load_before = os.getloadavg()
+        sections = run(args)
+        costs, cost_text = cost_table(sections)
+        result = {
+            "started": started,
+            "command": measurement_command(argv),
+            "machine": machine_info(load_before),
+            "targets": TARGETS,
+            "sections": sections,
             "costs": costs,
+            "table": render_table(sections),
+            "cost_table": cost_text,
         }
-        args.card_json.write_text(json.dumps(card, indent=1) + "\n")
+    print("\n" + result["table"] + "\n\nWhat a million rows costs:\n" + result["cost_table"], flush=True)
+    out = args.output or ROOT / "benchmarks" / "results" / f"scaling-{result['started']}.json"
+    if not (args.from_results and args.output is None):  # a re-render is written only where asked
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1))
+        print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
+    if args.card_json:
+        args.card_json.write_text(json.dumps(card_costs(result), indent=1) + "\n")
+    sections = result["sections"]
     failed = [c for es in sections.values() for e in es for c, ok in e["summary"]["checks"].items() if not ok]
     return 1 if failed else 0
 

@@ -1110,6 +1110,7 @@ def machine_info(load_before: tuple[float, float, float]) -> dict[str, Any]:
 
     return {
         "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
         "python": platform.python_version(),
         "jax": jax.__version__,
         "loadavg_before": load_before,

@@ -74,8 +74,16 @@ def test_shares_are_over_two_floors_and_small_builds_have_the_lower_target():
     assert small["two_core_bound"] == 10.0 and small["np2_share"] == pytest.approx(0.82)
     assert small["checks"] == {"num_proc=2 >= 0.8 of two floors": True, "num_proc=2 >= 1.8x num_proc=1": True}
     large = scaling.summarize(_entry(2000, 5.0, np2=8.8, ray=8.4))
-    assert large["checks"] == {"num_proc=2 >= 0.9 of two floors": False, "Ray >= 0.85 of two floors": False}
+    assert large["checks"] == {
+        "num_proc=2 >= 0.9 of two floors": False,
+        "Ray >= 0.85 of two floors": False,
+        "Ray within 10% of num_proc=2": True,
+    }
     assert large["ray_over_np2"] == pytest.approx(8.4 / 8.8)
+    for ray, within in ((9.7, False), (9.6, True), (7.8, False), (8.0, True)):  # 10% either way of 8.8
+        assert (
+            scaling.summarize(_entry(2000, 5.0, np2=8.8, ray=ray))["checks"]["Ray within 10% of num_proc=2"] is within
+        )
     table = scaling.render_table({"models": [{**_entry(2000, 5.0, np2=8.8, ray=8.4), "summary": large}]})
     assert "| models | 2,000 | 5.0 (600) | - | 8.8 | 0.88 | - | - | - | - | 8.4 | 0.84 |" in table
     assert table.endswith(
@@ -109,9 +117,12 @@ def test_a_million_rows_cost_follows_from_the_largest_build():
     assert row["hours_on_64_cores"] == pytest.approx(row["core_hours_per_million"] / 64)
     assert "| balanced | 5.00 | 2,000 | 6,500 | 55.6 | 6.5 | 0.87 | 0.11 | 20,000 rows, num_proc=2 |" in text
     # a Ray build of the same size gives the bytes (its own Parquet shards)
+    assert "ray_pairs_per_second_per_core" not in row
     ray = {"rows": 20000, "parquet_bytes": 120_000_000, "pairs_per_second": 9.5}
     (row,), _ = scaling.cost_table({"balanced": [{"rows": 20000, "builds": {"np2": np2, "ray": ray}}]})
     assert row["bytes_per_row"] == 6000.0
+    assert row["ray_pairs_per_second_per_core"] == 4.75  # the Ray build's rate, beside num_proc=2's
+    assert row["pairs_per_second_per_core"] == 5.0
 
 
 def test_rounds_pool_to_total_rows_over_total_seconds():
@@ -140,3 +151,38 @@ def test_scaling_bench_runs_end_to_end_at_a_tiny_size(tmp_path):
     assert entry["floor"]["programs"] >= 8 and entry["summary"]["two_core_bound"] > 0
     assert result["costs"][0]["config"] == "arithmetic" and result["costs"][0]["bytes_per_row"] > 0
     assert "What a million rows costs" in done.stdout and done.returncode in (0, 1)  # 1: a target missed
+
+
+def test_a_saved_run_is_rendered_again_with_this_code(tmp_path):
+    np2 = {"pairs_per_second": 10.0, "seconds": 2000.0, "ir_tokens": 8_000_000, "parquet_bytes": 130_000_000}
+    ray = {"pairs_per_second": 11.5, "seconds": 1739.0, "rows": 20000, "parquet_bytes": 120_000_000}
+    entry = _entry(20000, 6.0)
+    entry["builds"] = {"np2": {**np2, "rows": 20000}, "ray": ray}
+    saved = {
+        "started": "20261207T235959",
+        "command": "python benchmarks/bench_scaling.py --sizes 20000",
+        "machine": {"cpus": 2, "jax": "0.12.0.1", "python": "3.12.1"},  # a run saved before "processor"
+        "sections": {"balanced": [{**entry, "summary": {"checks": {}}}]},  # a summary of older code
+        "costs": [],
+        "table": "old",
+        "cost_table": "old",
+    }
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(saved))
+    card, out = tmp_path / "costs.json", tmp_path / "again.json"
+    assert scaling.main(["--from-results", str(path), "--card-json", str(card), "--output", str(out)]) == 1
+    again = json.loads(out.read_text())
+    (summary,) = [e["summary"] for e in again["sections"]["balanced"]]
+    assert summary["checks"] == {
+        "num_proc=2 >= 0.9 of two floors": False,  # 10 of 12
+        "Ray >= 0.85 of two floors": True,
+        "Ray within 10% of num_proc=2": False,  # 1.15
+    }
+    assert again["command"] == saved["command"] and again["started"] == saved["started"]
+    costs = json.loads(card.read_text())
+    assert costs["measured_on"] == "2026-12-07" and costs["command"] == saved["command"]
+    assert costs["machine"].startswith("2 cores (") and costs["machine"].endswith("), jax 0.12.0.1")
+    (row,) = costs["costs"]
+    assert row["pairs_per_second_per_core"] == 5.0 and row["ray_pairs_per_second_per_core"] == 5.75
+    assert scaling.main(["--from-results", str(path)]) == 1  # re-rendered, nothing written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["again.json", "costs.json", "run.json"]

@@ -108,13 +108,22 @@ def renamed(ir: str) -> str:
     return re.sub(r"module @\w+", "module @jit_renamed", ir, count=1)
 
 
-def test_reference_answers_score_one_on_every_layer(staged):
+def test_reference_answers_score_one_on_every_layer(staged, monkeypatch):
+    from generator.tools.evaluate.pool import Worker
+
+    starts = []
+    start = Worker._start
+    monkeypatch.setattr(Worker, "_start", lambda self: (starts.append(self), start(self))[1])
     for task in ("forward", "cost", "optimize"):
-        report = score(task, baseline_predictions("reference", task, staged, "tiny", "validation"), staged)
+        starts.clear()
+        predictions = baseline_predictions("reference", task, staged, "tiny", "validation")
+        report = score(task, predictions, staged, workers=1)
         assert set(rates(report).values()) == {1.0}, (task, report["layers"])
         assert report["failures"] == {} and report["rows"] == 3
         if task != "cost":
             assert report["agrees_cap"]["left_out"] == 0 and report["layers"]["agrees"]["denominator"] == 3
+        # the worker that ran the references scored the answers too (cost runs nothing)
+        assert len(starts) == (0 if task == "cost" else 1), task
 
 
 def test_forward_layers_tell_right_from_wrong(staged, rows):

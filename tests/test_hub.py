@@ -688,7 +688,14 @@ def test_costs_reach_only_the_card_of_their_version(tmp_path):
     shown = jinja2.Template(section).render(costs=costs)
     assert "| `balanced` | 6.50 | 3,210 | 6,712 | 42.7 | 6.7 | 0.67 | 0.08 | 20,000 rows |" in shown
     assert "Measured with `make bench-scaling` on 2026-12-07 (2 cores)" in shown
+    assert "Ray runner" not in shown  # no Ray build of those rows, nothing said of one
     assert "was not measured" in jinja2.Template(section).render(costs=None)
+    costs["costs"] = [{**cost, "ray_pairs_per_second_per_core": 7.15}]
+    shown = jinja2.Template(section).render(costs=costs)
+    assert (
+        "built the same 20,000 `balanced` rows on a local two-node cluster at 7.15 pairs/s per core (1.10 times"
+        in shown
+    )
 
 
 # ---------------------------------------------------------------------------- large pushes (upload in parts)

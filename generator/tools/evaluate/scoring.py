@@ -126,16 +126,61 @@ def _host_devices(row: Mapping[str, Any]) -> int:
     return host_devices(row.get("lowering") or "jit")
 
 
+class Workers:
+    """The scoring workers of one evaluation, kept from one ``run_jobs`` to the next.
+
+    The references' jobs and the answers' jobs run on the same processes: a worker's start
+    (a fresh interpreter importing JAX) costs about two seconds, paid once per worker instead of
+    once per phase. A worker that died or asked to be restarted starts again on its next job, as
+    before. ``close`` ends them all.
+    """
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self._idle: dict[int, list[Worker]] = defaultdict(list)
+        self._lock = threading.Lock()
+
+    def take(self, host_devices: int) -> Worker:
+        """An idle worker with ``host_devices`` CPU devices, or a new one (started on its first job)."""
+        with self._lock:
+            if self._idle[host_devices]:
+                return self._idle[host_devices].pop()
+        return Worker(self.limits, host_devices)
+
+    def give_back(self, worker: Worker) -> None:
+        with self._lock:
+            self._idle[worker.host_devices].append(worker)
+
+    def close(self) -> None:
+        with self._lock:
+            idle = [w for ws in self._idle.values() for w in ws]
+            self._idle.clear()
+        for w in idle:
+            w.close()
+
+
 def run_jobs(
     jobs: Sequence[dict[str, Any]],
     limits: Limits,
     workers: int,
     progress: Callable[[int], None] | None = None,
+    *,
+    pool: Workers | None = None,
 ) -> list[Scored]:
     """Score ``jobs`` in ``workers`` worker processes (one thread each drives its own); results in order.
 
     A job's ``host_devices`` picks a worker with that many CPU devices (started when first needed).
+    ``pool``: the workers to take from and give back (kept for the caller's next jobs); by
+    default, workers of this call alone, closed when it returns.
     """
+    if pool is None:
+        pool = Workers(limits)
+        try:
+            return run_jobs(jobs, limits, workers, progress, pool=pool)
+        finally:
+            pool.close()
+    if pool.limits != limits:
+        raise ValueError(f"the pool's workers run under {pool.limits}, not {limits}")
     results: list[Scored | None] = [None] * len(jobs)
     lock = threading.Lock()
     next_job = iter(range(len(jobs)))
@@ -151,14 +196,14 @@ def run_jobs(
                 job = dict(jobs[i])
                 devices = job.pop("host_devices", 1)
                 if devices not in own:
-                    own[devices] = Worker(limits, devices)
+                    own[devices] = pool.take(devices)
                 results[i] = own[devices].score(job)
                 if progress is not None:
                     with lock:
                         progress(1)
         finally:
             for w in own.values():
-                w.close()
+                pool.give_back(w)
 
     errors: list[BaseException] = []
 
@@ -303,6 +348,7 @@ def evaluate(
     reference_failures: list[dict[str, Any]] = []
     in_agrees: set[str] = set()
     cache = Path(tempfile.mkdtemp(prefix="jsp-eval-ref-"))
+    pool = Workers(limits)  # the references' workers score the answers too
     try:
         if "agrees" in TASKS[task]:
             for r in scored_rows:
@@ -317,7 +363,7 @@ def evaluate(
                 if r["id"] in in_agrees
             ]
             bar, update = _progress_bar(len(ref_jobs), "references", progress)
-            for job, ref in zip(ref_jobs, run_jobs(ref_jobs, limits, workers, update)):
+            for job, ref in zip(ref_jobs, run_jobs(ref_jobs, limits, workers, update, pool=pool)):
                 if ref.reference != "ok":
                     in_agrees.discard(job["row"]["id"])
                     left_out[job["row"]["id"]] = f"the reference does not run here ({ref.reference})"
@@ -348,10 +394,11 @@ def evaluate(
             results = [_score_cost(row_of[j["row"]["id"]], j["prediction"]) for j in jobs]
         else:
             bar, update = _progress_bar(len(jobs), f"scoring {task}", progress)
-            results = run_jobs(jobs, limits, workers, update)
+            results = run_jobs(jobs, limits, workers, update, pool=pool)
             if bar is not None:
                 bar.close()
     finally:
+        pool.close()
         shutil.rmtree(cache, ignore_errors=True)
 
     per_row: dict[str, list[Scored]] = defaultdict(list)
