@@ -130,7 +130,7 @@ class Workers:
     """The scoring workers of one evaluation, kept from one ``run_jobs`` to the next.
 
     The references' jobs and the answers' jobs run on the same processes: a worker's start
-    (a fresh interpreter importing JAX) costs about two seconds, paid once per worker instead of
+    (a fresh interpreter importing JAX) took two to four seconds here, paid once per worker instead of
     once per phase. A worker that died or asked to be restarted starts again on its next job, as
     before. ``close`` ends them all.
     """
