@@ -550,8 +550,8 @@ def main(argv: list[str] | None = None) -> int:
             "cost_table": cost_text,
         }
     print("\n" + result["table"] + "\n\nWhat a million rows costs:\n" + result["cost_table"], flush=True)
-    out = args.output or ROOT / "benchmarks" / "results" / f"scaling-{result['started']}.json"
-    if not (args.from_results and args.output is None):  # a re-render is written only where asked
+    if args.output or not args.from_results:  # a re-render is written only where asked
+        out = args.output or ROOT / "benchmarks" / "results" / f"scaling-{result['started']}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1))
         print(f"\nwrote {out.relative_to(ROOT) if out.is_relative_to(ROOT) else out}")
